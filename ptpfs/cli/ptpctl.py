@@ -1,0 +1,746 @@
+"""ptpctl: talk to a PTP/MTP camera from the shell, a la ptpcam and miniPtp.
+
+Listing options combine (``ptpctl -Lodip``); actions run in a fixed order:
+info, operations, properties, property descriptions, set-property, upload,
+delete, list files, get file.  ``ptpctl serve`` runs the simulated camera as
+a PTP/IP server.  Every failure is one ``ptpctl: …`` line on stderr and one of
+the exit codes below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, NoReturn, Sequence, TextIO
+
+from ptpfs import connect
+from ptpfs.cli import output
+from ptpfs.cli.progress import ProgressBar
+from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
+                          InvalidValue, NotSupported, PTPError, ResponseError, TransportError,
+                          TransportTimeout)
+from ptpfs.protocol.codes import DPC, DT, OC, operation_name, property_name
+from ptpfs.protocol.datasets import DevicePropDesc, ObjectInfo, PropEnum, PropRange
+from ptpfs.protocol.wire import INT_TYPES, format_datetime, is_array_type
+
+PROG = "ptpctl"
+
+#: Exit codes (also listed in ``ptpctl --help``).
+EXIT_OK = 0
+EXIT_ERROR = 1          # anything else (local file problems, unexpected device data)
+EXIT_USAGE = 2          # bad command line or bad value (handle, property value, spec)
+EXIT_NO_DEVICE = 3      # no camera found / nothing listening at the address
+EXIT_BUSY = 4           # the device is claimed by another program
+EXIT_PERMISSION = 5     # the OS refused access to the device
+EXIT_PTP = 6            # the camera answered with a PTP error response
+EXIT_LINK = 7           # connection lost or timed out mid-session
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0  success
+  1  other error (local files, unexpected data from the device)
+  2  usage error or invalid value (bad option, handle, device spec, property value)
+  3  no camera found (no USB device; nothing listening at a PTP/IP address)
+  4  device busy: claimed by another program (e.g. gvfs-gphoto2-volume-monitor)
+  5  permission denied opening the device (install the udev rule from the README)
+  6  the camera answered with a PTP error, e.g. "GetObject: InvalidObjectHandle (0x2009)"
+  7  connection lost or timed out after the device was reached
+
+device specs:
+  usb, usb:BUS,DEV, usb:VVVV:PPPP, usb:SERIAL   a USB camera (default: the first found)
+  ptpip:HOST[:PORT]                              a PTP/IP camera (port 15740)
+  sim, sim:DIR, sim:DIR?profile=canon-eos        the simulated camera in this process
+
+examples:
+  ptpctl -Lodip --device sim
+  ptpctl -g 0001000a -O photo.jpg
+  ptpctl -u 0,notes.txt --parent 00010001
+  ptpctl --set-property ExposureTime=250
+  ptpctl serve --listen 127.0.0.1:15740 --root ~/Pictures --profile canon-eos
+"""
+
+_BUSY_HINT = ("hint: another program holds the camera, usually gvfs-gphoto2-volume-monitor; "
+              "unmount it with `gio mount -u gphoto2://…` (see `gio mount -l`) or stop the "
+              "monitor, then retry")
+_PERMISSION_HINT = ("hint: install the udev rule from the README (or libgphoto2's rules) "
+                    "and replug the camera")
+
+
+class UsageError(Exception):
+    """A command-line problem (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+# --------------------------------------------------------------------------- arguments
+
+def parse_handle(text: str) -> int:
+    """An object handle in hex (``0001000a`` or ``0x0001000a``), as the listing prints it."""
+    raw = text.strip().lower()
+    digits = raw[2:] if raw.startswith("0x") else raw
+    try:
+        value = int(digits, 16)
+    except ValueError:
+        raise InvalidValue(f"bad handle {text!r}: expected hex digits as -L prints them") from None
+    if not digits or not 0 <= value <= 0xFFFFFFFF:
+        raise InvalidValue(f"bad handle {text!r}: must fit in 32 bits")
+    return value
+
+
+def _handle_arg(text: str) -> int:
+    try:
+        return parse_handle(text)
+    except InvalidValue as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the main command (``serve`` has its own)."""
+    p = _Parser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Talk to a PTP/MTP camera (USB, PTP/IP or the simulator). "
+                            "Subcommand: `ptpctl serve --help`.",
+                epilog=EXIT_CODES_HELP)
+    p.add_argument("-o", "--list-operations", action="store_true",
+                   help="list supported operations")
+    p.add_argument("-p", "--list-properties", action="store_true",
+                   help="list supported device properties")
+    p.add_argument("-d", "--list-properties-description", action="store_true",
+                   help="describe every property: datatype, value, access, allowed values")
+    p.add_argument("-i", "--info", action="store_true", help="show device info")
+    p.add_argument("-L", "--list-files", action="store_true",
+                   help="list storages and files (handle storage parent format size name)")
+    p.add_argument("-g", "--get-file", metavar="HANDLE", type=_handle_arg,
+                   help="download the object with this (hex) handle")
+    p.add_argument("-O", "--output", metavar="PATH",
+                   help="where -g writes (a file, a directory, or - for stdout); "
+                        "default: the object's name in the current directory")
+    p.add_argument("--force", action="store_true", help="let -g overwrite an existing file")
+    p.add_argument("-u", "--upload", metavar="STORAGE,FILE",
+                   help="upload FILE; STORAGE is an index into the storage list (0, 1, …) "
+                        "or a storage ID like 0x00010001")
+    p.add_argument("--parent", metavar="HANDLE", type=_handle_arg,
+                   help="folder handle for -u (default: the storage root)")
+    p.add_argument("--delete", metavar="HANDLE", type=_handle_arg, help="delete an object")
+    p.add_argument("--set-property", metavar="CODE=VALUE", action="append", default=[],
+                   help="set a device property; CODE is hex (0x500d) or a name (ExposureTime); "
+                        "VALUE is checked against the property's range or enumeration")
+    p.add_argument("--device", metavar="SPEC",
+                   help="device to use (default: usb if a USB camera is found)")
+    p.add_argument("--profile", metavar="NAME",
+                   help="simulator profile for sim specs (generic, canon-eos, android-mtp)")
+    p.add_argument("--timeout", metavar="SECONDS", type=float,
+                   help="per-transaction timeout")
+    p.add_argument("--list-devices", "--auto-detect", action="store_true", dest="list_devices",
+                   help="list the cameras that can be opened")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    p.add_argument("-v", "--debug", action="store_true",
+                   help="log every transaction (code, params, response, bytes, time) to stderr")
+    return p
+
+
+def build_serve_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``ptpctl serve``."""
+    p = _Parser(prog=f"{PROG} serve",
+                description="Serve the simulated camera over PTP/IP until SIGINT/SIGTERM.",
+                epilog="The first line on stdout is 'listening on HOST:PORT'.")
+    p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:15740",
+                   help="address to listen on (default 127.0.0.1:15740; port 0 picks a free one)")
+    p.add_argument("--root", metavar="DIR", help="serve the files under DIR (default: sample content)")
+    p.add_argument("--profile", metavar="NAME", default=connect.DEFAULT_PROFILE,
+                   help="simulator profile: generic, canon-eos, android-mtp")
+    p.add_argument("--bandwidth", metavar="BYTES/S", type=_parse_rate,
+                   help="model a link of this speed (suffixes k, M, G allowed)")
+    p.add_argument("--latency", metavar="MS", type=float, default=0.0,
+                   help="added delay per transaction in milliseconds")
+    p.add_argument("-v", "--debug", action="store_true", help="log the simulator's activity")
+    return p
+
+
+def _parse_rate(text: str) -> float:
+    units = {"k": 1e3, "m": 1e6, "g": 1e9}
+    t = text.strip().lower().removesuffix("/s").removesuffix("b")
+    scale = units.get(t[-1:], 1.0)
+    try:
+        value = float(t[:-1] if t[-1:] in units else t) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad bandwidth {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("bandwidth must be positive")
+    return value
+
+
+# --------------------------------------------------------------------------- run state
+
+@dataclass
+class _Run:
+    """What one invocation prints: text lines or one JSON document."""
+
+    json_mode: bool
+    stdout: TextIO
+    doc: dict[str, Any] = field(default_factory=dict)
+    partial_failure: bool = False
+
+    def line(self, text: str) -> None:
+        if not self.json_mode:
+            print(text, file=self.stdout)
+
+
+# --------------------------------------------------------------------------- actions
+
+def _show_info(run: _Run, session: Any) -> None:
+    info = session.device_info
+    if run.json_mode:
+        run.doc["device_info"] = output.device_info_json(info)
+        return
+    run.line("+ device_info")
+    for text in output.device_info_lines(info):
+        run.line(text)
+
+
+def _show_operations(run: _Run, session: Any) -> None:
+    ops = session.device_info.operations_supported
+    if run.json_mode:
+        run.doc["operations"] = [output.code_json("operation", c) for c in ops]
+        return
+    run.line("+ operations_supported")
+    for code in ops:
+        run.line(output.code_token("operation", code))
+
+
+def _show_properties(run: _Run, session: Any) -> None:
+    props = session.device_info.device_properties_supported
+    if run.json_mode:
+        run.doc["properties"] = [output.code_json("property", c) for c in props]
+        return
+    run.line("+ device_prop_supported")
+    for code in props:
+        run.line(output.code_token("property", code))
+
+
+def _show_descriptions(run: _Run, session: Any) -> None:
+    entries: list[dict[str, Any]] = []
+    run.line("+ properties_description")
+    for code in session.device_info.device_properties_supported:
+        try:
+            desc = session.get_device_prop_desc(code)
+        except ResponseError as exc:
+            run.partial_failure = True
+            run.line(f"property_code: {output.code_token('property', code)}, "
+                     f"error: {exc.name} (0x{exc.code:04x})")
+            entries.append({"code": code, "name": property_name(code),
+                            "error": exc.name, "error_code": exc.code})
+            continue
+        run.line(output.prop_desc_line(desc))
+        entries.append(output.prop_desc_json(desc))
+    if run.json_mode:
+        run.doc["property_descriptions"] = entries
+
+
+@dataclass
+class _Listed:
+    handle: int
+    info: ObjectInfo
+    size: int
+    path: str
+
+
+def _object_size(session: Any, handle: int, info: ObjectInfo) -> int:
+    """ObjectInfo's size, asking MTP ObjectSize (u64) when it says 0xFFFFFFFF (>= 4 GiB)."""
+    if info.compressed_size != 0xFFFFFFFF or not session.capabilities.object_props:
+        return info.compressed_size
+    try:
+        return int(session.get_object_prop_value(handle, 0xDC04, DT.UINT64))
+    except ResponseError:
+        return info.compressed_size
+
+
+def _walk_storage(session: Any, storage_id: int) -> list[_Listed]:
+    """Every object of a storage in tree order (folders before their contents)."""
+    infos: dict[int, ObjectInfo] = {}
+    try:
+        handles = session.get_object_handles(storage_id, 0, 0)
+    except ResponseError:  # no "all objects" listing: walk one folder at a time
+        frontier = [0xFFFFFFFF]
+        while frontier:
+            for h in session.get_object_handles(storage_id, 0, frontier.pop()):
+                if h not in infos:
+                    infos[h] = session.get_object_info(h)
+                    if infos[h].is_folder:
+                        frontier.append(h)
+    else:
+        for h in handles:
+            if h not in infos:
+                infos[h] = session.get_object_info(h)
+    children_of: dict[int, list[int]] = {}
+    roots: list[int] = []
+    for h, info in infos.items():
+        if info.parent in infos and info.parent != h:
+            children_of.setdefault(info.parent, []).append(h)
+        else:
+            roots.append(h)
+    listed: list[_Listed] = []
+    seen: set[int] = set()
+
+    def visit(h: int, prefix: str) -> None:
+        stack = [(h, prefix)]
+        while stack:
+            handle, base = stack.pop()
+            if handle in seen:
+                continue
+            seen.add(handle)
+            info = infos[handle]
+            path = f"{base}/{info.filename}"
+            listed.append(_Listed(handle, info, _object_size(session, handle, info), path))
+            stack.extend((c, path) for c in reversed(children_of.get(handle, [])))
+
+    for h in roots:
+        visit(h, "")
+    for h in infos:  # objects only reachable through a parent cycle
+        visit(h, "")
+    return listed
+
+
+def _list_files(run: _Run, session: Any) -> None:
+    storages: list[dict[str, Any]] = []
+    run.line("+ storages_and_files")
+    for index, sid in enumerate(session.get_storage_ids()):
+        info = session.get_storage_info(sid) if sid & 0xFFFF else None
+        run.line(output.storage_line(index, sid, info))
+        entry = output.storage_json(index, sid, info)
+        entry["objects"] = []
+        if info is not None:
+            for item in _walk_storage(session, sid):
+                run.line(output.object_row(item.handle, item.info, item.size))
+                entry["objects"].append(output.object_json(item.handle, item.info, item.size,
+                                                           item.path))
+        storages.append(entry)
+    if run.json_mode:
+        run.doc["storages"] = storages
+
+
+def _safe_filename(name: str, handle: int) -> str:
+    from ptpfs.fs.naming import sanitize
+
+    cleaned = sanitize(name.replace("\\", "_").lstrip(), fallback=f"object-{handle:08x}")
+    return cleaned if cleaned.strip("._ ") else f"object-{handle:08x}"
+
+
+def _get_file(run: _Run, session: Any, handle: int, dest: str | None, force: bool) -> None:
+    info = session.get_object_info(handle)
+    if info.is_folder:
+        raise InvalidValue(f"0x{handle:08x} ({info.filename}) is a folder, not a file")
+    size = _object_size(session, handle, info)
+    name = _safe_filename(info.filename, handle)
+    label = info.filename[:40]
+    if dest == "-":
+        stream = sys.stdout.buffer
+        with ProgressBar(size, label) as bar:
+            got = session.get_object(handle, sink=stream, progress=bar)
+        stream.flush()
+        run.line(f"sent {info.filename} ({got} bytes) to stdout")
+        run.doc["get"] = {"handle": handle, "name": info.filename, "path": "-", "size": got}
+        return
+    path = os.path.join(dest, name) if dest and os.path.isdir(dest) else (dest or name)
+    if os.path.exists(path) and not force:
+        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f, ProgressBar(size, label) as bar:
+            got = session.get_object(handle, sink=f, progress=bar)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    if size != 0xFFFFFFFF and got != size:
+        print(f"{PROG}: warning: received {got} bytes, the camera announced {size}",
+              file=sys.stderr)
+    run.line(f"saved 0x{handle:08x} {info.filename} ({got} bytes) to {path}")
+    run.doc["get"] = {"handle": handle, "name": info.filename, "path": path, "size": got}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _resolve_storage(session: Any, text: str) -> int:
+    ids = list(session.get_storage_ids())
+    t = text.strip().lower()
+    if t.startswith("0x"):
+        try:
+            sid = int(t, 16)
+        except ValueError:
+            raise InvalidValue(f"bad storage {text!r}: expected an index or 0xID") from None
+        if sid not in ids:
+            raise InvalidValue(f"no storage 0x{sid:08x} (the camera has "
+                               f"{', '.join(f'0x{i:08x}' for i in ids) or 'none'})")
+        return sid
+    if not t.isdigit():
+        raise InvalidValue(f"bad storage {text!r}: expected an index (0, 1, …) or 0xID")
+    index = int(t)
+    if index >= len(ids):
+        raise InvalidValue(f"no storage index {index} (the camera has {len(ids)})")
+    return ids[index]
+
+
+def _upload(run: _Run, session: Any, spec: str, parent: int | None) -> None:
+    storage_text, sep, filename = spec.partition(",")
+    if not sep or not filename or not storage_text:
+        raise InvalidValue(f"bad --upload {spec!r}: expected STORAGE,FILE (e.g. 0,photo.jpg)")
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f"{filename}: no such file")
+    sid = _resolve_storage(session, storage_text)
+    from ptpfs.protocol.codes import format_for_filename
+
+    st = os.stat(filename)
+    base = os.path.basename(filename)
+    info = ObjectInfo(storage_id=sid, object_format=format_for_filename(base),
+                      compressed_size=min(st.st_size, 0xFFFFFFFF),
+                      parent=parent or 0, filename=base,
+                      modification_date=format_datetime(datetime.fromtimestamp(st.st_mtime)))
+    with open(filename, "rb") as f:
+        got_sid, got_parent, handle = session.send_object_info(
+            sid, 0xFFFFFFFF if parent is None else parent, info)
+        with ProgressBar(st.st_size, base[:40]) as bar:
+            session.send_object(f, st.st_size, progress=bar)
+    run.line(f"uploaded {filename} as 0x{handle:08x} (storage 0x{got_sid:08x}, "
+             f"parent 0x{got_parent:08x}, {st.st_size} bytes)")
+    run.doc["upload"] = {"file": filename, "handle": handle, "storage": got_sid,
+                         "parent": got_parent, "size": st.st_size}
+
+
+def _delete(run: _Run, session: Any, handle: int) -> None:
+    session.delete_object(handle)
+    run.line(f"deleted 0x{handle:08x}")
+    run.doc["delete"] = {"handle": handle}
+
+
+# --------------------------------------------------------------------------- properties
+
+def resolve_property(text: str, supported: Sequence[int]) -> int:
+    """A property code from hex (``0x500d``/``500d``) or a name (``ExposureTime``, any case)."""
+    t = text.strip()
+    wanted = t.lower()
+    for code in supported:
+        if property_name(code).lower() == wanted:
+            return code
+    for name, code in vars(DPC).items():
+        if isinstance(code, int) and name.lower() == wanted:
+            return code
+    digits = wanted[2:] if wanted.startswith("0x") else wanted
+    try:
+        code = int(digits, 16)
+    except ValueError:
+        raise InvalidValue(f"unknown property {text!r} (use a name from -p or a hex code)") from None
+    if not 0 <= code <= 0xFFFF:
+        raise InvalidValue(f"property code {text!r} does not fit in 16 bits")
+    return code
+
+
+def _parse_int(text: str, datatype: int, what: str) -> int:
+    t = text.strip()
+    try:
+        value = int(t, 0) if t.lower().lstrip("+-").startswith("0x") else int(t, 10)
+    except ValueError:
+        raise InvalidValue(f"{what}: {text!r} is not an integer") from None
+    size, signed = INT_TYPES[datatype]
+    bits = size * 8
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if not low <= value <= high:
+        raise InvalidValue(f"{what}: {value} does not fit in {output.datatype_token(datatype)} "
+                           f"({low}..{high})")
+    return value
+
+
+def parse_property_value(desc: DevicePropDesc, text: str) -> Any:
+    """Parse *text* for the descriptor's datatype and check it against its form.
+
+    Raises :class:`InvalidValue` with a message naming the allowed values.
+    """
+    what = property_name(desc.code)
+    dt = desc.datatype
+    if dt == DT.STR:
+        if len(text) > 254:
+            raise InvalidValue(f"{what}: strings hold at most 254 characters")
+        value: Any = text
+    elif dt in INT_TYPES:
+        value = _parse_int(text, dt, what)
+    elif is_array_type(dt):
+        base = dt & ~DT.ARRAY
+        items = [s for s in text.split(",") if s.strip()]
+        value = tuple(_parse_int(s, base, what) for s in items)
+    else:
+        raise InvalidValue(f"{what}: cannot set values of datatype {output.datatype_token(dt)}")
+    form = desc.form
+    if isinstance(form, PropRange):
+        low, high, step = form.minimum, form.maximum, form.step
+        if not low <= value <= high:
+            raise InvalidValue(f"{what}: {value} is outside the allowed range {low}..{high}")
+        if step and (value - low) % step:
+            raise InvalidValue(f"{what}: {value} is not on the allowed steps "
+                               f"({output.describe_form(form)})")
+    elif isinstance(form, PropEnum) and value not in form.values:
+        raise InvalidValue(f"{what}: {output.format_value(value)} is not one of the allowed "
+                           f"values {output.describe_form(form)[5:]}")
+    return value
+
+
+def _set_property(run: _Run, session: Any, assignment: str) -> None:
+    name, sep, raw = assignment.partition("=")
+    if not sep or not name.strip():
+        raise InvalidValue(f"bad --set-property {assignment!r}: expected CODE=VALUE")
+    code = resolve_property(name, session.device_info.device_properties_supported)
+    desc = session.get_device_prop_desc(code)
+    if not desc.get_set:
+        raise InvalidValue(f"{output.code_token('property', code)} is read-only")
+    value = parse_property_value(desc, raw)
+    session.set_device_prop_value(code, value, desc.datatype)
+    now = session.get_device_prop_value(code, desc.datatype)
+    run.line(f"{output.code_token('property', code)} = {output.format_value(now)}")
+    run.doc.setdefault("set_property", []).append(
+        {"code": code, "name": property_name(code), "value": output.json_value(now)})
+
+
+# --------------------------------------------------------------------------- devices
+
+def _list_devices(run: _Run) -> None:
+    devices = connect.list_devices()
+    if run.json_mode:
+        run.doc["devices"] = [d.as_dict() for d in devices]
+        return
+    for d in devices:
+        run.line(f"{d.spec:<16} {d.description}")
+
+
+# --------------------------------------------------------------------------- errors
+
+def _response_text(exc: ResponseError) -> str:
+    if exc.operation is None:
+        return str(exc)
+    op = operation_name(exc.operation).removeprefix("PTP_")
+    return f"{op}: {exc.name} (0x{exc.code:04x})"
+
+
+def error_exit_code(exc: BaseException) -> tuple[int, str]:
+    """The exit code and one-line message for an exception."""
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, InvalidValue):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, ResponseError):
+        return EXIT_PTP, _response_text(exc)
+    if isinstance(exc, DeviceNotFound):
+        return EXIT_NO_DEVICE, str(exc)
+    if isinstance(exc, DeviceClaimed):
+        text = str(exc)
+        return EXIT_BUSY, text if "gio mount" in text else f"{text}; {_BUSY_HINT}"
+    if isinstance(exc, DevicePermissionError):
+        return EXIT_PERMISSION, f"{exc}; {_PERMISSION_HINT}"
+    if isinstance(exc, TransportTimeout):
+        return EXIT_LINK, f"timed out: {exc}"
+    if isinstance(exc, (ConnectionLost, TransportError)):
+        return EXIT_LINK, f"connection lost: {exc}"
+    if isinstance(exc, NotSupported):
+        return EXIT_ERROR, f"not supported: {exc}"
+    if isinstance(exc, PTPError):
+        return EXIT_ERROR, f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError):
+        text = exc.strerror if exc.filename and exc.strerror else str(exc)
+        return EXIT_ERROR, f"{exc.filename}: {text}" if exc.filename else text
+    return EXIT_ERROR, f"{type(exc).__name__}: {exc}"
+
+
+def _fail(exc: BaseException) -> int:
+    code, message = error_exit_code(exc)
+    message = " ".join(str(message).split()) or type(exc).__name__
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return code
+
+
+class _LogSetup:
+    """Route library log records to stderr for the duration of one run."""
+
+    def __init__(self, debug: bool) -> None:
+        self.handler = logging.StreamHandler(sys.stderr)
+        self.handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        self.logger = logging.getLogger("ptpfs")
+        self.session_logger = logging.getLogger("ptpfs.session")
+        self.saved = (self.logger.level, self.session_logger.level, self.logger.propagate)
+        self.debug = debug
+
+    def __enter__(self) -> "_LogSetup":
+        self.logger.addHandler(self.handler)
+        self.logger.propagate = False
+        self.logger.setLevel(logging.WARNING)
+        if self.debug:
+            self.session_logger.setLevel(logging.DEBUG)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.saved[0])
+        self.session_logger.setLevel(self.saved[1])
+        self.logger.propagate = self.saved[2]
+
+
+# --------------------------------------------------------------------------- main
+
+def _run(args: argparse.Namespace, run: _Run) -> int:
+    if args.output is not None and args.get_file is None:
+        raise UsageError("-O/--output only applies to -g/--get-file")
+    if args.parent is not None and not args.upload:
+        raise UsageError("--parent only applies to -u/--upload")
+    if args.output == "-":
+        if args.json:
+            raise UsageError("-O - (file to stdout) cannot be combined with --json")
+        run.stdout = sys.stderr  # stdout carries the file's bytes
+    if args.list_devices:
+        _list_devices(run)
+    wants_device = any((args.list_operations, args.list_properties,
+                        args.list_properties_description, args.info, args.list_files,
+                        args.get_file is not None, args.upload, args.delete is not None,
+                        args.set_property))
+    if wants_device:
+        spec = args.device or connect.default_spec()
+        session = connect.open_session(spec, profile=args.profile, timeout=args.timeout)
+        try:
+            actions: list[tuple[bool, Callable[[], None]]] = [
+                (args.info, lambda: _show_info(run, session)),
+                (args.list_operations, lambda: _show_operations(run, session)),
+                (args.list_properties, lambda: _show_properties(run, session)),
+                (args.list_properties_description, lambda: _show_descriptions(run, session)),
+            ]
+            actions += [(True, lambda a=a: _set_property(run, session, a))
+                        for a in args.set_property]
+            actions += [
+                (bool(args.upload), lambda: _upload(run, session, args.upload, args.parent)),
+                (args.delete is not None, lambda: _delete(run, session, args.delete)),
+                (args.list_files, lambda: _list_files(run, session)),
+                (args.get_file is not None,
+                 lambda: _get_file(run, session, args.get_file, args.output, args.force)),
+            ]
+            for wanted, action in actions:
+                if wanted:
+                    action()
+        finally:
+            session.close()
+    if run.json_mode:
+        json.dump(run.doc, run.stdout, indent=2, sort_keys=True)
+        run.stdout.write("\n")
+    return EXIT_PTP if run.partial_failure else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ptpctl with *argv* (default ``sys.argv[1:]``); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "serve":
+        return serve_main(argv[1:])
+    parser = build_parser()
+    if not argv:
+        parser.print_usage(sys.stderr)
+        print(f"{PROG}: nothing to do (try -i, -L, --list-devices or --help)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        return _fail(exc)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    run = _Run(json_mode=args.json, stdout=sys.stdout)
+    with _LogSetup(args.debug):
+        try:
+            return _run(args, run)
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            return EXIT_ERROR
+        except (PTPError, OSError, UsageError) as exc:
+            return _fail(exc)
+
+
+# --------------------------------------------------------------------------- serve
+
+def serve_main(argv: Sequence[str]) -> int:
+    """``ptpctl serve``: the simulated camera over PTP/IP until SIGINT/SIGTERM."""
+    parser = build_serve_parser()
+    try:
+        args = parser.parse_args(list(argv))
+        host, port = connect.parse_host_port(args.listen, connect.PTPIP_PORT)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        return _fail(exc)
+    except InvalidValue as exc:
+        return _fail(exc)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if args.root is not None and not os.path.isdir(args.root):
+        return _fail(FileNotFoundError(f"{args.root}: not a directory"))
+    from ptpfs.sim import make_camera
+    from ptpfs.sim.ptpip_server import PtpipServer
+
+    stop = threading.Event()
+    previous: dict[int, Any] = {}
+    with _LogSetup(args.debug):
+        if args.debug:
+            logging.getLogger("ptpfs").setLevel(logging.DEBUG)
+        try:
+            camera = _make_camera(make_camera, args)
+            server = PtpipServer(camera, host=host, port=port)
+            server.start()
+        except (PTPError, OSError, ValueError) as exc:
+            return _fail(exc)
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    previous[sig] = signal.signal(sig, lambda *_: stop.set())
+                except ValueError:  # not the main thread: rely on KeyboardInterrupt
+                    pass
+            shown = f"[{host}]" if ":" in host else host
+            print(f"listening on {shown}:{server.port} (profile {args.profile}, "
+                  f"device spec ptpip:{shown}:{server.port})", flush=True)
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+            close = getattr(camera, "close", None)
+            if callable(close):
+                close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    print(f"{PROG}: server stopped", file=sys.stderr)
+    return EXIT_OK
+
+
+def _make_camera(make_camera: Callable[..., Any], args: argparse.Namespace) -> Any:
+    camera = make_camera(args.root, args.profile)
+    if args.bandwidth is not None:
+        camera.link.bandwidth = args.bandwidth
+    if args.latency:
+        camera.link.latency = args.latency / 1000.0
+    return camera
+
+
+if __name__ == "__main__":
+    sys.exit(main())

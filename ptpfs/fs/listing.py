@@ -1,0 +1,224 @@
+"""Listing strategies: how to get the children of one folder from a device.
+
+Chosen once per session from its capabilities, best first:
+
+* :class:`EosLister` - Canon EOS GetObjectInfoEx, one transaction per folder;
+* :class:`PropListLister` - MTP GetObjectPropList at depth 1, one transaction
+  per folder;
+* :class:`GenericLister` - GetObjectHandles + one GetObjectInfo per object.
+
+Each returns :class:`ObjectMeta` records; the tree turns them into names.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ptpfs.errors import ResponseError
+
+log = logging.getLogger("ptpfs.fs")
+
+ROOT = 0xFFFFFFFF          # "root of the storage" as a GetObjectHandles parent
+ASSOCIATION = 0x3001       # ObjectFormat of a folder
+SIZE_UNKNOWN32 = 0xFFFFFFFF
+
+# MTP object property codes used by the listing.
+OPC_STORAGE_ID = 0xDC01
+OPC_FORMAT = 0xDC02
+OPC_PROTECTION = 0xDC03
+OPC_SIZE = 0xDC04
+OPC_FILENAME = 0xDC07
+OPC_DATE_CREATED = 0xDC08
+OPC_DATE_MODIFIED = 0xDC09
+OPC_PARENT = 0xDC0B
+DT_UINT64 = 0x0008
+
+#: Responses meaning "this listing mechanism does not work here; fall back".
+UNSUPPORTED = {0x2005, 0x2006, 0x201D, 0xA801, 0xA808, 0x2014}
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    """What the filesystem needs to know about one object."""
+
+    handle: int
+    storage_id: int
+    parent: int              # 0 for the storage root
+    filename: str
+    format: int
+    size: int
+    mtime: float | None
+    protection: int = 0
+
+    @property
+    def is_folder(self) -> bool:
+        """Associations are folders."""
+        return self.format == ASSOCIATION
+
+
+def norm_parent(parent: int) -> int:
+    """Devices say 0 or 0xFFFFFFFF for "in the storage root"; use 0."""
+    return 0 if parent in (0, ROOT) else parent
+
+
+def to_timestamp(value: Any) -> float | None:
+    """A PTP date string, datetime or number -> POSIX seconds (``None`` if unknown)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if value > 0 else None
+    if isinstance(value, _dt.datetime):
+        dt = value
+    else:
+        try:
+            from ptpfs.protocol.wire import parse_datetime
+            dt = parse_datetime(str(value))
+        except Exception:  # noqa: BLE001 - a bad date from a device is just unknown
+            return None
+        if dt is None:
+            return None
+    if dt.tzinfo is None:
+        # PTP dates without a zone are the camera's local time; treat as local.
+        try:
+            return dt.timestamp()
+        except (OverflowError, OSError, ValueError):
+            return None
+    return dt.timestamp()
+
+
+class Lister:
+    """Base of the listing strategies."""
+
+    name = "base"
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def list_folder(self, storage_id: int, parent: int) -> list[ObjectMeta]:
+        """Children of *parent* (0 = storage root) on *storage_id*."""
+        raise NotImplementedError
+
+    def object_meta(self, handle: int) -> ObjectMeta:
+        """One object's metadata (used for events and after uploads)."""
+        info = self.session.get_object_info(handle)
+        return meta_from_info(self.session, handle, info)
+
+
+def big_size(session: Any, handle: int) -> int:
+    """The 64-bit ObjectSize of an object whose ObjectInfo says 0xFFFFFFFF."""
+    try:
+        value = session.get_object_prop_value(handle, OPC_SIZE, DT_UINT64)
+        return int(value)
+    except Exception as exc:  # noqa: BLE001 - fall back to the 32-bit figure
+        log.info("ObjectSize of 0x%08x unavailable: %s", handle, exc)
+        return SIZE_UNKNOWN32
+
+
+def meta_from_info(session: Any, handle: int, info: Any) -> ObjectMeta:
+    """Build :class:`ObjectMeta` from an ObjectInfo dataset."""
+    size = info.compressed_size
+    if size == SIZE_UNKNOWN32 and info.object_format != ASSOCIATION:
+        size = big_size(session, handle)
+    mtime = to_timestamp(info.modification_date) or to_timestamp(info.capture_date)
+    return ObjectMeta(handle=handle, storage_id=info.storage_id,
+                      parent=norm_parent(info.parent), filename=info.filename,
+                      format=info.object_format, size=0 if info.object_format == ASSOCIATION else size,
+                      mtime=mtime, protection=info.protection_status)
+
+
+class GenericLister(Lister):
+    """GetObjectHandles, then GetObjectInfo for each child."""
+
+    name = "generic"
+
+    def list_folder(self, storage_id: int, parent: int) -> list[ObjectMeta]:
+        handles = self.session.get_object_handles(storage_id, 0, parent or ROOT)
+        out = []
+        for handle in handles:
+            try:
+                info = self.session.get_object_info(handle)
+            except ResponseError as exc:
+                if exc.code == 0x2009:  # vanished meanwhile
+                    continue
+                raise
+            meta = meta_from_info(self.session, handle, info)
+            if meta.storage_id == storage_id and meta.parent == parent:
+                out.append(meta)
+        return out
+
+
+class PropListLister(Lister):
+    """MTP GetObjectPropList(parent, all formats, all properties, depth 1)."""
+
+    name = "proplist"
+
+    def __init__(self, session: Any) -> None:
+        super().__init__(session)
+        self.fallback = GenericLister(session)
+        self.broken = False
+
+    def list_folder(self, storage_id: int, parent: int) -> list[ObjectMeta]:
+        if self.broken:
+            return self.fallback.list_folder(storage_id, parent)
+        try:
+            entries = self.session.get_object_prop_list(parent or 0, 0, 0xFFFFFFFF, 0, 1)
+        except ResponseError as exc:
+            if exc.code in UNSUPPORTED:
+                log.info("GetObjectPropList unusable (%s); falling back to ObjectInfo", exc)
+                self.broken = True
+                return self.fallback.list_folder(storage_id, parent)
+            raise
+        props: dict[int, dict[int, Any]] = {}
+        for entry in entries:
+            props.setdefault(entry.handle, {})[entry.prop] = entry.value
+        out = []
+        for handle, p in props.items():
+            if OPC_FILENAME not in p or OPC_FORMAT not in p:
+                meta = self.object_meta(handle)
+            else:
+                fmt = int(p[OPC_FORMAT])
+                size = int(p.get(OPC_SIZE, 0) or 0)
+                mtime = to_timestamp(p.get(OPC_DATE_MODIFIED)) or to_timestamp(p.get(OPC_DATE_CREATED))
+                meta = ObjectMeta(
+                    handle=handle,
+                    storage_id=int(p.get(OPC_STORAGE_ID, storage_id)),
+                    parent=norm_parent(int(p.get(OPC_PARENT, parent))),
+                    filename=str(p[OPC_FILENAME]),
+                    format=fmt, size=0 if fmt == ASSOCIATION else size, mtime=mtime,
+                    protection=int(p.get(OPC_PROTECTION, 0) or 0))
+            if meta.storage_id == storage_id and meta.parent == parent:
+                out.append(meta)
+        return out
+
+
+class EosLister(Lister):
+    """Canon EOS GetObjectInfoEx(storage, parent): a whole folder at once."""
+
+    name = "eos"
+
+    def list_folder(self, storage_id: int, parent: int) -> list[ObjectMeta]:
+        entries = self.session.eos_get_object_info_ex(storage_id, parent or ROOT)
+        out = []
+        for e in entries:
+            fmt = int(e.format)
+            meta = ObjectMeta(handle=int(e.handle), storage_id=int(e.storage) or storage_id,
+                              parent=norm_parent(int(e.parent)), filename=str(e.filename),
+                              format=fmt, size=0 if fmt == ASSOCIATION else int(e.size),
+                              mtime=to_timestamp(getattr(e, "time", None)),
+                              protection=0)
+            if meta.parent == parent:
+                out.append(meta)
+        return out
+
+
+def choose_lister(session: Any) -> Lister:
+    """The best listing strategy the session's device offers."""
+    caps = session.capabilities
+    if getattr(caps, "eos_listing", False):
+        return EosLister(session)
+    if getattr(caps, "prop_list", False):
+        return PropListLister(session)
+    return GenericLister(session)

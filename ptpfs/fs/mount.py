@@ -1,0 +1,149 @@
+"""Mount options and the mount itself.
+
+``-o`` options are split in two: ptpfs's own (``cache_ttl``, ``readahead_max``,
+``readahead_min``, ``spool_dir``, ``device``, ``profile``) and everything else,
+which goes to libfuse (``ro``, ``allow_other``, ``uid=``, ``gid=``,
+``umask=``, ``attr_timeout=``, ``entry_timeout=`` ...).  mount(8)-only
+options that fstab entries carry (``noauto``, ``user``, ``nofail``,
+``_netdev``, ``x-*``, ``defaults`` ...) are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ptpfs.errors import InvalidValue
+
+log = logging.getLogger("ptpfs.fs")
+
+OWN_OPTIONS = {"cache_ttl", "readahead_max", "readahead_min", "spool_dir", "device", "profile"}
+MOUNT8_ONLY = {"defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group",
+               "nofail", "_netdev", "rw"}
+DEFAULT_ATTR_TIMEOUT = 10.0
+DEFAULT_ENTRY_TIMEOUT = 10.0
+
+
+def parse_size(text: str) -> int:
+    """``8M``, ``8MiB``, ``128k``, ``1048576`` -> bytes."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(i?[bB])?\s*", text)
+    if not m:
+        raise InvalidValue(f"bad size {text!r} (try 8M or 131072)")
+    return int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+
+
+@dataclass
+class MountOptions:
+    """Parsed ``-o`` options."""
+
+    fuse: dict[str, Any] = field(default_factory=dict)
+    cache_ttl: float = 60.0
+    readahead_max: int = 8 << 20
+    readahead_min: int = 128 << 10
+    spool_dir: str | None = None
+    device: str | None = None
+    profile: str | None = None
+    read_only: bool = False
+    uid: int | None = None
+    gid: int | None = None
+    umask: int | None = None
+
+
+def split_options(values: list[str]) -> list[tuple[str, str | None]]:
+    """``["ro,uid=1", "x"]`` -> ``[("ro", None), ("uid", "1"), ("x", None)]``."""
+    out = []
+    for value in values:
+        for item in value.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            key, eq, val = item.partition("=")
+            out.append((key, val if eq else None))
+    return out
+
+
+def parse_options(values: list[str]) -> MountOptions:
+    """Parse every ``-o`` argument."""
+    opts = MountOptions()
+    opts.fuse["attr_timeout"] = DEFAULT_ATTR_TIMEOUT
+    opts.fuse["entry_timeout"] = DEFAULT_ENTRY_TIMEOUT
+    opts.fuse["negative_timeout"] = 0
+    for key, val in split_options(values):
+        try:
+            if key in OWN_OPTIONS:
+                if val is None:
+                    raise InvalidValue(f"option {key} needs a value ({key}=...)")
+                if key == "cache_ttl":
+                    opts.cache_ttl = float(val)
+                elif key == "readahead_max":
+                    opts.readahead_max = parse_size(val)
+                elif key == "readahead_min":
+                    opts.readahead_min = parse_size(val)
+                elif key == "spool_dir":
+                    opts.spool_dir = os.path.abspath(val)
+                elif key == "device":
+                    opts.device = val
+                elif key == "profile":
+                    opts.profile = val
+                continue
+            if key in MOUNT8_ONLY or key.startswith("x-") or key == "comment":
+                continue
+            if key == "ro":
+                opts.read_only = True
+            elif key == "uid" and val is not None:
+                opts.uid = int(val)
+            elif key == "gid" and val is not None:
+                opts.gid = int(val)
+            elif key == "umask" and val is not None:
+                opts.umask = int(val, 8)
+            elif key in ("attr_timeout", "entry_timeout", "negative_timeout") and val is not None:
+                float(val)
+            opts.fuse[key] = True if val is None else val
+        except ValueError as exc:
+            if isinstance(exc, InvalidValue):
+                raise
+            raise InvalidValue(f"bad value for option {key}: {val!r}") from None
+    return opts
+
+
+def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = False,
+          fsname: str = "ptpfs", on_ready: Callable[[], None] | None = None,
+          single_thread: bool = False) -> bool:
+    """Serve *session* at *mountpoint* in the foreground until unmounted.
+
+    Returns ``True`` if the filesystem was mounted (and has now been
+    unmounted cleanly, by fusermount3 -u or a signal), ``False`` if the
+    mount failed.  The session is not closed here.
+    """
+    from ptpfs.fs.operations import PlusFUSE, PtpFs
+
+    mountpoint = os.path.abspath(mountpoint)  # libfuse changes the cwd to /
+    state = {"ready": False}
+
+    def ready() -> None:
+        state["ready"] = True
+        if on_ready is not None:
+            on_ready()
+
+    ops = PtpFs(session, cache_ttl=opts.cache_ttl, read_only=opts.read_only,
+                readahead_max=opts.readahead_max, readahead_min=opts.readahead_min,
+                spool_dir=opts.spool_dir, uid=opts.uid, gid=opts.gid, umask=opts.umask,
+                on_ready=ready)
+    kwargs = dict(opts.fuse)
+    kwargs.setdefault("fsname", fsname)
+    kwargs.setdefault("subtype", "ptpfs")
+    try:
+        PlusFUSE(ops, mountpoint, raw_fi=True, foreground=True, debug=debug,
+                 nothreads=single_thread, use_ino=True, **kwargs)
+    except RuntimeError as exc:
+        # libfuse 3 reports "ended by signal" as a non-zero result; that is a clean stop.
+        if not state["ready"]:
+            log.error("mounting %s failed (%s)", mountpoint, exc)
+            return False
+    finally:
+        ops.tree.stop_events()
+    return state["ready"]

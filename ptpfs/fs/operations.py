@@ -1,0 +1,700 @@
+"""The mfusepy Operations class: thin glue between FUSE calls and the tree.
+
+Each method resolves the path (tree, ``/.ptp`` or a pending upload), calls
+a strategy (:mod:`reader`, :mod:`writer`, :mod:`virtual`) and lets
+:func:`~ptpfs.fs.errmap.fuse_errors` turn exceptions into errno values.
+:class:`PlusFUSE` adds readdirplus so ``ls -l`` costs no getattr per file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import stat
+import threading
+import time
+from typing import Any
+
+import mfusepy
+from mfusepy import FuseOSError, Operations
+
+from ptpfs.fs.errmap import fuse_errors
+from ptpfs.fs.naming import NAME_MAX
+from ptpfs.fs.reader import Reader, SpoolCache, open_reader
+from ptpfs.fs.spool import SpoolDir
+from ptpfs.fs.tree import VIRTUAL_DIR, Node, Tree
+from ptpfs.fs.virtual import VNode, Virtual
+from ptpfs.fs.writer import Upload
+
+log = logging.getLogger("ptpfs.fs")
+
+ROOT = 0xFFFFFFFF
+OPC_FILENAME = 0xDC07
+DT_STR = 0xFFFF
+FILL_DIR_PLUS = 1 << 1
+READDIR_PLUS = 1 << 0
+BLOCK = 4096
+
+
+class ReadHandle:
+    """An open device file being read."""
+
+    def __init__(self, node: Node, reader: Reader) -> None:
+        self.node = node
+        self.reader = reader
+
+    def size(self) -> int:
+        return self.node.size
+
+
+class UploadHandle:
+    """An open file being written (new or replacing an object)."""
+
+    def __init__(self, path: str, upload: Upload) -> None:
+        self.path = path
+        self.upload = upload
+
+    def size(self) -> int:
+        return self.upload.size
+
+
+class VirtualHandle:
+    """An open ``/.ptp`` file: a content snapshot, or a property being written."""
+
+    def __init__(self, node: VNode, data: bytes, writing: bool) -> None:
+        self.node = node
+        self.data = data
+        self.writing = writing
+        self.buffer = b""
+        self.applied = True
+
+    def size(self) -> int:
+        return len(self.data)
+
+
+class PtpFs(Operations):
+    """A PTP session as a filesystem."""
+
+    use_ns = True
+
+    def __init__(self, session: Any, *, cache_ttl: float = 60.0, read_only: bool = False,
+                 readahead_max: int = 8 << 20, readahead_min: int = 128 << 10,
+                 spool_dir: str | None = None, uid: int | None = None, gid: int | None = None,
+                 umask: int | None = None, on_ready: Any = None) -> None:
+        self.session = session
+        self.read_only = read_only
+        self.tree = Tree(session, cache_ttl=cache_ttl, read_only=read_only)
+        self.virtual = Virtual(session, self.tree, ttl=cache_ttl)
+        self.spool_dir = SpoolDir(spool_dir)
+        self.spools = SpoolCache(session, self.spool_dir)
+        self.readahead_max = readahead_max
+        self.readahead_min = readahead_min
+        self.uid = os.getuid() if uid is None else uid
+        self.gid = os.getgid() if gid is None else gid
+        self.umask = umask
+        self.on_ready = on_ready
+        self._lock = threading.Lock()
+        self._handles: dict[int, Any] = {}
+        self._dirs: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        self._next_fh = 1
+        self._pending: dict[str, Upload] = {}
+        self._fuse_ptr: int | None = None
+        self.tree.listeners.append(self._kernel_invalidate)
+
+    # ---------------------------------------------------------------- lifecycle
+    def init_with_config(self, conn_info: Any, config: Any) -> None:
+        """Called by libfuse once mounted: remember the fuse handle, report ready."""
+        try:
+            self._fuse_ptr = mfusepy._libfuse.fuse_get_context().contents.fuse
+            mfusepy._libfuse.fuse_invalidate_path.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+            mfusepy._libfuse.fuse_invalidate_path.restype = ctypes.c_int
+        except (AttributeError, ValueError):
+            self._fuse_ptr = None
+        self.tree.start_events()
+        if self.on_ready is not None:
+            self.on_ready()
+
+    def destroy(self, path: str) -> None:
+        """Unmounted: stop events, flush what is left, close every handle."""
+        self.tree.stop_events()
+        self._fuse_ptr = None
+        with self._lock:
+            handles = list(self._handles.values())
+            self._handles.clear()
+        for handle in handles:
+            self._close_handle(handle, commit=True)
+
+    def _kernel_invalidate(self, paths: list[str]) -> None:
+        ptr = self._fuse_ptr
+        for path in dict.fromkeys(paths):
+            node = None
+            try:
+                node = self.tree.lookup(path) if not path.startswith(f"/{VIRTUAL_DIR}") else None
+            except OSError:
+                pass
+            if isinstance(node, Node) and node.handle:
+                self.spools.forget(node.handle)
+            if ptr:
+                mfusepy._libfuse.fuse_invalidate_path(ptr, path.encode("utf-8", "surrogateescape"))
+
+    # ---------------------------------------------------------------- helpers
+    def _new_fh(self, obj: Any) -> int:
+        with self._lock:
+            fh = self._next_fh
+            self._next_fh += 1
+            self._handles[fh] = obj
+            return fh
+
+    def _handle(self, fi: Any) -> Any:
+        fh = fi.fh if not isinstance(fi, int) else fi
+        handle = self._handles.get(fh)
+        if handle is None:
+            raise FuseOSError(errno.EBADF)
+        return handle
+
+    def _perm(self, is_dir: bool, writable: bool) -> int:
+        if self.umask is not None:
+            perm = (0o777 if is_dir else 0o666) & ~self.umask
+        else:
+            perm = 0o755 if is_dir else 0o644
+        if not writable:
+            perm &= ~0o222
+        return perm
+
+    def _attrs(self, *, ino: int, is_dir: bool, size: int = 0, mtime: float = 0.0,
+               writable: bool = True, nlink: int = 1) -> dict[str, Any]:
+        ns = int(mtime * 1e9)
+        mode = (stat.S_IFDIR if is_dir else stat.S_IFREG) | self._perm(is_dir, writable)
+        return {"st_mode": mode, "st_ino": ino, "st_nlink": 2 if is_dir else nlink,
+                "st_size": size, "st_blocks": (size + 511) // 512, "st_blksize": 128 * 1024,
+                "st_mtime": ns, "st_ctime": ns, "st_atime": ns,
+                "st_uid": self.uid, "st_gid": self.gid}
+
+    def _node_attrs(self, node: Node) -> dict[str, Any]:
+        return self._attrs(ino=node.ino, is_dir=node.is_dir, size=node.size, mtime=node.mtime,
+                           writable=node.writable)
+
+    def _vattrs(self, node: VNode) -> dict[str, Any]:
+        if node.is_dir:
+            return self._attrs(ino=node.ino, is_dir=True, mtime=self.tree.root.mtime,
+                               writable=False)
+        size = len(self.virtual.content(node))
+        return self._attrs(ino=node.ino, is_dir=False, size=size, mtime=time.time(),
+                           writable=node.writable and not self.read_only)
+
+    def _upload_attrs(self, upload: Upload) -> dict[str, Any]:
+        ino = (1 << 42) | (id(upload) & 0xFFFFFFFF)
+        if upload.handle is not None:
+            ino = (1 << 41) | upload.handle
+        return self._attrs(ino=ino, is_dir=False, size=upload.size, mtime=upload.mtime)
+
+    @staticmethod
+    def _virtual_parts(path: str) -> list[str] | None:
+        parts = [p for p in path.split("/") if p]
+        if parts and parts[0] == VIRTUAL_DIR:
+            return parts[1:]
+        return None
+
+    def _resolve(self, path: str) -> Any:
+        """Node, VNode or Upload for *path*; FileNotFoundError if none."""
+        vparts = self._virtual_parts(path)
+        if vparts is not None:
+            return self.virtual.lookup(vparts)
+        upload = self._pending.get(path)
+        if upload is not None:
+            return upload
+        return self.tree.lookup(path)
+
+    def _parent_dir(self, path: str) -> tuple[Node, str]:
+        parent_path, _, name = path.rstrip("/").rpartition("/")
+        if self._virtual_parts(path) is not None:
+            raise FuseOSError(errno.EACCES)
+        parent = self.tree.lookup(parent_path or "/")
+        if not parent.is_dir:
+            raise FuseOSError(errno.ENOTDIR)
+        if parent.kind == "root":
+            raise FuseOSError(errno.EACCES)  # storages cannot be created
+        if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            raise FuseOSError(errno.ENAMETOOLONG)
+        return parent, name
+
+    def _check_writable(self, node: Node) -> None:
+        if self.read_only:
+            raise FuseOSError(errno.EROFS)
+        storage = self.tree.storage_node(node.storage_id)
+        if storage is not None and not storage.writable:
+            raise FuseOSError(errno.EROFS)
+        if not node.writable:
+            raise FuseOSError(errno.EACCES)
+
+    def _check_deletable(self, node: Node) -> None:
+        if self.read_only:
+            raise FuseOSError(errno.EROFS)
+        storage = self.tree.storage_node(node.storage_id)
+        if storage is not None and not storage.deletable:
+            raise FuseOSError(errno.EROFS)
+        if not node.deletable:
+            raise FuseOSError(errno.EACCES)
+        if not self.session.capabilities.delete:
+            raise FuseOSError(errno.EPERM)
+
+    def _refresh(self, handle: int) -> Node | None:
+        """Re-read one object's metadata into the tree after a change."""
+        node = self.tree.add_object(self.tree.lister.object_meta(handle))
+        return node
+
+    # ---------------------------------------------------------------- metadata
+    def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
+        with fuse_errors("getattr", path):
+            if fh is not None and getattr(fh, "fh", 0) in self._handles:
+                handle = self._handles[fh.fh]
+                if isinstance(handle, UploadHandle):
+                    return self._upload_attrs(handle.upload)
+                if isinstance(handle, VirtualHandle) and not handle.writing:
+                    attrs = self._vattrs(handle.node)
+                    attrs["st_size"] = len(handle.data)
+                    return attrs
+            if path == "/":
+                return self._attrs(ino=1, is_dir=True, mtime=self.tree.root.mtime,
+                                   writable=not self.read_only)
+            target = self._resolve(path)
+            if isinstance(target, VNode):
+                return self._vattrs(target)
+            if isinstance(target, Upload):
+                return self._upload_attrs(target)
+            return self._node_attrs(target)
+
+    def dir_entries(self, path: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(name, attrs)`` for every entry of a directory, ``.`` and ``..`` first."""
+        target = self._resolve(path)
+        entries: list[tuple[str, dict[str, Any]]] = []
+        if isinstance(target, VNode):
+            if not target.is_dir:
+                raise FuseOSError(errno.ENOTDIR)
+            entries.append((".", self._vattrs(target)))
+            entries.append(("..", self._attrs(ino=1, is_dir=True)))
+            for child in self.virtual.list(target):
+                entries.append((child.name, self._vattrs(child)))
+            return entries
+        if isinstance(target, Upload) or not target.is_dir:
+            raise FuseOSError(errno.ENOTDIR)
+        entries.append((".", self._node_attrs(target) if target.kind != "root"
+                        else self._attrs(ino=1, is_dir=True, writable=not self.read_only)))
+        entries.append(("..", self._attrs(ino=1, is_dir=True)))
+        if target.kind == "root":
+            entries.append((VIRTUAL_DIR, self._vattrs(self.virtual.root)))
+        children = self.tree.children(target)
+        for name, child in children.items():
+            entries.append((name, self._node_attrs(child)))
+        prefix = path.rstrip("/") + "/"
+        for pending_path, upload in list(self._pending.items()):
+            if pending_path.startswith(prefix) and "/" not in pending_path[len(prefix):]:
+                name = pending_path[len(prefix):]
+                if name not in children:
+                    entries.append((name, self._upload_attrs(upload)))
+        return entries
+
+    def opendir(self, path: str) -> int:
+        with fuse_errors("opendir", path):
+            entries = self.dir_entries(path)
+            with self._lock:
+                fh = self._next_fh
+                self._next_fh += 1
+                self._dirs[fh] = entries
+            return fh
+
+    def readdir(self, path: str, fh: int) -> list[str]:
+        with fuse_errors("readdir", path):
+            entries = self._dirs.get(fh)
+            if entries is None:
+                entries = self.dir_entries(path)
+            return [name for name, _ in entries]
+
+    def dir_snapshot(self, path: str, fh: int) -> list[tuple[str, dict[str, Any]]]:
+        """The entries captured at opendir (used by :class:`PlusFUSE`)."""
+        entries = self._dirs.get(fh)
+        if entries is None:
+            with fuse_errors("readdir", path):
+                entries = self.dir_entries(path)
+        return entries
+
+    def releasedir(self, path: str, fh: int) -> int:
+        with self._lock:
+            self._dirs.pop(fh, None)
+        return 0
+
+    def statfs(self, path: str) -> dict[str, int]:
+        with fuse_errors("statfs", path):
+            storages = list(self.tree.storages().values())
+            try:
+                node = self.tree.lookup(path) if self._virtual_parts(path) is None else None
+            except OSError:
+                node = None
+            if node is not None and node.kind != "root":
+                storages = [s for s in storages if s.storage_id == node.storage_id]
+            capacity = free = 0
+            files_free = 0
+            for storage in storages:
+                info = self.tree.storage_info(storage.storage_id)
+                cap = int(info.max_capacity)
+                fr = min(int(info.free_space_bytes), cap) if cap else int(info.free_space_bytes)
+                capacity += max(cap, fr)
+                free += fr
+                if info.free_space_objects != 0xFFFFFFFF:
+                    files_free += int(info.free_space_objects)
+                else:
+                    files_free += fr // BLOCK
+            readonly = all(not s.writable for s in storages) if storages else True
+            avail = 0 if readonly else free // BLOCK
+            return {"f_bsize": BLOCK, "f_frsize": BLOCK, "f_blocks": capacity // BLOCK,
+                    "f_bfree": free // BLOCK, "f_bavail": avail,
+                    "f_files": files_free + len(self.tree._nodes), "f_ffree": files_free,
+                    "f_favail": files_free, "f_namemax": NAME_MAX}
+
+    def chmod(self, path: str, mode: int) -> int:
+        with fuse_errors("chmod", path):
+            self._resolve(path)
+            return 0  # PTP has no permissions to set; accepted so cp -p / rsync -a work
+
+    def chown(self, path: str, uid: int, gid: int) -> int:
+        with fuse_errors("chown", path):
+            self._resolve(path)
+            return 0
+
+    def utimens(self, path: str, times: Any = None) -> int:
+        with fuse_errors("utimens", path):
+            target = self._resolve(path)
+            if isinstance(target, Upload) and times:
+                target.mtime = times[1] / 1e9
+            return 0  # devices keep their own dates
+
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        raise FuseOSError(errno.ENOSYS)
+
+    def listxattr(self, path: str) -> list[str]:
+        return []
+
+    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
+        raise FuseOSError(errno.ENOSYS)
+
+    def removexattr(self, path: str, name: str) -> int:
+        raise FuseOSError(errno.ENOSYS)
+
+    # ---------------------------------------------------------------- files
+    def open(self, path: str, fi: Any) -> int:
+        with fuse_errors("open", path):
+            flags = fi.flags
+            accmode = flags & os.O_ACCMODE
+            writing = accmode != os.O_RDONLY
+            target = self._resolve(path)
+            if isinstance(target, VNode):
+                if target.is_dir:
+                    raise FuseOSError(errno.EISDIR)
+                if writing and (not target.writable or self.read_only):
+                    raise FuseOSError(errno.EACCES)
+                data = b"" if writing else self.virtual.content(target)
+                fi.direct_io = 1
+                fi.fh = self._new_fh(VirtualHandle(target, data, writing))
+                return 0
+            if isinstance(target, Upload):
+                with self._lock:
+                    target.refs += 1
+                if flags & os.O_TRUNC:
+                    target.truncate(0)
+                fi.fh = self._new_fh(UploadHandle(path, target))
+                return 0
+            if target.is_dir:
+                raise FuseOSError(errno.EISDIR)
+            if writing:
+                self._check_writable(target)
+                parent = target.parent
+                assert parent is not None
+                upload = Upload(self.spool_dir, target.storage_id, parent.handle, target.raw_name
+                                or target.name, replaces=target.handle)
+                try:
+                    if not flags & os.O_TRUNC:
+                        upload.prefill(self.session, target.handle)
+                    else:
+                        upload.dirty = True
+                except BaseException:
+                    upload.close()
+                    raise
+                self._pending[path] = upload
+                fi.fh = self._new_fh(UploadHandle(path, upload))
+                return 0
+            reader = open_reader(self.session, target.handle, target.size, self.spools,
+                                 readahead_max=self.readahead_max,
+                                 readahead_min=self.readahead_min)
+            fi.keep_cache = 1
+            fi.fh = self._new_fh(ReadHandle(target, reader))
+            return 0
+
+    def create(self, path: str, mode: int, fi: Any = None) -> int:
+        with fuse_errors("create", path):
+            if path in self._pending:
+                return self.open(path, fi)
+            parent, name = self._parent_dir(path)
+            self._check_writable(parent)
+            if not self.session.capabilities.upload:
+                raise FuseOSError(errno.EROFS)
+            existing = self.tree.children(parent).get(name)
+            if existing is not None and existing.is_dir:
+                raise FuseOSError(errno.EISDIR)
+            replaces = existing.handle if existing is not None else None
+            upload = Upload(self.spool_dir, parent.storage_id, parent.handle,
+                            existing.raw_name if existing is not None else name, replaces=replaces)
+            self._pending[path] = upload
+            fi.fh = self._new_fh(UploadHandle(path, upload))
+            return 0
+
+    def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
+        with fuse_errors("read", path):
+            handle = self._handle(fi)
+            if isinstance(handle, ReadHandle):
+                return handle.reader.read(offset, size)
+            if isinstance(handle, UploadHandle):
+                return handle.upload.read(offset, size)
+            return handle.data[offset: offset + size]
+
+    def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:
+        with fuse_errors("write", path):
+            handle = self._handle(fi)
+            if isinstance(handle, UploadHandle):
+                return handle.upload.write(data, offset)
+            if isinstance(handle, VirtualHandle) and handle.writing:
+                handle.buffer = handle.buffer[:offset] + data
+                handle.applied = False
+                if handle.buffer.endswith(b"\n"):
+                    self._apply_property(handle)
+                return len(data)
+            raise FuseOSError(errno.EBADF)
+
+    def _apply_property(self, handle: VirtualHandle) -> None:
+        handle.applied = True
+        text = handle.buffer.decode("utf-8", "replace")
+        self.virtual.write_property(handle.node, text)
+        self._kernel_invalidate([f"/{VIRTUAL_DIR}/properties.d/{handle.node.name}"])
+
+    def truncate(self, path: str, length: int, fh: Any = None) -> int:
+        with fuse_errors("truncate", path):
+            if fh is not None and getattr(fh, "fh", None) in self._handles:
+                handle = self._handles[fh.fh]
+                if isinstance(handle, UploadHandle):
+                    handle.upload.truncate(length)
+                    return 0
+                if isinstance(handle, VirtualHandle) and handle.writing:
+                    return 0
+                raise FuseOSError(errno.EBADF)
+            target = self._resolve(path)
+            if isinstance(target, VNode):
+                if target.writable and not self.read_only:
+                    return 0
+                raise FuseOSError(errno.EACCES)
+            if isinstance(target, Upload):
+                target.truncate(length)
+                return 0
+            if target.is_dir:
+                raise FuseOSError(errno.EISDIR)
+            if length == target.size:
+                return 0
+            self._check_writable(target)
+            parent = target.parent
+            assert parent is not None
+            upload = Upload(self.spool_dir, target.storage_id, parent.handle,
+                            target.raw_name or target.name, replaces=target.handle)
+            try:
+                if length:
+                    upload.prefill(self.session, target.handle)
+                upload.truncate(length)
+                self._commit(path, upload)
+            finally:
+                upload.close()
+            return 0
+
+    def _commit(self, path: str, upload: Upload) -> None:
+        """Send a dirty upload and bring the tree up to date."""
+        if not upload.dirty and upload.handle is not None:
+            return
+        if upload.cancelled:
+            return
+        handle, deleted = upload.commit(self.session)
+        if deleted is not None:
+            self.tree.remove_object(deleted)
+        self._refresh(handle)
+        if self._pending.get(path) is upload:
+            del self._pending[path]
+        with self.tree._lock:
+            self.tree._storage_info.pop(upload.storage_id, None)
+
+    def flush(self, path: str, fi: Any) -> int:
+        with fuse_errors("flush", path):
+            handle = self._handles.get(fi.fh)
+            if isinstance(handle, UploadHandle):
+                self._commit(handle.path, handle.upload)
+            elif isinstance(handle, VirtualHandle) and handle.writing and not handle.applied:
+                self._apply_property(handle)
+            return 0
+
+    def fsync(self, path: str, datasync: int, fi: Any) -> int:
+        return self.flush(path, fi)
+
+    def release(self, path: str, fi: Any) -> int:
+        with self._lock:
+            handle = self._handles.pop(fi.fh, None)
+        if handle is not None:
+            with fuse_errors("release", path):
+                self._close_handle(handle, commit=True)
+        return 0
+
+    def _close_handle(self, handle: Any, *, commit: bool) -> None:
+        if isinstance(handle, ReadHandle):
+            handle.reader.close()
+        elif isinstance(handle, UploadHandle):
+            upload = handle.upload
+            with self._lock:
+                upload.refs -= 1
+                last = upload.refs <= 0
+            if not last:
+                return
+            try:
+                if commit and upload.dirty and self._pending.get(handle.path) is upload:
+                    self._commit(handle.path, upload)
+            finally:
+                if self._pending.get(handle.path) is upload:
+                    del self._pending[handle.path]
+                upload.close()
+
+    # ---------------------------------------------------------------- namespace
+    def mkdir(self, path: str, mode: int) -> int:
+        with fuse_errors("mkdir", path):
+            from ptpfs.protocol.datasets import ObjectInfo
+            parent, name = self._parent_dir(path)
+            self._check_writable(parent)
+            if name in self.tree.children(parent) or path in self._pending:
+                raise FuseOSError(errno.EEXIST)
+            info = ObjectInfo.folder(parent.storage_id, parent.handle, name)
+            _, _, handle = self.session.send_object_info(parent.storage_id,
+                                                         parent.handle or ROOT, info)
+            self._refresh(handle)
+            return 0
+
+    def rmdir(self, path: str) -> int:
+        with fuse_errors("rmdir", path):
+            node = self._resolve(path)
+            if not isinstance(node, Node) or node.kind in ("root", "storage"):
+                raise FuseOSError(errno.EACCES if isinstance(node, Node) else errno.ENOTDIR)
+            if not node.is_dir:
+                raise FuseOSError(errno.ENOTDIR)
+            if self.tree.children(node):
+                raise FuseOSError(errno.ENOTEMPTY)
+            self._check_deletable(node)
+            self.session.delete_object(node.handle)
+            self.tree.remove_object(node.handle)
+            return 0
+
+    def unlink(self, path: str) -> int:
+        with fuse_errors("unlink", path):
+            target = self._resolve(path)
+            if isinstance(target, VNode):
+                raise FuseOSError(errno.EACCES)
+            if isinstance(target, Upload):
+                # still being written: forget it; the open handle uploads nothing
+                del self._pending[path]
+                target.cancelled = True
+                return 0
+            if target.is_dir:
+                raise FuseOSError(errno.EISDIR)
+            self._check_deletable(target)
+            self.session.delete_object(target.handle)
+            self.tree.remove_object(target.handle)
+            self.spools.forget(target.handle)
+            return 0
+
+    def rename(self, old: str, new: str) -> int:
+        with fuse_errors("rename", old):
+            if self._virtual_parts(old) is not None or self._virtual_parts(new) is not None:
+                raise FuseOSError(errno.EACCES)
+            source = self._resolve(old)
+            new_parent, new_name = self._parent_dir(new)
+            if isinstance(source, Upload):
+                return self._rename_pending(old, new, source, new_parent, new_name)
+            if source.kind in ("root", "storage"):
+                raise FuseOSError(errno.EACCES)
+            self._check_deletable(source)
+            self._check_writable(new_parent)
+            if new_parent.storage_id != source.storage_id:
+                raise FuseOSError(errno.EXDEV)
+            dest = self.tree.children(new_parent).get(new_name)
+            if dest is source:
+                return 0
+            if dest is not None:
+                if dest.is_dir != source.is_dir:
+                    raise FuseOSError(errno.EISDIR if dest.is_dir else errno.ENOTDIR)
+                if dest.is_dir and self.tree.children(dest):
+                    raise FuseOSError(errno.ENOTEMPTY)
+            caps = self.session.capabilities
+            assert source.parent is not None
+            if new_parent is not source.parent:
+                # never move a folder into itself
+                walk: Node | None = new_parent
+                while walk is not None:
+                    if walk is source:
+                        raise FuseOSError(errno.EINVAL)
+                    walk = walk.parent
+                if not caps.move:
+                    raise FuseOSError(errno.EXDEV)
+                old_parent = source.parent
+                self.session.move_object(source.handle, new_parent.storage_id,
+                                         new_parent.handle or ROOT)
+                self.tree.invalidate_folder(old_parent)
+            if new_name != source.name:
+                if not caps.rename:
+                    raise FuseOSError(errno.EXDEV)
+                self.session.set_object_prop_value(source.handle, OPC_FILENAME, new_name, DT_STR)
+            if dest is not None:
+                self.session.delete_object(dest.handle)
+                self.tree.remove_object(dest.handle)
+            self._refresh(source.handle)
+            return 0
+
+    def _rename_pending(self, old: str, new: str, upload: Upload, parent: Node,
+                        name: str) -> int:
+        if parent.storage_id != upload.storage_id:
+            raise FuseOSError(errno.EXDEV)
+        dest = self.tree.children(parent).get(name)
+        upload.parent = parent.handle
+        upload.name = name
+        if dest is not None and not dest.is_dir:
+            upload.replaces = dest.handle
+        del self._pending[old]
+        self._pending[new] = upload
+        for handle in list(self._handles.values()):
+            if isinstance(handle, UploadHandle) and handle.upload is upload:
+                handle.path = new
+        return 0
+
+
+class PlusFUSE(mfusepy.FUSE):
+    """mfusepy's FUSE with readdirplus: entries carry full attributes.
+
+    Entries are filled in offset mode (libfuse 3 drops plus entries in list
+    mode), with FUSE_FILL_DIR_PLUS when the kernel asked for plus, so
+    ``ls -l`` needs no getattr per file.
+    """
+
+    def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int,
+                       fip: Any, flags: int) -> int:
+        plus = bool(flags & READDIR_PLUS)
+        decoded = None if path is None else path.decode(self.encoding, self.errors)
+        entries = self.operations.dir_snapshot(decoded, fip.contents.fh)
+        st = mfusepy.c_stat()
+        for index in range(offset, len(entries)):
+            name, attrs = entries[index]
+            ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
+            mfusepy.set_st_attrs(st, attrs, use_ns=self.use_ns)
+            fill = FILL_DIR_PLUS if plus and name not in (".", "..") else 0
+            if filler(buf, name.encode(self.encoding, self.errors), st, index + 1, fill) != 0:
+                break
+        return 0

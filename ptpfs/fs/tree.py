@@ -1,0 +1,426 @@
+"""The object tree: storages, folders and files, their names and inode numbers.
+
+Listings are fetched lazily, one folder at a time, with the session's best
+:mod:`~ptpfs.fs.listing` strategy and kept in a :class:`cachetools.TTLCache`
+keyed by ``(storage_id, folder_handle)``; device events update or invalidate
+exactly the folder they concern.  Node objects are reused across re-listings
+(same handle, same node), so inode numbers and parent links stay stable.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cachetools import TTLCache
+
+from ptpfs.errors import PTPError, ResponseError
+from ptpfs.fs.listing import Lister, ObjectMeta, choose_lister, norm_parent
+from ptpfs.fs.naming import sanitize, unique_names
+
+log = logging.getLogger("ptpfs.fs")
+
+VIRTUAL_DIR = ".ptp"
+
+INO_ROOT = 1
+INO_STORAGE = 1 << 40
+INO_OBJECT = 1 << 41
+
+# Event codes the tree reacts to.
+EC_OBJECT_ADDED = 0x4002
+EC_OBJECT_REMOVED = 0x4003
+EC_STORE_ADDED = 0x4004
+EC_STORE_REMOVED = 0x4005
+EC_DEVICE_PROP_CHANGED = 0x4006
+EC_OBJECT_INFO_CHANGED = 0x4007
+EC_DEVICE_INFO_CHANGED = 0x4008
+EC_STORE_FULL = 0x400A
+EC_STORAGE_INFO_CHANGED = 0x400C
+EC_OBJECT_PROP_CHANGED = 0xC801
+
+
+@dataclass(eq=False)
+class Node:
+    """One directory or file of the mounted tree."""
+
+    kind: str                      # "root", "storage", "dir", "file"
+    name: str
+    ino: int
+    storage_id: int = 0
+    handle: int = 0                # 0 for the root and storage roots
+    parent: "Node | None" = None
+    size: int = 0
+    mtime: float = 0.0
+    format: int = 0
+    writable: bool = True
+    deletable: bool = True
+    raw_name: str = ""
+    info: Any = None               # StorageInfo for storages
+
+    @property
+    def is_dir(self) -> bool:
+        """Root, storages and associations are directories."""
+        return self.kind != "file"
+
+    @property
+    def folder_key(self) -> tuple[int, int]:
+        """The listing-cache key of a directory node."""
+        return (self.storage_id, self.handle)
+
+    @property
+    def path(self) -> str:
+        """Absolute path inside the mount."""
+        parts = []
+        node: Node | None = self
+        while node is not None and node.kind != "root":
+            parts.append(node.name)
+            node = node.parent
+        return "/" + "/".join(reversed(parts))
+
+
+@dataclass
+class Folder:
+    """A cached listing: the metadata of each child and the names given."""
+
+    metas: dict[int, ObjectMeta] = field(default_factory=dict)
+    by_name: dict[str, Node] = field(default_factory=dict)
+
+
+def storage_label(info: Any, storage_id: int) -> str:
+    """A storage's display name from its description or volume label."""
+    for text in (getattr(info, "storage_description", ""), getattr(info, "volume_label", "")):
+        if text and text.strip():
+            return text.strip()
+    return f"storage-{storage_id:08x}"
+
+
+class Tree:
+    """Paths -> nodes over one PTP session, with caches kept fresh by events."""
+
+    def __init__(self, session: Any, *, cache_ttl: float = 60.0,
+                 storage_ttl: float = 2.0, lister: Lister | None = None,
+                 read_only: bool = False) -> None:
+        self.session = session
+        self.lister = lister or choose_lister(session)
+        self.read_only = read_only
+        self.cache_ttl = cache_ttl
+        self._lock = threading.RLock()
+        self.root = Node("root", "", INO_ROOT, writable=not read_only, mtime=time.time())
+        self._storages: dict[str, Node] | None = None
+        self._storages_at = 0.0
+        self._storage_nodes: dict[int, Node] = {}
+        self._folders: TTLCache = TTLCache(maxsize=65536, ttl=cache_ttl)
+        self._nodes: dict[int, Node] = {}          # handle -> node (reused)
+        self._storage_info: TTLCache = TTLCache(maxsize=64, ttl=storage_ttl)
+        self.events: collections.deque[str] = collections.deque(maxlen=500)
+        self.listeners: list[Callable[[list[str]], None]] = []
+        self.prop_listeners: list[Callable[[int], None]] = []
+        self._queue: queue.Queue = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._stopping = False
+
+    # ------------------------------------------------------------------ storages
+    def storages(self) -> dict[str, Node]:
+        """Present storages by display name (cached until a store event)."""
+        with self._lock:
+            if self._storages is not None and time.monotonic() - self._storages_at < self.cache_ttl:
+                return self._storages
+            ids = [sid for sid in self.session.get_storage_ids() if sid & 0xFFFF]
+            infos = {}
+            for sid in ids:
+                try:
+                    infos[sid] = self.session.get_storage_info(sid)
+                except ResponseError as exc:
+                    log.info("storage 0x%08x unavailable: %s", sid, exc)
+            names = unique_names(((sid, storage_label(info, sid)) for sid, info in infos.items()),
+                                 reserved=(VIRTUAL_DIR,))
+            result: dict[str, Node] = {}
+            for sid in sorted(infos):
+                info = infos[sid]
+                node = self._storage_nodes.get(sid)
+                if node is None:
+                    node = Node("storage", names[sid], INO_STORAGE | sid, storage_id=sid,
+                                parent=self.root, mtime=self.root.mtime)
+                    self._storage_nodes[sid] = node
+                node.name = names[sid]
+                node.info = info
+                access = getattr(info, "access_capability", 0)
+                node.writable = access == 0 and not self.read_only
+                node.deletable = access in (0, 2) and not self.read_only
+                self._storage_info[sid] = info
+                result[node.name] = node
+            for sid in list(self._storage_nodes):
+                if sid not in infos:
+                    del self._storage_nodes[sid]
+            self._storages = result
+            self._storages_at = time.monotonic()
+            return result
+
+    def storage_info(self, storage_id: int) -> Any:
+        """Fresh-ish StorageInfo (short TTL) for statfs."""
+        with self._lock:
+            info = self._storage_info.get(storage_id)
+        if info is None:
+            info = self.session.get_storage_info(storage_id)
+            with self._lock:
+                self._storage_info[storage_id] = info
+        return info
+
+    def storage_node(self, storage_id: int) -> Node | None:
+        """The storage node of *storage_id*, if present."""
+        self.storages()
+        return self._storage_nodes.get(storage_id)
+
+    # ------------------------------------------------------------------- folders
+    def _folder(self, node: Node) -> Folder:
+        key = node.folder_key
+        folder = self._folders.get(key)
+        if folder is None:
+            metas = self.lister.list_folder(node.storage_id, node.handle)
+            folder = Folder(metas={m.handle: m for m in metas})
+            self._rename_children(node, folder)
+            self._folders[key] = folder
+        return folder
+
+    def _rename_children(self, parent: Node, folder: Folder) -> None:
+        """(Re)assign the unique names of *folder*'s children, reusing nodes."""
+        names = unique_names((h, m.filename) for h, m in folder.metas.items())
+        storage = self._storage_nodes.get(parent.storage_id)
+        writable = storage.writable if storage else not self.read_only
+        deletable = storage.deletable if storage else not self.read_only
+        by_name: dict[str, Node] = {}
+        for handle, meta in folder.metas.items():
+            node = self._nodes.get(handle)
+            kind = "dir" if meta.is_folder else "file"
+            if node is None or node.kind != kind:
+                node = Node(kind, names[handle], INO_OBJECT | handle)
+                self._nodes[handle] = node
+            node.name = names[handle]
+            node.raw_name = meta.filename
+            node.storage_id = meta.storage_id
+            node.handle = handle
+            node.parent = parent
+            node.size = meta.size
+            node.mtime = meta.mtime if meta.mtime is not None else (parent.mtime or 0.0)
+            node.format = meta.format
+            node.writable = writable and meta.protection == 0
+            node.deletable = deletable and meta.protection == 0
+            by_name[node.name] = node
+        folder.by_name = by_name
+
+    def children(self, node: Node) -> dict[str, Node]:
+        """Name -> node of a directory's children (storages for the root)."""
+        if node.kind == "root":
+            return self.storages()
+        with self._lock:
+            return self._folder(node).by_name
+
+    def lookup(self, path: str) -> Node:
+        """Resolve an absolute path; raises FileNotFoundError."""
+        node = self.root
+        for part in path.strip("/").split("/"):
+            if not part:
+                continue
+            if not node.is_dir:
+                raise NotADirectoryError(path)
+            child = self.children(node).get(part)
+            if child is None:
+                raise FileNotFoundError(path)
+            node = child
+        return node
+
+    def node_for_handle(self, handle: int) -> Node | None:
+        """The node of an object handle if it is in a cached listing."""
+        return self._nodes.get(handle)
+
+    # ------------------------------------------------------- updates from writes
+    def add_object(self, meta: ObjectMeta) -> Node | None:
+        """Put a (new or changed) object into its cached folder listing."""
+        with self._lock:
+            old = self._nodes.get(meta.handle)
+            if old is not None and old.parent is not None and old.parent.folder_key != (
+                    meta.storage_id, meta.parent):
+                self._drop_from_parent(old)
+            parent = self._parent_node(meta.storage_id, meta.parent)
+            if parent is None:
+                return None
+            folder = self._folders.get(parent.folder_key)
+            if folder is None:
+                return None  # not listed yet: the next listing sees it
+            folder.metas[meta.handle] = meta
+            self._rename_children(parent, folder)
+            self._storage_info.pop(meta.storage_id, None)
+            return self._nodes.get(meta.handle)
+
+    def remove_object(self, handle: int) -> Node | None:
+        """Forget an object (deleted on the device)."""
+        with self._lock:
+            node = self._nodes.get(handle)
+            if node is None:
+                return None
+            self._drop_from_parent(node)
+            self._forget_subtree(node)
+            self._storage_info.pop(node.storage_id, None)
+            return node
+
+    def _drop_from_parent(self, node: Node) -> None:
+        parent = node.parent
+        if parent is None:
+            return
+        folder = self._folders.get(parent.folder_key)
+        if folder is not None and node.handle in folder.metas:
+            del folder.metas[node.handle]
+            self._rename_children(parent, folder)
+
+    def _forget_subtree(self, node: Node) -> None:
+        self._nodes.pop(node.handle, None)
+        if node.is_dir:
+            folder = self._folders.pop(node.folder_key, None)
+            if folder is not None:
+                for child in folder.by_name.values():
+                    self._forget_subtree(child)
+
+    def _parent_node(self, storage_id: int, parent: int) -> Node | None:
+        if parent == 0:
+            return self._storage_nodes.get(storage_id)
+        return self._nodes.get(parent)
+
+    def invalidate_folder(self, node: Node) -> None:
+        """Drop a folder's cached listing."""
+        with self._lock:
+            self._folders.pop(node.folder_key, None)
+
+    def invalidate_storages(self) -> None:
+        """Re-read the storage list and storage infos on next use."""
+        with self._lock:
+            self._storages = None
+            self._storage_info.clear()
+
+    def invalidate_all(self) -> None:
+        """Forget every cached listing."""
+        with self._lock:
+            self._storages = None
+            self._storage_info.clear()
+            self._folders.clear()
+
+    # -------------------------------------------------------------------- events
+    def start_events(self) -> None:
+        """Subscribe to the session's events and apply them in a worker thread."""
+        if self._worker is not None:
+            return
+        self._unsubscribe = self.session.subscribe(self._queue.put)
+        self._worker = threading.Thread(target=self._run_events, name="ptpfs-events", daemon=True)
+        self._worker.start()
+
+    def stop_events(self) -> None:
+        """Stop the worker (idempotent)."""
+        self._stopping = True
+        if self._unsubscribe is not None:
+            try:
+                self._unsubscribe()
+            except Exception:  # noqa: BLE001
+                pass
+            self._unsubscribe = None
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join(timeout=5)
+            self._worker = None
+
+    def _run_events(self) -> None:
+        while not self._stopping:
+            event = self._queue.get()
+            if event is None:
+                return
+            try:
+                paths = self.apply_event(event)
+            except PTPError as exc:
+                log.info("event %s not applied: %s", event, exc)
+                continue
+            except Exception:  # noqa: BLE001 - keep the worker alive
+                log.exception("event %s not applied", event)
+                continue
+            if paths:
+                for listener in list(self.listeners):
+                    try:
+                        listener(paths)
+                    except Exception:  # noqa: BLE001
+                        log.exception("invalidation listener failed")
+
+    def apply_event(self, event: Any) -> list[str]:
+        """Update caches for one device event; return the paths that changed."""
+        code = event.code
+        params = tuple(event.params)
+        p0 = params[0] if params else 0
+        self.events.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {_event_text(code, params)}")
+        changed: list[str] = []
+        if code in (EC_OBJECT_ADDED, EC_OBJECT_INFO_CHANGED, EC_OBJECT_PROP_CHANGED):
+            old = self.node_for_handle(p0)
+            if old is not None:
+                changed.append(old.path)
+            try:
+                meta = self.lister.object_meta(p0)
+            except ResponseError as exc:
+                if exc.code == 0x2009:
+                    node = self.remove_object(p0)
+                    return changed + ([node.parent.path] if node and node.parent else [])
+                raise
+            node = self.add_object(meta)
+            if node is not None:
+                changed.append(node.path)
+                if node.parent is not None:
+                    changed.append(node.parent.path)
+        elif code == EC_OBJECT_REMOVED:
+            node = self.remove_object(p0)
+            if node is not None:
+                changed.append(node.path)
+                if node.parent is not None:
+                    changed.append(node.parent.path)
+        elif code in (EC_STORE_ADDED, EC_STORE_REMOVED):
+            with self._lock:
+                if code == EC_STORE_REMOVED:
+                    node = self._storage_nodes.get(p0)
+                    if node is not None:
+                        self._forget_storage(p0)
+                self.invalidate_storages()
+            changed.append("/")
+        elif code in (EC_STORAGE_INFO_CHANGED, EC_STORE_FULL):
+            with self._lock:
+                self._storage_info.pop(p0, None)
+        elif code == EC_DEVICE_PROP_CHANGED:
+            for listener in list(self.prop_listeners):
+                listener(p0)
+            changed.append(f"/{VIRTUAL_DIR}/properties")
+        elif code == EC_DEVICE_INFO_CHANGED:
+            self.invalidate_all()
+            changed.append("/")
+        return changed
+
+    def _forget_storage(self, storage_id: int) -> None:
+        for key in [k for k in self._folders.keys() if k[0] == storage_id]:
+            self._folders.pop(key, None)
+        for handle in [h for h, n in self._nodes.items() if n.storage_id == storage_id]:
+            self._nodes.pop(handle, None)
+
+
+def _event_text(code: int, params: tuple[int, ...]) -> str:
+    try:
+        from ptpfs.protocol.codes import render
+        name = render("event", code)
+    except Exception:  # noqa: BLE001
+        name = f"0x{code:04x}"
+    return " ".join([name] + [f"0x{p:08x}" for p in params])
+
+
+def display_name(raw: str) -> str:
+    """The sanitised form of a single name (no de-duplication)."""
+    return sanitize(raw)
+
+
+__all__ = ["Node", "Tree", "VIRTUAL_DIR", "norm_parent", "display_name"]

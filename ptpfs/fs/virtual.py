@@ -1,0 +1,349 @@
+"""The ``/.ptp`` directory: device facts and settable properties as files.
+
+``device``, ``operations``, ``events``, ``formats``, ``properties``,
+``storages``, ``stats`` and ``events.log`` are read-only text files; their
+content is computed when they are looked at (getattr/open) so ``stat``,
+``wc -c`` and ``cat`` agree.  ``properties.d/<Name>`` holds one property's
+current value; writing a value to a settable property sets it on the camera
+(``echo 1/250 > .ptp/properties.d/ExposureTime``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from cachetools import TTLCache
+
+from ptpfs.errors import InvalidValue, PTPError
+from ptpfs.fs.naming import unique_names
+
+log = logging.getLogger("ptpfs.fs")
+
+DPC_FNUMBER = 0x5007
+DPC_EXPOSURE_TIME = 0x500D
+DT_STR = 0xFFFF
+DT_ARRAY = 0x4000
+
+INO_VIRTUAL = 2            # /.ptp
+INO_VIRTUAL_FILES = 3      # 3.. for the fixed files
+INO_PROPS_DIR = 100
+INO_PROPERTY = 1 << 39     # | property code
+
+
+# ----------------------------------------------------------------- value forms
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise InvalidValue(f"{text!r} is not an integer") from None
+
+
+def format_exposure(value: int) -> str:
+    """ExposureTime (units of 1/10000 s) -> ``1/250``, ``0.5``, ``2"``."""
+    if value <= 0:
+        return str(value)
+    if value >= 10000 and value % 10000 == 0:
+        return f'{value // 10000}"'
+    frac = Fraction(value, 10000)
+    if frac.numerator == 1:
+        return f"1/{frac.denominator}"
+    denom = round(10000 / value)
+    if denom > 1 and abs(10000 / denom - value) <= 0.02 * value:
+        return f"1/{denom}"   # e.g. 166 -> 1/60 (cameras round 1/60 s to 0.0166 s)
+    return f"{value / 10000:g}"
+
+
+def parse_exposure(text: str) -> int:
+    """``1/250``, ``0.5``, ``2"``, ``2s`` -> units of 1/10000 s."""
+    t = text.strip().rstrip('"').rstrip("s").strip()
+    try:
+        if "/" in t:
+            num, _, den = t.partition("/")
+            seconds = Fraction(num.strip()) / Fraction(den.strip())
+        else:
+            seconds = Fraction(t)
+    except (ValueError, ZeroDivisionError):
+        raise InvalidValue(f"{text!r} is not an exposure time (try 1/250, 0.5 or 2\")") from None
+    if seconds <= 0:
+        raise InvalidValue(f"exposure time {text!r} must be positive")
+    return round(seconds * 10000)
+
+
+def format_fnumber(value: int) -> str:
+    """FNumber (f-number x 100) -> ``5.6``."""
+    return f"{value / 100:g}"
+
+
+def parse_fnumber(text: str) -> int:
+    """``5.6``, ``f/5.6``, ``F5.6`` -> 560."""
+    t = re.sub(r"^[fF]\s*/?\s*", "", text.strip())
+    try:
+        return round(float(t) * 100)
+    except ValueError:
+        raise InvalidValue(f"{text!r} is not an f-number (try 5.6 or f/5.6)") from None
+
+
+def format_value(code: int, datatype: int, value: Any) -> str:
+    """A property value in its human form."""
+    if code == DPC_EXPOSURE_TIME and isinstance(value, int):
+        return format_exposure(value)
+    if code == DPC_FNUMBER and isinstance(value, int):
+        return format_fnumber(value)
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def parse_value(code: int, datatype: int, text: str) -> Any:
+    """Parse the human or plain form of a value of *datatype*."""
+    text = text.strip()
+    if datatype == DT_STR:
+        return text
+    if code == DPC_EXPOSURE_TIME:
+        return parse_exposure(text)
+    if code == DPC_FNUMBER:
+        return parse_fnumber(text)
+    if datatype & DT_ARRAY:
+        return [_int(part) for part in re.split(r"[\s,]+", text) if part]
+    if not text:
+        raise InvalidValue("empty value")
+    return _int(text)
+
+
+def snap(desc: Any, value: Any) -> Any:
+    """For exposure time and f-number, pick the allowed value within 3 % of
+    *value* (``1/60`` means 0.0166 s on a camera that lists 166)."""
+    from ptpfs.protocol.datasets import PropEnum
+
+    if (desc.code in (DPC_EXPOSURE_TIME, DPC_FNUMBER) and isinstance(desc.form, PropEnum)
+            and isinstance(value, int) and value > 0 and value not in desc.form.values):
+        close = [v for v in desc.form.values
+                 if isinstance(v, int) and abs(v - value) <= 0.03 * value]
+        if close:
+            return min(close, key=lambda v: abs(v - value))
+    return value
+
+
+def validate(desc: Any, value: Any) -> None:
+    """Raise InvalidValue unless *value* fits the descriptor's form."""
+    from ptpfs.protocol.datasets import PropEnum, PropRange
+
+    form = desc.form
+    if isinstance(form, PropRange) and isinstance(value, int):
+        lo, hi, step = form.minimum, form.maximum, form.step
+        if not lo <= value <= hi:
+            raise InvalidValue(f"{format_value(desc.code, desc.datatype, value)} is outside "
+                               f"{format_value(desc.code, desc.datatype, lo)}.."
+                               f"{format_value(desc.code, desc.datatype, hi)}")
+        if step and (value - lo) % step:
+            raise InvalidValue(f"{value} is not on the step {step} from {lo}")
+    elif isinstance(form, PropEnum) and form.values and value not in form.values:
+        allowed = ", ".join(format_value(desc.code, desc.datatype, v) for v in form.values)
+        raise InvalidValue(f"{format_value(desc.code, desc.datatype, value)} is not one of: {allowed}")
+
+
+def describe_form(desc: Any) -> str:
+    """``range 0..100 step 1`` / ``enum 1/250 1/125`` / ``-``."""
+    from ptpfs.protocol.datasets import PropEnum, PropRange
+
+    form = desc.form
+    fmt = lambda v: format_value(desc.code, desc.datatype, v)  # noqa: E731
+    if isinstance(form, PropRange):
+        return f"range {fmt(form.minimum)}..{fmt(form.maximum)} step {form.step}"
+    if isinstance(form, PropEnum):
+        return "enum " + " ".join(fmt(v) for v in form.values)
+    return "-"
+
+
+# ----------------------------------------------------------------- the files
+@dataclass
+class VNode:
+    """A virtual directory or file."""
+
+    name: str
+    ino: int
+    is_dir: bool = False
+    writable: bool = False
+    prop: int | None = None
+
+
+class Virtual:
+    """Content of the ``/.ptp`` tree for one session."""
+
+    FILES = ("device", "operations", "events", "formats", "properties", "storages",
+             "stats", "events.log")
+
+    def __init__(self, session: Any, tree: Any, *, ttl: float = 30.0) -> None:
+        self.session = session
+        self.tree = tree
+        self._lock = threading.RLock()
+        self._descs: TTLCache = TTLCache(maxsize=512, ttl=ttl)
+        self._prop_names: dict[str, int] | None = None
+        self.root = VNode(".ptp", INO_VIRTUAL, is_dir=True)
+        self.props_dir = VNode("properties.d", INO_PROPS_DIR, is_dir=True)
+        self.files = {name: VNode(name, INO_VIRTUAL_FILES + i)
+                      for i, name in enumerate(self.FILES)}
+        self.generators: dict[str, Callable[[], str]] = {
+            "device": self._device, "operations": self._operations, "events": self._events,
+            "formats": self._formats, "properties": self._properties,
+            "storages": self._storages, "stats": self._stats, "events.log": self._event_log,
+        }
+        tree.prop_listeners.append(self.property_changed)
+
+    # -- structure ---------------------------------------------------------------
+    def lookup(self, parts: list[str]) -> VNode:
+        """Resolve path components below ``/.ptp``; FileNotFoundError if absent."""
+        if not parts:
+            return self.root
+        if parts[0] == "properties.d":
+            if len(parts) == 1:
+                return self.props_dir
+            if len(parts) == 2:
+                code = self.property_names().get(parts[1])
+                if code is not None:
+                    desc = self.desc(code)
+                    return VNode(parts[1], INO_PROPERTY | code, writable=desc.writable, prop=code)
+        elif len(parts) == 1 and parts[0] in self.files:
+            return self.files[parts[0]]
+        raise FileNotFoundError("/".join(parts))
+
+    def list(self, node: VNode) -> list[VNode]:
+        """Children of a virtual directory."""
+        if node is self.root:
+            return [self.props_dir, *self.files.values()]
+        return [self.lookup(["properties.d", name]) for name in self.property_names()]
+
+    def property_names(self) -> dict[str, int]:
+        """File name -> property code for the device's properties."""
+        with self._lock:
+            if self._prop_names is None:
+                from ptpfs.protocol.codes import property_name
+                codes = list(self.session.device_info.device_properties_supported)
+                names = unique_names((c, property_name(c)) for c in codes)
+                self._prop_names = {names[c]: c for c in codes}
+            return self._prop_names
+
+    def desc(self, code: int) -> Any:
+        """The property's descriptor (cached until DevicePropChanged)."""
+        with self._lock:
+            desc = self._descs.get(code)
+        if desc is None:
+            desc = self.session.get_device_prop_desc(code)
+            with self._lock:
+                self._descs[code] = desc
+        return desc
+
+    def property_changed(self, code: int) -> None:
+        """DevicePropChanged: re-read on next access."""
+        with self._lock:
+            self._descs.pop(code, None)
+
+    # -- content ------------------------------------------------------------------
+    def content(self, node: VNode) -> bytes:
+        """The current bytes of a virtual file."""
+        if node.prop is not None:
+            desc = self.desc(node.prop)
+            return (format_value(desc.code, desc.datatype, desc.current) + "\n").encode()
+        return self.generators[node.name]().encode("utf-8", "replace")
+
+    def write_property(self, node: VNode, text: str) -> None:
+        """Parse, validate and set a property from what was written to its file."""
+        if node.prop is None or not node.writable:
+            raise PermissionError(node.name)
+        desc = self.desc(node.prop)
+        value = snap(desc, parse_value(desc.code, desc.datatype, text))
+        try:
+            validate(desc, value)
+        except InvalidValue as exc:
+            log.warning("property %s: %s", node.name, exc)
+            raise
+        self.session.set_device_prop_value(desc.code, value, desc.datatype)
+        self.property_changed(desc.code)
+
+    def _device(self) -> str:
+        info = self.session.device_info
+        from ptpfs.protocol.codes import render
+        lines = [
+            f"Manufacturer: {info.manufacturer}",
+            f"Model: {info.model}",
+            f"DeviceVersion: {info.device_version}",
+            f"SerialNumber: {info.serial_number}",
+            f"StandardVersion: {info.standard_version}",
+            f"VendorExtensionID: 0x{info.vendor_extension_id:08x}",
+            f"VendorExtensionVersion: {info.vendor_extension_version}",
+            f"VendorExtensionDesc: {info.vendor_extension_desc}",
+            f"FunctionalMode: {info.functional_mode}",
+            f"Operations: {len(info.operations_supported)}",
+            f"Events: {len(info.events_supported)}",
+            f"Properties: {len(info.device_properties_supported)}",
+            "CaptureFormats: " + " ".join(render("format", c) for c in info.capture_formats),
+            "ImageFormats: " + " ".join(render("format", c) for c in info.image_formats),
+        ]
+        caps = self.session.capabilities
+        lines.append("Capabilities: " + " ".join(
+            f"{k}={getattr(caps, k)}" for k in ("prop_list", "eos_listing", "partial_read", "rename",
+                                                "move", "eos_events", "upload", "delete")))
+        return "\n".join(lines) + "\n"
+
+    def _code_lines(self, kind: str, codes: Any) -> str:
+        from ptpfs.protocol.codes import render
+        return "".join(render(kind, c) + "\n" for c in codes)
+
+    def _operations(self) -> str:
+        return self._code_lines("operation", self.session.device_info.operations_supported)
+
+    def _events(self) -> str:
+        return self._code_lines("event", self.session.device_info.events_supported)
+
+    def _formats(self) -> str:
+        info = self.session.device_info
+        seen: list[int] = []
+        for code in (*info.capture_formats, *info.image_formats):
+            if code not in seen:
+                seen.append(code)
+        return self._code_lines("format", seen)
+
+    def _properties(self) -> str:
+        from ptpfs.protocol.codes import datatype_name, render
+        lines = []
+        for name, code in self.property_names().items():
+            try:
+                desc = self.desc(code)
+            except PTPError as exc:
+                lines.append(f"{render('property', code)}\t?\t?\t-\t({exc})")
+                continue
+            lines.append("\t".join([
+                render("property", code), datatype_name(desc.datatype),
+                format_value(code, desc.datatype, desc.current),
+                "rw" if desc.writable else "ro", describe_form(desc)]))
+        return "".join(line + "\n" for line in lines)
+
+    def _storages(self) -> str:
+        access = {0: "read-write", 1: "read-only", 2: "read-only-with-delete"}
+        lines = []
+        for name, node in self.tree.storages().items():
+            info = node.info
+            lines.append("\t".join([
+                f"0x{node.storage_id:08x}", name, access.get(info.access_capability, "?"),
+                f"capacity={info.max_capacity}", f"free={info.free_space_bytes}",
+                f"type={info.storage_type}", f"fs={info.filesystem_type}",
+                f"description={info.storage_description}", f"label={info.volume_label}"]))
+        return "".join(line + "\n" for line in lines)
+
+    def _stats(self) -> str:
+        stats = self.session.stats
+        lines = [f"transactions: {stats.transactions}", f"bytes_in: {stats.bytes_in}",
+                 f"bytes_out: {stats.bytes_out}", f"listing: {self.tree.lister.name}"]
+        for code, count in sorted(getattr(stats, "per_operation", {}).items()):
+            from ptpfs.protocol.codes import render
+            lines.append(f"op {render('operation', code)}: {count}")
+        return "\n".join(lines) + "\n"
+
+    def _event_log(self) -> str:
+        return "".join(line + "\n" for line in list(self.tree.events))

@@ -1,0 +1,335 @@
+"""PTP and MTP datasets as frozen dataclasses with ``encode()`` and ``decode(data)``.
+
+``decode`` is total: it consumes every byte or raises :class:`~ptpfs.errors.ProtocolError`.  Real devices
+sometimes append padding after a dataset; ``decode(data, strict=False)`` ignores trailing bytes for the
+callers that know to expect it.  ``encode`` raises :class:`~ptpfs.errors.InvalidValue` for values that do
+not fit their wire type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Optional, Union
+
+from ptpfs.errors import InvalidValue, ProtocolError
+
+from .codes import ASSOCIATION_GENERIC_FOLDER, DT, OFC
+from .wire import Reader, Writer, parse_datetime
+
+U32_ALL = 0xFFFFFFFF
+
+
+def _finish(reader: Reader, strict: bool) -> None:
+    if strict:
+        reader.end()
+
+
+def _tuple(values: Iterable[int]) -> tuple[int, ...]:
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The answer to GetDeviceInfo."""
+
+    standard_version: int = 100
+    vendor_extension_id: int = 0
+    vendor_extension_version: int = 0
+    vendor_extension_desc: str = ""
+    functional_mode: int = 0
+    operations_supported: tuple[int, ...] = ()
+    events_supported: tuple[int, ...] = ()
+    device_properties_supported: tuple[int, ...] = ()
+    capture_formats: tuple[int, ...] = ()
+    image_formats: tuple[int, ...] = ()
+    manufacturer: str = ""
+    model: str = ""
+    device_version: str = ""
+    serial_number: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("operations_supported", "events_supported", "device_properties_supported",
+                     "capture_formats", "image_formats"):
+            object.__setattr__(self, name, _tuple(getattr(self, name)))
+
+    def encode(self) -> bytes:
+        w = Writer()
+        w.u16(self.standard_version).u32(self.vendor_extension_id).u16(self.vendor_extension_version)
+        w.string(self.vendor_extension_desc).u16(self.functional_mode)
+        for codes in (self.operations_supported, self.events_supported,
+                      self.device_properties_supported, self.capture_formats, self.image_formats):
+            w.array(DT.UINT16, codes)
+        w.string(self.manufacturer).string(self.model).string(self.device_version)
+        w.string(self.serial_number)
+        return w.getvalue()
+
+    @classmethod
+    def decode(cls, data: bytes, strict: bool = True) -> DeviceInfo:
+        r = Reader(data, "DeviceInfo")
+        info = cls(
+            standard_version=r.u16(), vendor_extension_id=r.u32(), vendor_extension_version=r.u16(),
+            vendor_extension_desc=r.string(), functional_mode=r.u16(),
+            operations_supported=r.array(DT.UINT16), events_supported=r.array(DT.UINT16),
+            device_properties_supported=r.array(DT.UINT16), capture_formats=r.array(DT.UINT16),
+            image_formats=r.array(DT.UINT16), manufacturer=r.string(), model=r.string(),
+            device_version=r.string(), serial_number=r.string())
+        _finish(r, strict)
+        return info
+
+
+@dataclass(frozen=True)
+class StorageInfo:
+    """The answer to GetStorageInfo."""
+
+    storage_type: int = 0
+    filesystem_type: int = 0
+    access_capability: int = 0
+    max_capacity: int = 0
+    free_space_bytes: int = 0
+    free_space_objects: int = U32_ALL
+    storage_description: str = ""
+    volume_label: str = ""
+
+    def encode(self) -> bytes:
+        w = Writer()
+        w.u16(self.storage_type).u16(self.filesystem_type).u16(self.access_capability)
+        w.u64(self.max_capacity).u64(self.free_space_bytes).u32(self.free_space_objects)
+        w.string(self.storage_description).string(self.volume_label)
+        return w.getvalue()
+
+    @classmethod
+    def decode(cls, data: bytes, strict: bool = True) -> StorageInfo:
+        r = Reader(data, "StorageInfo")
+        info = cls(r.u16(), r.u16(), r.u16(), r.u64(), r.u64(), r.u32(), r.string(), r.string())
+        _finish(r, strict)
+        return info
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """The answer to GetObjectInfo and the data of SendObjectInfo.
+
+    ``compressed_size`` is the raw u32: 0xFFFFFFFF means "4 GiB or more, ask ObjectSize (u64)".
+    Dates are kept as the device's strings; see :attr:`capture_datetime`.
+    """
+
+    storage_id: int
+    object_format: int
+    protection_status: int = 0
+    compressed_size: int = 0
+    thumb_format: int = 0
+    thumb_compressed_size: int = 0
+    thumb_pix_width: int = 0
+    thumb_pix_height: int = 0
+    image_pix_width: int = 0
+    image_pix_height: int = 0
+    image_bit_depth: int = 0
+    parent: int = 0
+    association_type: int = 0
+    association_desc: int = 0
+    sequence_number: int = 0
+    filename: str = ""
+    capture_date: str = ""
+    modification_date: str = ""
+    keywords: str = ""
+
+    @property
+    def is_folder(self) -> bool:
+        """True for associations (folders)."""
+        return self.object_format == OFC.Association
+
+    @property
+    def size_unknown(self) -> bool:
+        """True when ``compressed_size`` is the 0xFFFFFFFF "too large for u32" marker."""
+        return self.compressed_size == U32_ALL
+
+    @property
+    def capture_datetime(self) -> Optional[datetime]:
+        return parse_datetime(self.capture_date)
+
+    @property
+    def modification_datetime(self) -> Optional[datetime]:
+        return parse_datetime(self.modification_date)
+
+    @classmethod
+    def folder(cls, storage_id: int, parent: int, name: str, **kw: Any) -> ObjectInfo:
+        """An ObjectInfo describing a generic folder."""
+        return cls(storage_id, OFC.Association, parent=parent, filename=name,
+                   association_type=ASSOCIATION_GENERIC_FOLDER, **kw)
+
+    def encode(self) -> bytes:
+        w = Writer()
+        w.u32(self.storage_id).u16(self.object_format).u16(self.protection_status)
+        w.u32(self.compressed_size).u16(self.thumb_format).u32(self.thumb_compressed_size)
+        w.u32(self.thumb_pix_width).u32(self.thumb_pix_height).u32(self.image_pix_width)
+        w.u32(self.image_pix_height).u32(self.image_bit_depth).u32(self.parent)
+        w.u16(self.association_type).u32(self.association_desc).u32(self.sequence_number)
+        w.string(self.filename).string(self.capture_date).string(self.modification_date)
+        w.string(self.keywords)
+        return w.getvalue()
+
+    @classmethod
+    def decode(cls, data: bytes, strict: bool = True) -> ObjectInfo:
+        r = Reader(data, "ObjectInfo")
+        info = cls(
+            storage_id=r.u32(), object_format=r.u16(), protection_status=r.u16(),
+            compressed_size=r.u32(), thumb_format=r.u16(), thumb_compressed_size=r.u32(),
+            thumb_pix_width=r.u32(), thumb_pix_height=r.u32(), image_pix_width=r.u32(),
+            image_pix_height=r.u32(), image_bit_depth=r.u32(), parent=r.u32(),
+            association_type=r.u16(), association_desc=r.u32(), sequence_number=r.u32(),
+            filename=r.string(), capture_date=r.string(), modification_date=r.string(),
+            keywords=r.string())
+        _finish(r, strict)
+        return info
+
+
+@dataclass(frozen=True)
+class PropRange:
+    """Range form of a property description."""
+
+    minimum: Any
+    maximum: Any
+    step: Any
+
+
+@dataclass(frozen=True)
+class PropEnum:
+    """Enumeration form of a property description."""
+
+    values: tuple = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", tuple(self.values))
+
+
+PropForm = Union[None, PropRange, PropEnum]
+
+FORM_NONE = 0
+FORM_RANGE = 1
+FORM_ENUM = 2
+
+
+@dataclass(frozen=True)
+class DevicePropDesc:
+    """The answer to GetDevicePropDesc; values use the property's ``datatype``."""
+
+    code: int
+    datatype: int
+    get_set: int
+    factory_default: Any
+    current: Any
+    form: PropForm = None
+
+    @property
+    def writable(self) -> bool:
+        return self.get_set == 1
+
+    def encode(self) -> bytes:
+        w = Writer()
+        w.u16(self.code).u16(self.datatype).u8(self.get_set)
+        w.value(self.datatype, self.factory_default).value(self.datatype, self.current)
+        if self.form is None:
+            w.u8(FORM_NONE)
+        elif isinstance(self.form, PropRange):
+            w.u8(FORM_RANGE)
+            for v in (self.form.minimum, self.form.maximum, self.form.step):
+                w.value(self.datatype, v)
+        elif isinstance(self.form, PropEnum):
+            if len(self.form.values) > 0xFFFF:
+                raise InvalidValue(f"too many enumeration values ({len(self.form.values)})")
+            w.u8(FORM_ENUM).u16(len(self.form.values))
+            for v in self.form.values:
+                w.value(self.datatype, v)
+        else:
+            raise InvalidValue(f"unknown property form {self.form!r}")
+        return w.getvalue()
+
+    @classmethod
+    def decode(cls, data: bytes, strict: bool = True) -> DevicePropDesc:
+        r = Reader(data, "DevicePropDesc")
+        code, datatype, get_set = r.u16(), r.u16(), r.u8()
+        default, current = r.value(datatype), r.value(datatype)
+        flag = r.u8()
+        form: PropForm
+        if flag == FORM_NONE:
+            form = None
+        elif flag == FORM_RANGE:
+            form = PropRange(r.value(datatype), r.value(datatype), r.value(datatype))
+        elif flag == FORM_ENUM:
+            count = r.u16()
+            # every value takes at least one byte: refuse lying counts before reading
+            if count > r.remaining:
+                raise ProtocolError(
+                    f"DevicePropDesc: enumeration of {count} values does not fit in "
+                    f"{r.remaining} bytes")
+            form = PropEnum(tuple(r.value(datatype) for _ in range(count)))
+        else:
+            raise ProtocolError(f"DevicePropDesc: unknown form flag {flag}")
+        desc = cls(code, datatype, get_set, default, current, form)
+        _finish(r, strict)
+        return desc
+
+
+@dataclass(frozen=True)
+class ObjectPropEntry:
+    """One element of an MTP object property list (GetObjectPropList / SendObjectPropList)."""
+
+    handle: int
+    prop: int
+    datatype: int
+    value: Any
+
+
+def encode_prop_list(entries: Iterable[ObjectPropEntry]) -> bytes:
+    """``u32 count`` then (u32 handle, u16 prop, u16 datatype, value) for each entry."""
+    items = list(entries)
+    w = Writer().u32(len(items))
+    for e in items:
+        w.u32(e.handle).u16(e.prop).u16(e.datatype).value(e.datatype, e.value)
+    return w.getvalue()
+
+
+def decode_prop_list(data: bytes, strict: bool = True) -> list[ObjectPropEntry]:
+    """Inverse of :func:`encode_prop_list`."""
+    r = Reader(data, "ObjectPropList")
+    count = r.u32()
+    if count > r.remaining // 9:  # the smallest entry is 4 + 2 + 2 + 1 bytes
+        raise ProtocolError(f"ObjectPropList: {count} entries do not fit in {r.remaining} bytes")
+    entries = []
+    for _ in range(count):
+        handle, prop, datatype = r.u32(), r.u16(), r.u16()
+        entries.append(ObjectPropEntry(handle, prop, datatype, r.value(datatype)))
+    _finish(r, strict)
+    return entries
+
+
+def encode_u32_array(values: Iterable[int]) -> bytes:
+    """A u32 array (object handles, storage IDs)."""
+    return Writer().array(DT.UINT32, values).getvalue()
+
+
+def decode_u32_array(data: bytes, what: str = "u32 array", strict: bool = True) -> tuple[int, ...]:
+    r = Reader(data, what)
+    values = r.array(DT.UINT32)
+    _finish(r, strict)
+    return values
+
+
+def encode_u16_array(values: Iterable[int]) -> bytes:
+    """A u16 array (property codes, format codes)."""
+    return Writer().array(DT.UINT16, values).getvalue()
+
+
+def decode_u16_array(data: bytes, what: str = "u16 array", strict: bool = True) -> tuple[int, ...]:
+    r = Reader(data, what)
+    values = r.array(DT.UINT16)
+    _finish(r, strict)
+    return values
+
+
+__all__ = [
+    "DeviceInfo", "StorageInfo", "ObjectInfo", "DevicePropDesc", "PropRange", "PropEnum", "PropForm",
+    "ObjectPropEntry", "encode_prop_list", "decode_prop_list", "encode_u32_array", "decode_u32_array",
+    "encode_u16_array", "decode_u16_array", "FORM_NONE", "FORM_RANGE", "FORM_ENUM",
+]

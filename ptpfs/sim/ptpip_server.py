@@ -1,0 +1,483 @@
+"""A PTP/IP server (CIPA DC-005) serving a simulated camera over TCP.
+
+``PtpipServer(camera).start()`` listens on 127.0.0.1 (port 0 = any free
+port, see ``.port``); any PTP/IP initiator -- ptpfs's own transport or
+gphoto2 (``gphoto2 --port ptpip:127.0.0.1:PORT``) -- can connect.  Every
+connection pair gets a thread for its command connection and one for its
+event connection; pairs may come one after another or at the same time.
+
+Data phases stream in both directions (1 MiB Data packets out of
+``Reply.data``; incoming Data packets go to the camera's ``DataReceiver``
+as they arrive).  The camera's link model paces the bytes and its faults
+apply: ``drop_after`` closes both sockets of the pair, ``stall`` withholds the
+reply until the stall ends (a Cancel or a new request meanwhile discards it).
+
+libgphoto2 compatibility: it sends no Data/EndData at all for an empty data
+phase (only StartData with length 0), so an empty host-to-device data phase
+completes on StartData, and a stray empty EndData after it is ignored.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import select
+import socket
+import struct
+import threading
+from typing import Any
+
+from ptpfs.protocol import ptpip as pk
+from ptpfs.protocol.messages import Event, Request
+
+__all__ = ["PtpipServer"]
+
+_log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1 << 20
+_MAX_CONTROL = 64 * 1024
+_RC_GENERAL_ERROR = 0x2002
+_FAIL_UNSPECIFIED = 3
+_SERVER_GUID = bytes.fromhex("70747066732d73696d2d63616d657261")  # "ptpfs-sim-camera"
+
+
+class _Closed(Exception):
+    """The peer went away or the server is stopping."""
+
+
+class _Pair:
+    """One command connection plus (once it arrives) its event connection."""
+
+    def __init__(self, number: int, cmd: socket.socket) -> None:
+        self.number = number
+        self.cmd = cmd
+        self.evt: socket.socket | None = None
+        self.events: collections.deque[Event] = collections.deque(maxlen=1024)
+        self.cond = threading.Condition()
+        self.closed = False
+        self.unsubscribe: Any = None
+
+    def close(self) -> None:
+        with self.cond:
+            if self.closed:
+                return
+            self.closed = True
+            self.cond.notify_all()
+        if self.unsubscribe is not None:
+            try:
+                self.unsubscribe()
+            except Exception:
+                pass
+        for sock in (self.cmd, self.evt):
+            if sock is not None:
+                _close(sock)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def _recv_exact(sock: socket.socket, n: int, into: memoryview | None = None) -> bytes | None:
+    """Exactly *n* bytes (into *into* when given, returning ``None``)."""
+    view = into if into is not None else memoryview(bytearray(n))
+    pos = 0
+    while pos < n:
+        try:
+            got = sock.recv_into(view[pos:n])
+        except OSError as exc:
+            raise _Closed(str(exc)) from exc
+        if got == 0:
+            raise _Closed("peer closed the connection")
+        pos += got
+    return None if into is not None else bytes(view)
+
+
+def _read_packet(sock: socket.socket) -> tuple[int, int]:
+    """``(length, type)`` of the next packet (header consumed)."""
+    return pk.parse_packet_header(_recv_exact(sock, pk.PACKET_HEADER_SIZE) or b"")
+
+
+def _read_control(sock: socket.socket, length: int, ptype: int) -> pk.Packet:
+    if length > _MAX_CONTROL:
+        raise _Closed(f"peer announced a {length}-byte control packet")
+    body = _recv_exact(sock, length - pk.PACKET_HEADER_SIZE) or b""
+    return pk.decode_packet(struct.pack("<II", length, ptype) + body)
+
+
+class PtpipServer:
+    """Serve *camera* (the responder interface of ``ptpfs.sim``) over PTP/IP."""
+
+    def __init__(self, camera: Any, host: str = "127.0.0.1", port: int = 0, *,
+                 name: str = "ptpfs simulated camera", guid: bytes = _SERVER_GUID) -> None:
+        self.camera = camera
+        self.host = host
+        self._requested_port = port
+        self.name = name
+        self.guid = guid
+        #: When set to a reason code, InitCommandRequests are answered with InitFail.
+        self.refuse: int | None = None
+        #: Number of command connections accepted so far.
+        self.connections = 0
+        self._listener: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self._pairs: dict[int, _Pair] = {}
+        self._lock = threading.Lock()
+        self._numbers = itertools.count(1)
+        self._stopping = threading.Event()
+
+    # ---------------------------------------------------------------- lifecycle
+    @property
+    def port(self) -> int:
+        """The TCP port listened on (valid after :meth:`start`)."""
+        if self._listener is None:
+            return self._requested_port
+        return self._listener.getsockname()[1]
+
+    def start(self) -> "PtpipServer":
+        """Bind, listen and accept in a background thread."""
+        if self._listener is not None:
+            return self
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self._requested_port))
+        sock.listen(16)
+        sock.settimeout(0.2)
+        self._listener = sock
+        self._spawn(self._accept_loop, "ptpip-accept")
+        return self
+
+    def stop(self) -> None:
+        """Close every connection and the listener; join the threads."""
+        self._stopping.set()
+        if self._listener is not None:
+            _close(self._listener)
+        with self._lock:
+            pairs = list(self._pairs.values())
+        for pair in pairs:
+            pair.close()
+        for t in list(self._threads):
+            if t is not threading.current_thread():
+                t.join(timeout=5)
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    def __enter__(self) -> "PtpipServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _spawn(self, target: Any, name: str, *args: Any) -> None:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads = [x for x in self._threads if x.is_alive()]
+        self._threads.append(t)
+        t.start()
+
+    # ---------------------------------------------------------------- accepting
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            try:
+                conn, _addr = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            try:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            except OSError:
+                pass
+            self._spawn(self._handshake, "ptpip-conn", conn)
+
+    def _handshake(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(10.0)
+            length, ptype = _read_packet(conn)
+            packet = _read_control(conn, length, ptype)
+            conn.settimeout(None)
+        except (_Closed, pk.ProtocolError, OSError, Exception) as exc:
+            _log.debug("PTP/IP handshake failed: %s", exc)
+            _close(conn)
+            return
+        if isinstance(packet, pk.InitCommandRequest):
+            self._serve_command(conn, packet)
+        elif isinstance(packet, pk.InitEventRequest):
+            self._serve_events(conn, packet.connection_number)
+        elif isinstance(packet, pk.ProbeRequest):
+            self._send_quiet(conn, pk.encode_packet(pk.ProbeResponse()))
+            _close(conn)
+        else:
+            _close(conn)
+
+    @staticmethod
+    def _send_quiet(sock: socket.socket, data: bytes) -> None:
+        try:
+            sock.sendall(data)
+        except OSError:
+            pass
+
+    # ---------------------------------------------------------------- command connection
+    def _serve_command(self, conn: socket.socket, init: pk.InitCommandRequest) -> None:
+        if self.refuse is not None:
+            self._send_quiet(conn, pk.encode_packet(pk.InitFail(self.refuse)))
+            _close(conn)
+            return
+        number = next(self._numbers)
+        pair = _Pair(number, conn)
+        with self._lock:
+            self._pairs[number] = pair
+            self.connections += 1
+        make_connection = getattr(self.camera, "connection", None)
+        responder = make_connection() if callable(make_connection) else self.camera
+        loop = _CommandLoop(self, pair, responder)
+        try:
+            conn.sendall(pk.encode_packet(pk.InitCommandAck(number, self.guid, self.name)))
+            loop.run()
+        except (_Closed, OSError) as exc:
+            _log.debug("PTP/IP command connection %d ended: %s", number, exc)
+        except pk.ProtocolError as exc:
+            _log.warning("PTP/IP command connection %d: protocol error: %s", number, exc)
+        finally:
+            _abort(loop.receiver)
+            pair.close()
+            if responder is not self.camera:
+                responder.close()     # the client went away: its session ends
+            with self._lock:
+                self._pairs.pop(number, None)
+
+    # ---------------------------------------------------------------- event connection
+    def _serve_events(self, conn: socket.socket, number: int) -> None:
+        with self._lock:
+            pair = self._pairs.get(number)
+        if pair is None or pair.evt is not None or pair.closed:
+            self._send_quiet(conn, pk.encode_packet(pk.InitFail(_FAIL_UNSPECIFIED)))
+            _close(conn)
+            return
+        pair.evt = conn
+
+        def on_event(event: Event) -> None:
+            with pair.cond:
+                pair.events.append(event)
+                pair.cond.notify_all()
+
+        try:
+            conn.sendall(pk.encode_packet(pk.InitEventAck()))
+            pair.unsubscribe = self.camera.subscribe(on_event)
+            while not pair.closed and not self._stopping.is_set():
+                with pair.cond:
+                    if not pair.events:
+                        pair.cond.wait(0.1)
+                    pending = list(pair.events)
+                    pair.events.clear()
+                for event in pending:
+                    data = pk.encode_packet(pk.EventPacket(event.code, event.transaction_id,
+                                                           tuple(event.params)[:3]))
+                    conn.sendall(data)
+                readable, _, _ = select.select([conn], [], [], 0)
+                if readable:
+                    length, ptype = _read_packet(conn)
+                    packet = _read_control(conn, length, ptype)
+                    if isinstance(packet, pk.ProbeRequest):
+                        conn.sendall(pk.encode_packet(pk.ProbeResponse()))
+        except (_Closed, OSError, pk.ProtocolError, ValueError) as exc:
+            _log.debug("PTP/IP event connection %d ended: %s", number, exc)
+        finally:
+            pair.close()
+
+
+class _CommandLoop:
+    """Serves operations on one command connection."""
+
+    def __init__(self, server: PtpipServer, pair: _Pair, responder: Any) -> None:
+        self.server = server
+        self.camera = responder
+        self.receiver: Any = None                      # data phase in progress
+        self.pair = pair
+        self.sock = pair.cmd
+        self.buf = bytearray(CHUNK_SIZE)
+        self.pending: tuple[int, int] | None = None   # a packet header read while stalled
+
+    # -- faults and pacing
+    def _account(self, n: int) -> None:
+        from ptpfs.sim.faults import LinkDropped
+
+        try:
+            self.camera.faults.consume(n)
+        except LinkDropped:
+            self.pair.close()
+            raise _Closed("simulated connection drop") from None
+        self.camera.link.pace(n)
+
+    def _send(self, data: bytes | memoryview) -> None:
+        self._account(len(data))
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise _Closed(str(exc)) from exc
+
+    def _next_header(self) -> tuple[int, int]:
+        if self.pending is not None:
+            header, self.pending = self.pending, None
+            return header
+        header = _read_packet(self.sock)
+        self._account(pk.PACKET_HEADER_SIZE)
+        return header
+
+    # -- main loop
+    def run(self) -> None:
+        while not self.pair.closed:
+            length, ptype = self._next_header()
+            if ptype == pk.TYPE_OPERATION_REQUEST:
+                packet = _read_control(self.sock, length, ptype)
+                assert isinstance(packet, pk.OperationRequest)
+                self._operation(packet.to_request())
+            elif ptype in (pk.TYPE_DATA, pk.TYPE_END_DATA):
+                self._skip(length - pk.PACKET_HEADER_SIZE)   # stray (e.g. after cancel)
+            else:
+                packet = _read_control(self.sock, length, ptype)
+                if isinstance(packet, pk.ProbeRequest):
+                    self._send(pk.encode_packet(pk.ProbeResponse()))
+                elif isinstance(packet, pk.CancelPacket):
+                    pass  # nothing in progress
+                else:
+                    raise pk.ProtocolError(f"unexpected {type(packet).__name__} on the command "
+                                           "connection")
+
+    def _skip(self, n: int) -> None:
+        view = memoryview(self.buf)
+        while n:
+            k = min(n, len(view))
+            _recv_exact(self.sock, k, view[:k])
+            self._account(k)
+            n -= k
+
+    def _operation(self, request: Request) -> None:
+        camera = self.camera
+        if camera.takes_data(request.code):
+            reply = self._receive_data(request)
+            if reply is _CANCELLED:
+                return
+        else:
+            try:
+                reply = camera.command(request)
+            except Exception:
+                _log.exception("simulated camera failed on %r", request)
+                reply = None
+        if not self._wait_stall():
+            return
+        self._reply(request, reply)
+
+    def _wait_stall(self) -> bool:
+        """Hold the reply while the camera is stalled; ``False`` if the initiator
+        cancelled or moved on meanwhile (the reply is then dropped)."""
+        faults = self.camera.faults
+        while not faults.wait_while_stalled(0.05):
+            if self.pair.closed or self.server._stopping.is_set():
+                raise _Closed("stopping")
+            readable, _, _ = select.select([self.sock], [], [], 0)
+            if readable:
+                header = _read_packet(self.sock)
+                if header[1] == pk.TYPE_CANCEL:
+                    _read_control(self.sock, *header)
+                else:
+                    self.pending = header
+                return False
+        return True
+
+    def _receive_data(self, request: Request) -> Any:
+        length, ptype = self._next_header()
+        if ptype == pk.TYPE_CANCEL:
+            _read_control(self.sock, length, ptype)
+            return _CANCELLED
+        if ptype != pk.TYPE_START_DATA:
+            raise pk.ProtocolError(f"expected StartData after 0x{request.code:04x}, got packet "
+                                   f"type {ptype}")
+        start = _read_control(self.sock, length, ptype)
+        assert isinstance(start, pk.StartData)
+        if start.transaction_id != request.transaction_id:
+            raise pk.ProtocolError("StartData for the wrong transaction")
+        total = start.total_length
+        try:
+            receiver = self.camera.begin_data(request, total)
+        except Exception:
+            _log.exception("simulated camera failed starting data for %r", request)
+            receiver = None
+        self.receiver = receiver
+        got = 0
+        view = memoryview(self.buf)
+        if total != 0:   # libgphoto2 sends neither Data nor EndData for an empty phase
+            while True:
+                length, ptype = self._next_header()
+                if ptype == pk.TYPE_CANCEL:
+                    _read_control(self.sock, length, ptype)
+                    _abort(receiver)
+                    self.receiver = None
+                    return _CANCELLED
+                if ptype not in (pk.TYPE_DATA, pk.TYPE_END_DATA):
+                    raise pk.ProtocolError(f"data phase interrupted by packet type {ptype}")
+                if length < pk.PACKET_HEADER_SIZE + 4:
+                    raise pk.ProtocolError("data packet without transaction ID")
+                _recv_exact(self.sock, 4)
+                n = length - pk.PACKET_HEADER_SIZE - 4
+                while n:
+                    k = min(n, len(view))
+                    _recv_exact(self.sock, k, view[:k])
+                    self._account(k)
+                    if receiver is not None:
+                        receiver.write(bytes(view[:k]))
+                    n -= k
+                    got += k
+                if ptype == pk.TYPE_END_DATA or got >= total:
+                    break
+        self.receiver = None
+        if receiver is None:
+            return None
+        try:
+            return receiver.finish()
+        except Exception:
+            _log.exception("simulated camera failed finishing %r", request)
+            return None
+
+    def _reply(self, request: Request, reply: Any) -> None:
+        tid = request.transaction_id
+        if reply is None:
+            code, params, data = _RC_GENERAL_ERROR, (), None
+        else:
+            code, params, data = reply.code, tuple(reply.params), reply.data
+        if data is not None:
+            self._send(pk.encode_packet(pk.StartData(tid, data.length)))
+            remaining = data.length
+            while True:
+                k = min(CHUNK_SIZE, remaining)
+                chunk = data.read(k) if k else b""
+                short = len(chunk) < k
+                remaining -= len(chunk)
+                last = remaining == 0 or short
+                ptype = pk.TYPE_END_DATA if last else pk.TYPE_DATA
+                self._send(pk.encode_packet_header(ptype, 4 + len(chunk))
+                           + struct.pack("<I", tid) + chunk)
+                if last:
+                    break
+        self._send(pk.encode_packet(pk.OperationResponse(code, tid, params)))
+
+
+_CANCELLED = object()
+
+
+def _abort(receiver: Any) -> None:
+    abort = getattr(receiver, "abort", None)
+    if callable(abort):
+        try:
+            abort()
+        except Exception:
+            _log.exception("aborting a data phase failed")

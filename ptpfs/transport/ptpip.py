@@ -1,0 +1,438 @@
+"""PTP/IP client transport (CIPA DC-005, TCP port 15740).
+
+Two TCP connections: the command/data connection (InitCommandRequest /
+InitCommandAck) and the event connection (InitEventRequest / InitEventAck).
+Data phases stream in 1 MiB Data packets in both directions; incoming Data
+packets go straight from the socket into a preallocated buffer and on to the
+sink, so an object of any size costs 1 MiB of memory.  Every socket operation
+has a timeout; lengths announced by the peer are checked against what arrives.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import select
+import socket
+import struct
+import threading
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
+                          InvalidValue, ProtocolError, TransportError, TransportTimeout)
+from ptpfs.protocol import ptpip as pk
+from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request, Response
+from ptpfs.transport.base import DataSink, Transport
+
+__all__ = ["PtpipTransport", "load_guid", "CHUNK_SIZE"]
+
+#: Payload bytes per outgoing Data packet and size of the receive buffer.
+CHUNK_SIZE = 1 << 20
+#: Largest non-data packet accepted from a peer.
+MAX_CONTROL_PACKET = 64 * 1024
+_SOCKET_BUFFER = 4 << 20
+_UNKNOWN_TOTAL = 0xFFFFFFFFFFFFFFFF
+
+#: InitFail reasons (CIPA DC-005).
+FAIL_REJECTED_INITIATOR = 1
+FAIL_BUSY = 2
+
+
+def _config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "ptpfs"
+
+
+def load_guid() -> bytes:
+    """This computer's stable PTP/IP GUID (16 bytes), created on first use in
+    ``$XDG_CONFIG_HOME/ptpfs/guid``.  Cameras remember paired hosts by it."""
+    path = _config_dir() / "guid"
+    try:
+        text = path.read_text().strip().replace("-", "").replace(":", "")
+        guid = bytes.fromhex(text)
+        if len(guid) == 16:
+            return guid
+    except (OSError, ValueError):
+        pass
+    guid = uuid.uuid4().bytes
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(guid.hex() + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # an unwritable config dir only costs stability across runs
+    return guid
+
+
+def _init_fail_error(reason: int, where: str) -> TransportError:
+    if reason == FAIL_BUSY:
+        return DeviceClaimed(f"{where}: the camera is busy with another PTP/IP client "
+                             "(InitFail reason 2: busy); disconnect the other program")
+    if reason == FAIL_REJECTED_INITIATOR:
+        return DevicePermissionError(f"{where}: the camera rejected this computer (InitFail "
+                                     "reason 1: rejected initiator); pair/allow it on the camera")
+    return TransportError(f"{where}: the camera refused the connection (InitFail reason "
+                          f"{reason:#x})")
+
+
+class _Channel:
+    """One TCP connection with exact-length reads and error mapping."""
+
+    def __init__(self, sock: socket.socket, name: str) -> None:
+        self.sock = sock
+        self.name = name
+        self.desynced = False        # a timeout hit in the middle of a packet
+
+    def settimeout(self, timeout: float) -> None:
+        self.sock.settimeout(timeout)
+
+    def send(self, data: bytes | memoryview, what: str) -> None:
+        try:
+            self.sock.sendall(data)
+        except socket.timeout as exc:
+            self.desynced = True
+            raise TransportTimeout(f"{self.name}: {what}: peer stopped accepting data") from exc
+        except OSError as exc:
+            raise ConnectionLost(f"{self.name}: {what}: {exc.strerror or exc}") from exc
+
+    def recv_into(self, view: memoryview, what: str, *, boundary: bool = False) -> None:
+        """Fill *view* completely (``boundary``: a timeout before the first byte
+        leaves the stream in step)."""
+        pos = 0
+        while pos < len(view):
+            try:
+                n = self.sock.recv_into(view[pos:])
+            except socket.timeout as exc:
+                if not (boundary and pos == 0):
+                    self.desynced = True
+                raise TransportTimeout(f"{self.name}: {what}: no data from the peer in time") \
+                    from exc
+            except OSError as exc:
+                raise ConnectionLost(f"{self.name}: {what}: {exc.strerror or exc}") from exc
+            if n == 0:
+                raise ConnectionLost(f"{self.name}: {what}: connection closed by the peer")
+            pos += n
+
+    def recv_exact(self, n: int, what: str, *, boundary: bool = False) -> bytes:
+        buf = bytearray(n)
+        self.recv_into(memoryview(buf), what, boundary=boundary)
+        return bytes(buf)
+
+    def read_header(self, what: str) -> tuple[int, int]:
+        """``(length, type)`` of the next packet (timeout here keeps the stream in step)."""
+        raw = self.recv_exact(pk.PACKET_HEADER_SIZE, what, boundary=True)
+        try:
+            return pk.parse_packet_header(raw)
+        except ProtocolError:
+            self.desynced = True
+            raise
+
+    def read_control(self, length: int, ptype: int, what: str) -> pk.Packet:
+        """The rest of a (small) non-data packet whose header was just read."""
+        if length > MAX_CONTROL_PACKET:
+            self.desynced = True
+            raise ProtocolError(f"{self.name}: {what}: peer announced a {length}-byte "
+                                f"control packet (type {ptype})")
+        body = self.recv_exact(length - pk.PACKET_HEADER_SIZE, what)
+        return pk.decode_packet(struct.pack("<II", length, ptype) + body)
+
+    def read_packet(self, what: str) -> pk.Packet:
+        length, ptype = self.read_header(what)
+        if ptype in (pk.TYPE_DATA, pk.TYPE_END_DATA):
+            self.desynced = True
+            raise ProtocolError(f"{self.name}: {what}: unexpected data packet")
+        return self.read_control(length, ptype, what)
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def _connect(host: str, port: int, timeout: float, what: str) -> socket.socket:
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except socket.timeout as exc:
+        raise TransportTimeout(f"{what}: no answer from {host}:{port} within {timeout:g} s") \
+            from exc
+    except ConnectionRefusedError as exc:
+        raise DeviceNotFound(f"{what}: nothing listens on {host}:{port} (connection refused; "
+                             "is the camera's PTP/IP mode on?)") from exc
+    except socket.gaierror as exc:
+        raise DeviceNotFound(f"{what}: unknown host {host!r} ({exc})") from exc
+    except OSError as exc:
+        if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            raise DeviceNotFound(f"{what}: {host}:{port} unreachable ({exc.strerror})") from exc
+        raise ConnectionLost(f"{what}: {host}:{port}: {exc.strerror or exc}") from exc
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
+    except OSError:
+        pass
+    return sock
+
+
+class PtpipTransport(Transport):
+    """A PTP/IP connection pair to one camera."""
+
+    def __init__(self, host: str, port: int = pk.DEFAULT_PORT, *, guid: bytes | None = None,
+                 name: str | None = None, timeout: float = 10.0,
+                 connect_timeout: float = 5.0) -> None:
+        if guid is not None and len(guid) != 16:
+            raise InvalidValue("PTP/IP GUID must be 16 bytes")
+        self.host, self.port = host, port
+        self.timeout = timeout
+        self.description = f"ptpip:{host}:{port}"
+        self.guid = guid if guid is not None else load_guid()
+        self.name = name if name is not None else socket.gethostname()
+        self.camera_guid = b""
+        self.camera_name = ""
+        self.connection_number = 0
+        self._closed = False
+        self._last_tid = 0
+        self._cmd_lock = threading.Lock()
+        self._evt_lock = threading.Lock()
+        self._stray_events: collections.deque[Event] = collections.deque(maxlen=64)
+        self._buf = bytearray(CHUNK_SIZE + 12)
+        self._cmd: _Channel | None = None
+        self._evt: _Channel | None = None
+        try:
+            self._open(connect_timeout)
+        except BaseException:
+            self._shutdown()
+            raise
+
+    # ---------------------------------------------------------------- setup
+    def _open(self, connect_timeout: float) -> None:
+        where = self.description
+        cmd = self._cmd = _Channel(_connect(self.host, self.port, connect_timeout, where),
+                                   "command connection")
+        cmd.settimeout(self.timeout)
+        cmd.send(pk.encode_packet(pk.InitCommandRequest(self.guid, self.name)),
+                 "sending InitCommandRequest")
+        reply = cmd.read_packet("waiting for InitCommandAck")
+        if isinstance(reply, pk.InitFail):
+            raise _init_fail_error(reply.reason, where)
+        if not isinstance(reply, pk.InitCommandAck):
+            raise ProtocolError(f"{where}: expected InitCommandAck, got {type(reply).__name__}")
+        self.connection_number = reply.connection_number
+        self.camera_guid, self.camera_name = reply.guid, reply.name
+        evt = self._evt = _Channel(_connect(self.host, self.port, connect_timeout, where),
+                                   "event connection")
+        evt.settimeout(self.timeout)
+        evt.send(pk.encode_packet(pk.InitEventRequest(self.connection_number)),
+                 "sending InitEventRequest")
+        reply = evt.read_packet("waiting for InitEventAck")
+        if isinstance(reply, pk.InitFail):
+            raise _init_fail_error(reply.reason, where)
+        if not isinstance(reply, pk.InitEventAck):
+            raise ProtocolError(f"{where}: expected InitEventAck, got {type(reply).__name__}")
+
+    def _channel(self) -> _Channel:
+        if self._closed or self._cmd is None:
+            raise ConnectionLost(f"{self.description}: transport is closed")
+        return self._cmd
+
+    # ---------------------------------------------------------------- transact
+    def transact(self, request: Request, *, data_out: BinaryIO | None = None,
+                 data_out_length: int = 0, data_in: DataSink | None = None,
+                 timeout: float | None = None) -> Response:
+        """Run one transaction (OperationRequest, optional data phase, OperationResponse)."""
+        with self._cmd_lock:
+            cmd = self._channel()
+            if cmd.desynced:
+                raise ConnectionLost(f"{self.description}: link out of step after an earlier "
+                                     "timeout; reconnect")
+            cmd.settimeout(self.timeout if timeout is None else timeout)
+            tid = request.transaction_id
+            self._last_tid = tid
+            name = f"0x{request.code:04x}"
+            phase = DATA_OUT if data_out is not None else NO_DATA
+            cmd.send(pk.encode_packet(pk.OperationRequest.from_request(request, phase)),
+                     f"sending {name}")
+            if data_out is not None:
+                self._send_data(cmd, tid, data_out, data_out_length, name)
+            while True:
+                length, ptype = cmd.read_header(f"waiting for the reply to {name}")
+                if ptype == pk.TYPE_START_DATA:
+                    start = cmd.read_control(length, ptype, f"{name}: StartData")
+                    assert isinstance(start, pk.StartData)
+                    self._check_tid(start.transaction_id, tid, name)
+                    if data_out is not None:
+                        raise ProtocolError(f"{name}: device started a data phase during a "
+                                            "host-to-device transaction")
+                    self._receive_data(cmd, start.total_length, tid, data_in, name)
+                    continue
+                if ptype in (pk.TYPE_DATA, pk.TYPE_END_DATA):
+                    cmd.desynced = True
+                    raise ProtocolError(f"{name}: data packet without StartData")
+                packet = cmd.read_control(length, ptype, f"{name}: reply")
+                if isinstance(packet, pk.OperationResponse):
+                    self._check_tid(packet.transaction_id, tid, name)
+                    return packet.to_response()
+                if isinstance(packet, pk.ProbeRequest):
+                    cmd.send(pk.encode_packet(pk.ProbeResponse()), "answering probe")
+                    continue
+                if isinstance(packet, pk.EventPacket):
+                    self._stray_events.append(packet.to_event())
+                    continue
+                raise ProtocolError(f"{name}: unexpected {type(packet).__name__} on the command "
+                                    "connection")
+
+    @staticmethod
+    def _check_tid(got: int, want: int, name: str) -> None:
+        if got != want:
+            raise ProtocolError(f"{name}: transaction ID {got} in reply, expected {want}")
+
+    def _send_data(self, cmd: _Channel, tid: int, source: BinaryIO, length: int,
+                   name: str) -> None:
+        if length < 0:
+            raise InvalidValue(f"negative data length {length}")
+        cmd.send(pk.encode_packet(pk.StartData(tid, length)), f"{name}: sending StartData")
+        buf = self._buf
+        view = memoryview(buf)
+        remaining = length
+        while True:
+            k = min(CHUNK_SIZE, remaining)
+            _fill(source, view[12:12 + k], name)
+            remaining -= k
+            ptype = pk.TYPE_END_DATA if remaining == 0 else pk.TYPE_DATA
+            view[:12] = pk.encode_packet_header(ptype, 4 + k) + struct.pack("<I", tid)
+            cmd.send(view[:12 + k], f"{name}: sending data")
+            if remaining == 0:
+                return
+
+    def _receive_data(self, cmd: _Channel, total: int, tid: int, sink: DataSink | None,
+                      name: str) -> None:
+        got = 0
+        view = memoryview(self._buf)
+        unknown = total == _UNKNOWN_TOTAL
+        while True:
+            length, ptype = cmd.read_header(f"{name}: waiting for data ({got} of {total} bytes)")
+            if ptype not in (pk.TYPE_DATA, pk.TYPE_END_DATA):
+                cmd.desynced = True
+                raise ProtocolError(f"{name}: data phase interrupted by packet type {ptype} "
+                                    f"after {got} of {total} bytes")
+            if length < pk.PACKET_HEADER_SIZE + 4:
+                cmd.desynced = True
+                raise ProtocolError(f"{name}: data packet of {length} bytes has no "
+                                    "transaction ID")
+            (ptid,) = struct.unpack("<I", cmd.recv_exact(4, f"{name}: data packet"))
+            if ptid != tid:
+                cmd.desynced = True
+                raise ProtocolError(f"{name}: data packet for transaction {ptid}, expected {tid}")
+            n = length - pk.PACKET_HEADER_SIZE - 4
+            if not unknown and got + n > total:
+                cmd.desynced = True
+                raise ProtocolError(f"{name}: device sends {got + n} bytes, more than the "
+                                    f"{total} it announced")
+            while n:
+                k = min(n, CHUNK_SIZE)
+                cmd.recv_into(view[:k], f"{name}: reading data")
+                if sink is not None:
+                    sink.write(view[:k])
+                n -= k
+                got += k
+            if ptype == pk.TYPE_END_DATA:
+                if not unknown and got != total:
+                    raise ProtocolError(f"{name}: data phase ended after {got} of the {total} "
+                                        "bytes announced")
+                return
+
+    # ---------------------------------------------------------------- events
+    def read_event(self, timeout: float) -> Event | None:
+        """Wait up to *timeout* seconds for an Event packet on the event connection."""
+        with self._evt_lock:
+            if self._stray_events:
+                return self._stray_events.popleft()
+            evt = self._evt
+            if self._closed or evt is None:
+                raise ConnectionLost(f"{self.description}: transport is closed")
+            if evt.desynced:
+                raise ConnectionLost(f"{self.description}: event connection out of step")
+            try:
+                ready, _, _ = select.select([evt.sock], [], [], max(0.0, timeout))
+            except (OSError, ValueError) as exc:
+                raise ConnectionLost(f"{self.description}: event connection: {exc}") from exc
+            if not ready:
+                return None
+            evt.settimeout(self.timeout)
+            packet = evt.read_packet("reading event")
+            if isinstance(packet, pk.EventPacket):
+                return packet.to_event()
+            if isinstance(packet, pk.ProbeRequest):
+                evt.send(pk.encode_packet(pk.ProbeResponse()), "answering probe")
+                return None
+            if isinstance(packet, pk.ProbeResponse):
+                return None
+            raise ProtocolError(f"unexpected {type(packet).__name__} on the event connection")
+
+    # ---------------------------------------------------------------- recovery
+    def recover(self) -> None:
+        """Cancel the current transaction and discard what the camera still sends."""
+        with self._cmd_lock:
+            cmd = self._channel()
+            if cmd.desynced:
+                raise ConnectionLost(f"{self.description}: link out of step after a timeout in "
+                                     "the middle of a packet; reconnect")
+            cmd.send(pk.encode_packet(pk.CancelPacket(self._last_tid)), "sending Cancel")
+            cmd.settimeout(0.2)
+            try:
+                while True:
+                    length, ptype = cmd.read_header("draining after cancel")
+                    if ptype in (pk.TYPE_DATA, pk.TYPE_END_DATA):
+                        self._skip(cmd, length - pk.PACKET_HEADER_SIZE)
+                    else:
+                        cmd.read_control(length, ptype, "draining after cancel")
+            except TransportTimeout:
+                if cmd.desynced:
+                    raise ConnectionLost(f"{self.description}: link out of step after cancel; "
+                                         "reconnect") from None
+            finally:
+                if not self._closed:
+                    cmd.settimeout(self.timeout)
+
+    def _skip(self, cmd: _Channel, n: int) -> None:
+        view = memoryview(self._buf)
+        while n:
+            k = min(n, CHUNK_SIZE)
+            cmd.recv_into(view[:k], "draining data")
+            n -= k
+
+    # ---------------------------------------------------------------- close
+    def _shutdown(self) -> None:
+        for ch in (self._evt, self._cmd):
+            if ch is not None:
+                try:
+                    ch.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        """Close both connections.  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._shutdown()
+
+
+def _fill(source: BinaryIO, target: memoryview, name: str) -> None:
+    pos = 0
+    readinto = getattr(source, "readinto", None)
+    while pos < len(target):
+        if readinto is not None:
+            n = readinto(target[pos:])
+        else:
+            chunk = source.read(len(target) - pos)
+            n = len(chunk) if chunk else 0
+            target[pos:pos + n] = chunk
+        if not n:
+            raise InvalidValue(f"{name}: data source ended {len(target) - pos} bytes early")
+        pos += n

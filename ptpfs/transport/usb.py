@@ -1,0 +1,548 @@
+"""PTP over USB (Still Image class and MTP interfaces) through pyusb.
+
+``find_devices`` lists candidate interfaces, ``open_usb`` claims one and
+returns a :class:`UsbTransport`.  Any pyusb backend may be passed in; the
+simulator provides one (``ptpfs.sim.usb_backend``) so this exact code runs in
+tests without hardware.
+
+Data phases stream: outgoing data is read from a file object into a 1 MiB
+buffer and written in transfers that are multiples of wMaxPacketSize (the
+first carries the 12-byte container header), followed by a zero-length packet
+when the container is an exact multiple of the packet size.  Incoming data is
+read into a preallocated 1 MiB buffer and handed to the sink chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import usb.core
+import usb.util
+
+from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
+                          InvalidValue, ProtocolError, TransportError, TransportTimeout)
+from ptpfs.protocol import container
+from ptpfs.protocol.messages import Event, Request, Response
+from ptpfs.transport.base import DataSink, Transport
+from ptpfs.transport.usbspec import UsbSpec, format_busdev, parse_usb_spec
+
+__all__ = ["UsbDeviceInfo", "UsbTransport", "find_devices", "open_usb", "CHUNK_SIZE"]
+
+#: Size of one bulk transfer request in either direction (a multiple of 512).
+CHUNK_SIZE = 1 << 20
+
+# Container types (USB Still Image class generic container).
+_T_COMMAND, _T_DATA, _T_RESPONSE, _T_EVENT = 1, 2, 3, 4
+_UNKNOWN_LENGTH = 0xFFFFFFFF
+
+# Class-specific requests on endpoint 0.
+_REQ_CANCEL = 0x64
+_REQ_DEVICE_RESET = 0x66
+_REQ_GET_DEVICE_STATUS = 0x67
+_CANCEL_CODE = 0x4001
+_RC_OK = 0x2001
+_RC_DEVICE_BUSY = 0x2019
+
+_CLAIMED_HINT = ("another program holds the camera; on desktops this is usually "
+                 "gvfs-gphoto2-volume-monitor (try: gio mount -s gphoto2, or "
+                 "systemctl --user stop gvfs-gphoto2-volume-monitor) or a running gphoto2")
+_PERMISSION_HINT = ("no permission to open the USB device; install the libgphoto2 udev rules "
+                    "(or add a rule giving your user access to the camera) and replug it")
+
+
+@dataclass(frozen=True)
+class UsbDeviceInfo:
+    """One PTP-capable interface found on the bus."""
+
+    bus: int | None
+    address: int | None
+    vendor_id: int
+    product_id: int
+    interface_number: int
+    kind: str                      # "ptp" (still image class) or "mtp"
+    manufacturer: str | None = None
+    product: str | None = None
+    serial: str | None = None
+
+    @property
+    def spec(self) -> str:
+        """The gphoto2-style spec selecting exactly this device, e.g. ``usb:001,004``."""
+        return format_busdev(self.bus, self.address)
+
+    def __str__(self) -> str:
+        name = " ".join(x for x in (self.manufacturer, self.product) if x) or "unknown device"
+        return f"{self.spec} {self.vendor_id:04x}:{self.product_id:04x} {name} ({self.kind})"
+
+
+# --------------------------------------------------------------------------- errors
+
+def _usb_errno(exc: BaseException) -> int | None:
+    return getattr(exc, "errno", None)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return (isinstance(exc, usb.core.USBTimeoutError) or _usb_errno(exc) == errno.ETIMEDOUT
+            or getattr(exc, "backend_error_code", None) == -7)
+
+
+def _map_usb_error(exc: BaseException, what: str) -> TransportError:
+    """Translate a pyusb exception into the library's hierarchy."""
+    if isinstance(exc, usb.core.NoBackendError):
+        return ConnectionLost(f"{what}: no USB backend available ({exc})")
+    if _is_timeout(exc):
+        return TransportTimeout(f"{what}: device did not answer in time")
+    code = _usb_errno(exc)
+    if code in (errno.ENODEV, errno.ENOENT, errno.ESHUTDOWN, errno.EIO, errno.ENXIO) \
+            or getattr(exc, "backend_error_code", None) == -4:
+        return ConnectionLost(f"{what}: device disconnected ({exc})")
+    if code == errno.EPIPE:
+        return TransportError(f"{what}: endpoint stalled (the device refused the transfer; "
+                              "recover() clears it)")
+    if code == errno.EBUSY:
+        return DeviceClaimed(f"{what}: {_CLAIMED_HINT}")
+    if code in (errno.EACCES, errno.EPERM):
+        return DevicePermissionError(f"{what}: {_PERMISSION_HINT}")
+    return TransportError(f"{what}: USB error ({exc})")
+
+
+# --------------------------------------------------------------------------- discovery
+
+def _ep_kind(ep: Any) -> tuple[int, bool]:
+    """(transfer type, is_in) of an endpoint descriptor."""
+    return (usb.util.endpoint_type(ep.bmAttributes),
+            usb.util.endpoint_direction(ep.bEndpointAddress) == usb.util.ENDPOINT_IN)
+
+
+def _has_ptp_endpoints(intf: Any) -> bool:
+    kinds = {_ep_kind(ep) for ep in intf}
+    return {(usb.util.ENDPOINT_TYPE_BULK, True), (usb.util.ENDPOINT_TYPE_BULK, False),
+            (usb.util.ENDPOINT_TYPE_INTR, True)} <= kinds
+
+
+def _safe_string(dev: Any, index: int) -> str | None:
+    if not index:
+        return None
+    try:
+        return usb.util.get_string(dev, index)
+    except (usb.core.USBError, ValueError, NotImplementedError, UnicodeDecodeError):
+        return None
+
+
+def _interface_kind(dev: Any, intf: Any) -> str | None:
+    cls, sub, proto = intf.bInterfaceClass, intf.bInterfaceSubClass, intf.bInterfaceProtocol
+    if (cls, sub, proto) == (6, 1, 1):
+        return "ptp"
+    if cls == 0xFF:
+        label = _safe_string(dev, getattr(intf, "iInterface", 0)) or ""
+        if "MTP" in label.upper():
+            return "mtp"
+        if intf.bNumEndpoints == 3 and _has_ptp_endpoints(intf):
+            return "mtp"
+    return None
+
+
+def _scan(spec: UsbSpec, backend: Any) -> list[tuple[Any, Any, UsbDeviceInfo]]:
+    try:
+        devices = list(usb.core.find(find_all=True, backend=backend))
+    except usb.core.NoBackendError as exc:
+        raise DeviceNotFound(f"no USB backend (libusb) available: {exc}") from exc
+    except usb.core.USBError as exc:
+        raise _map_usb_error(exc, "listing USB devices") from exc
+    found: list[tuple[Any, Any, UsbDeviceInfo]] = []
+    for dev in devices:
+        if spec.bus is not None and (dev.bus != spec.bus or dev.address != spec.address):
+            continue
+        if spec.vendor_id is not None and (dev.idVendor != spec.vendor_id
+                                           or dev.idProduct != spec.product_id):
+            continue
+        try:
+            cfg = dev[0]
+            interfaces = list(cfg)
+        except (usb.core.USBError, IndexError, NotImplementedError):
+            continue
+        for intf in interfaces:
+            if intf.bAlternateSetting != 0:
+                continue
+            kind = _interface_kind(dev, intf)
+            if kind is None or not _has_ptp_endpoints(intf):
+                continue
+            serial = _safe_string(dev, dev.iSerialNumber)
+            if not spec.matches(dev.bus, dev.address, dev.idVendor, dev.idProduct, serial):
+                continue
+            info = UsbDeviceInfo(
+                bus=dev.bus, address=dev.address, vendor_id=dev.idVendor,
+                product_id=dev.idProduct, interface_number=intf.bInterfaceNumber, kind=kind,
+                manufacturer=_safe_string(dev, dev.iManufacturer),
+                product=_safe_string(dev, dev.iProduct), serial=serial)
+            found.append((dev, intf, info))
+            break
+    return found
+
+
+def find_devices(spec: str = "usb", backend: Any = None) -> list[UsbDeviceInfo]:
+    """List the PTP/MTP interfaces matching *spec* (``usb`` lists them all)."""
+    return [info for _dev, _intf, info in _scan(parse_usb_spec(spec), backend)]
+
+
+def open_usb(spec: str = "usb", backend: Any = None, timeout: float = 5.0) -> "UsbTransport":
+    """Open and claim the first device matching *spec*.
+
+    Raises :class:`DeviceNotFound`, :class:`DeviceClaimed` (another program
+    holds it) or :class:`DevicePermissionError` (udev permissions).
+    """
+    parsed = parse_usb_spec(spec)
+    found = _scan(parsed, backend)
+    if not found:
+        raise DeviceNotFound(f"no PTP/MTP USB device matches {spec!r}")
+    dev, intf, info = found[0]
+    return UsbTransport(dev, intf, info, timeout=timeout)
+
+
+# --------------------------------------------------------------------------- transport
+
+class UsbTransport(Transport):
+    """One claimed PTP interface: bulk OUT/IN for transactions, interrupt IN for events."""
+
+    def __init__(self, dev: Any, intf: Any, info: UsbDeviceInfo, *, timeout: float = 5.0) -> None:
+        self.device = dev
+        self.info = info
+        self.timeout = timeout
+        self.description = info.spec
+        self._ifnum = intf.bInterfaceNumber
+        self._closed = False
+        self._claimed = False
+        self._last_tid = 0
+        self._leftover = b""
+        self._event_lock = threading.Lock()
+        self._ep_out, self._ep_in, self._ep_int = self._endpoints(intf)
+        self._mps_out = max(1, int(self._ep_out.wMaxPacketSize) & 0x7FF)
+        self._mps_in = max(1, int(self._ep_in.wMaxPacketSize) & 0x7FF)
+        if CHUNK_SIZE % self._mps_out or CHUNK_SIZE % self._mps_in:
+            raise ProtocolError(f"unsupported wMaxPacketSize {self._mps_out}/{self._mps_in}")
+        self._inbuf = array.array("B", bytes(CHUNK_SIZE))
+        self._outbuf = array.array("B", bytes(CHUNK_SIZE))
+        self._respbuf = array.array("B", bytes(max(512, self._mps_in)))
+        self._evbuf = array.array("B", bytes(max(64, int(self._ep_int.wMaxPacketSize) & 0x7FF)))
+        self._claim()
+
+    # ---------------------------------------------------------------- setup
+    @staticmethod
+    def _endpoints(intf: Any) -> tuple[Any, Any, Any]:
+        ep_out = ep_in = ep_int = None
+        for ep in intf:
+            kind, is_in = _ep_kind(ep)
+            if kind == usb.util.ENDPOINT_TYPE_BULK and not is_in and ep_out is None:
+                ep_out = ep
+            elif kind == usb.util.ENDPOINT_TYPE_BULK and is_in and ep_in is None:
+                ep_in = ep
+            elif kind == usb.util.ENDPOINT_TYPE_INTR and is_in and ep_int is None:
+                ep_int = ep
+        if ep_out is None or ep_in is None or ep_int is None:
+            raise DeviceNotFound("interface lacks the bulk OUT, bulk IN and interrupt IN endpoints")
+        return ep_out, ep_in, ep_int
+
+    def _claim(self) -> None:
+        dev = self.device
+        what = f"opening {self.description}"
+        try:
+            try:
+                if dev.is_kernel_driver_active(self._ifnum):
+                    dev.detach_kernel_driver(self._ifnum)
+            except NotImplementedError:
+                pass
+            try:
+                dev.get_active_configuration()
+            except usb.core.USBError:
+                dev.set_configuration()
+            usb.util.claim_interface(dev, self._ifnum)
+        except usb.core.USBError as exc:
+            self._dispose()
+            raise _map_usb_error(exc, what) from exc
+        except usb.core.NoBackendError as exc:
+            self._dispose()
+            raise ConnectionLost(f"{what}: {exc}") from exc
+        self._claimed = True
+
+    def _dispose(self) -> None:
+        try:
+            usb.util.dispose_resources(self.device)
+        except (usb.core.USBError, NotImplementedError, ValueError):
+            pass
+
+    def _ms(self, timeout: float | None) -> int:
+        t = self.timeout if timeout is None else timeout
+        return max(1, int(t * 1000))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConnectionLost(f"{self.description}: transport is closed")
+
+    # ---------------------------------------------------------------- raw I/O
+    def _write(self, data: Any, ms: int, what: str) -> None:
+        try:
+            n = self.device.write(self._ep_out, data, ms)
+        except (usb.core.USBError, usb.core.NoBackendError) as exc:
+            raise _map_usb_error(exc, what) from exc
+        if n != len(data):
+            raise TransportTimeout(f"{what}: device accepted {n} of {len(data)} bytes")
+
+    def _read(self, buf: array.array, ms: int, what: str) -> int:
+        try:
+            return int(self.device.read(self._ep_in, buf, ms))
+        except (usb.core.USBError, usb.core.NoBackendError) as exc:
+            raise _map_usb_error(exc, what) from exc
+
+    # ---------------------------------------------------------------- transact
+    def transact(self, request: Request, *, data_out: BinaryIO | None = None,
+                 data_out_length: int = 0, data_in: DataSink | None = None,
+                 timeout: float | None = None) -> Response:
+        """Run one transaction (command, optional data phase, response)."""
+        self._check_open()
+        ms = self._ms(timeout)
+        tid = request.transaction_id
+        self._last_tid = tid
+        self._leftover = b""
+        name = f"0x{request.code:04x}"
+        cmd = container.encode_command(request.code, tid, tuple(request.params))
+        self._write(array.array("B", cmd), ms, f"sending command {name}")
+        if data_out is not None:
+            self._send_data(request, data_out, data_out_length, ms)
+        first = self._read_transfer(ms, f"reading reply to {name}")
+        header = self._header(first, name)
+        if header.type == _T_DATA:
+            self._check_tid(header, tid, name)
+            if data_out is not None:
+                raise ProtocolError(f"{name}: device sent a data phase during a host-to-device "
+                                    "transaction")
+            self._receive_data(header, first, data_in, ms, name)
+            first = self._read_transfer(ms, f"reading response to {name}")
+            header = self._header(first, name)
+        if header.type != _T_RESPONSE:
+            raise ProtocolError(f"{name}: expected a response container, got type {header.type}")
+        self._check_tid(header, tid, name)
+        if header.length != len(first):
+            raise ProtocolError(f"{name}: response container says {header.length} bytes, "
+                                f"transfer carried {len(first)}")
+        return container.decode_response(bytes(first))
+
+    def _header(self, data: bytes | memoryview, name: str) -> Any:
+        if len(data) < container.HEADER_SIZE:
+            raise ProtocolError(f"{name}: short container ({len(data)} bytes) from the device")
+        return container.parse_header(bytes(data[:container.HEADER_SIZE]))
+
+    @staticmethod
+    def _check_tid(header: Any, tid: int, name: str) -> None:
+        if header.transaction_id != tid:
+            raise ProtocolError(f"{name}: transaction ID {header.transaction_id} in reply, "
+                                f"expected {tid}")
+
+    def _read_transfer(self, ms: int, what: str) -> memoryview:
+        """One container-sized transfer from bulk IN (skips stray zero-length packets)."""
+        if self._leftover:
+            data, self._leftover = self._leftover, b""
+            return memoryview(data)
+        for _ in range(3):
+            n = self._read(self._inbuf, ms, what)
+            if n:
+                return memoryview(self._inbuf)[:n]
+        raise ProtocolError(f"{what}: device sent only empty packets")
+
+    def _receive_data(self, header: Any, first: memoryview, sink: DataSink | None,
+                      ms: int, name: str) -> None:
+        hs = container.HEADER_SIZE
+        if header.length == _UNKNOWN_LENGTH:
+            self._receive_unknown_length(first, sink, ms, name)
+            return
+        total = header.length - hs
+        got = len(first) - hs
+        if got > total:
+            # The device glued the response onto the data (no ZLP): keep the surplus.
+            self._leftover = bytes(first[hs + total:])
+            got = total
+            first = first[:hs + total]
+        if sink is not None and got:
+            sink.write(first[hs:])
+        while got < total:
+            n = self._read(self._inbuf, ms, f"{name}: reading data")
+            if n == 0:
+                raise ProtocolError(f"{name}: data phase ended after {got} of {total} bytes")
+            chunk = memoryview(self._inbuf)[:n]
+            if got + n > total:
+                keep = total - got
+                self._leftover = bytes(chunk[keep:])
+                chunk = chunk[:keep]
+            if sink is not None:
+                sink.write(chunk)
+            got += len(chunk)
+            if n < CHUNK_SIZE and got < total:
+                raise ProtocolError(f"{name}: data phase ended after {got} of {total} bytes")
+
+    def _receive_unknown_length(self, first: memoryview, sink: DataSink | None, ms: int,
+                                name: str) -> None:
+        """A data container over 4 GiB: read until a short transfer ends it."""
+        if sink is not None and len(first) > container.HEADER_SIZE:
+            sink.write(first[container.HEADER_SIZE:])
+        n = len(first)
+        while n == CHUNK_SIZE:
+            n = self._read(self._inbuf, ms, f"{name}: reading data")
+            if n and sink is not None:
+                sink.write(memoryview(self._inbuf)[:n])
+
+    def _send_data(self, request: Request, source: BinaryIO, length: int, ms: int) -> None:
+        if length < 0:
+            raise InvalidValue(f"negative data length {length}")
+        name = f"0x{request.code:04x}"
+        hs = container.HEADER_SIZE
+        header = container.encode_header(_T_DATA, request.code, request.transaction_id, length)
+        buf = self._outbuf
+        view = memoryview(buf)
+        view[:hs] = header
+        fill = hs
+        remaining = length
+        total = hs + length
+        while True:
+            want = min(CHUNK_SIZE - fill, remaining)
+            if want:
+                self._fill(source, view[fill:fill + want], name)
+                fill += want
+                remaining -= want
+            data = buf if fill == CHUNK_SIZE else buf[:fill]
+            self._write(data, ms, f"{name}: sending data")
+            fill = 0
+            if not remaining:
+                break
+        if total % self._mps_out == 0:
+            self._write(array.array("B"), ms, f"{name}: sending zero-length packet")
+
+    @staticmethod
+    def _fill(source: BinaryIO, target: memoryview, name: str) -> None:
+        pos = 0
+        readinto = getattr(source, "readinto", None)
+        while pos < len(target):
+            if readinto is not None:
+                n = readinto(target[pos:])
+            else:
+                chunk = source.read(len(target) - pos)
+                n = len(chunk) if chunk else 0
+                target[pos:pos + n] = chunk
+            if not n:
+                raise InvalidValue(f"{name}: data source ended {len(target) - pos} bytes early")
+            pos += n
+
+    # ---------------------------------------------------------------- events
+    def read_event(self, timeout: float) -> Event | None:
+        """Wait up to *timeout* seconds for an event on the interrupt endpoint."""
+        self._check_open()
+        ms = max(1, int(timeout * 1000))
+        with self._event_lock:
+            try:
+                n = int(self.device.read(self._ep_int, self._evbuf, ms))
+            except (usb.core.USBError, usb.core.NoBackendError) as exc:
+                if _is_timeout(exc):
+                    return None
+                raise _map_usb_error(exc, "reading event") from exc
+            if n == 0:
+                return None
+            data = bytes(self._evbuf[:n])
+        header = self._header(data, "event")
+        if header.type != _T_EVENT:
+            raise ProtocolError(f"interrupt endpoint carried container type {header.type}")
+        if header.length != n:
+            raise ProtocolError(f"event container says {header.length} bytes, got {n}")
+        return container.decode_event(data)
+
+    # ---------------------------------------------------------------- recovery
+    def recover(self) -> None:
+        """Cancel the current transaction, wait for the device to become idle, clear halts."""
+        self._check_open()
+        self._leftover = b""
+        dev = self.device
+        try:
+            dev.ctrl_transfer(0x21, _REQ_CANCEL, 0, self._ifnum,
+                              struct.pack("<HI", _CANCEL_CODE, self._last_tid), 1000)
+        except usb.core.USBError as exc:
+            if isinstance(_map_usb_error(exc, ""), ConnectionLost):
+                raise _map_usb_error(exc, "cancelling") from exc
+        if not self._wait_idle(2.0):
+            try:
+                dev.ctrl_transfer(0x21, _REQ_DEVICE_RESET, 0, self._ifnum, None, 1000)
+            except usb.core.USBError as exc:
+                if isinstance(_map_usb_error(exc, ""), ConnectionLost):
+                    raise _map_usb_error(exc, "resetting") from exc
+            self._wait_idle(2.0)
+        for ep in (self._ep_in, self._ep_out):
+            self._clear_halt(ep.bEndpointAddress)
+        self._drain()
+
+    def _device_status(self) -> tuple[int, list[int]] | None:
+        try:
+            raw = bytes(self.device.ctrl_transfer(0xA1, _REQ_GET_DEVICE_STATUS, 0, self._ifnum,
+                                                  20, 1000))
+        except usb.core.USBError as exc:
+            if isinstance(_map_usb_error(exc, ""), ConnectionLost):
+                raise _map_usb_error(exc, "getting device status") from exc
+            return None
+        if len(raw) < 4:
+            return None
+        length, code = struct.unpack_from("<HH", raw)
+        end = min(len(raw), max(4, length))
+        eps = [struct.unpack_from("<I", raw, off)[0] & 0xFF for off in range(4, end - 3, 4)]
+        return code, eps
+
+    def _wait_idle(self, limit: float) -> bool:
+        deadline = time.monotonic() + limit
+        while True:
+            status = self._device_status()
+            if status is not None:
+                code, stalled = status
+                for ep in stalled:
+                    self._clear_halt(ep)
+                if code == _RC_OK:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def _clear_halt(self, ep: int) -> None:
+        try:
+            self.device.clear_halt(ep)
+        except usb.core.USBError as exc:
+            if isinstance(_map_usb_error(exc, ""), ConnectionLost):
+                raise _map_usb_error(exc, "clearing halt") from exc
+        except NotImplementedError:
+            pass
+
+    def _drain(self) -> None:
+        """Discard whatever the device still had queued on bulk IN."""
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                n = self.device.read(self._ep_in, self._inbuf, 20)
+            except usb.core.USBError as exc:
+                if _is_timeout(exc):
+                    return
+                mapped = _map_usb_error(exc, "draining")
+                if isinstance(mapped, ConnectionLost):
+                    raise mapped from exc
+                return
+            if not n:
+                return
+
+    # ---------------------------------------------------------------- close
+    def close(self) -> None:
+        """Release the interface and the device handle.  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._claimed:
+            try:
+                usb.util.release_interface(self.device, self._ifnum)
+            except (usb.core.USBError, NotImplementedError, ValueError):
+                pass
+        self._dispose()

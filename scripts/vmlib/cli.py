@@ -1,0 +1,73 @@
+"""Command line of ``scripts/usb-vm``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import cache, qmp, runner
+
+USAGE = """\
+usb-vm [--mtp-dir DIR] [--share DIR]... [--qmp SOCKET] [--timeout S] [--mem MB] [--smp N] [-v] [--] COMMAND...
+usb-vm prepare
+usb-vm qmp SOCKET unplug|plug|status"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="usb-vm", usage=USAGE,
+        description="Run COMMAND as root in a TCG guest that sees the host's files (read-only root "
+                    "with a tmpfs overlay) and QEMU's emulated MTP device on a real Linux USB stack.")
+    p.add_argument("--mtp-dir", type=Path, help="folder served by QEMU's usb-mtp device (read-write)")
+    p.add_argument("--mtp-desc", default="ptpfs test MTP", help="usb-mtp desc= (storage description)")
+    p.add_argument("--share", type=Path, action="append", default=[],
+                   help="host folder mounted read-write at the same path in the guest (repeatable)")
+    p.add_argument("--qmp", type=Path, help="QMP unix socket to create (for 'usb-vm qmp')")
+    p.add_argument("--timeout", type=float, default=600.0, help="kill the guest after S seconds (exit 124)")
+    p.add_argument("--mem", type=int, default=1024, help="guest memory in MiB")
+    p.add_argument("--smp", type=int, default=min(2, os.cpu_count() or 1), help="guest CPUs")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the guest console and QEMU command")
+    p.add_argument("command", nargs=argparse.REMAINDER,
+                   help="one word: a shell script run by /bin/sh -c; several words: a command and its arguments")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the guest command's exit status (124 timeout, 125 harness failure)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["qmp"]:
+        return qmp.main(argv[1:])
+    if argv[:1] == ["prepare"]:
+        try:
+            art = cache.prepare()
+        except cache.PrepareError as exc:
+            cache.log(str(exc))
+            return runner.EXIT_HARNESS
+        print(f"kernel {art.kernel}\ninitrd {art.initrd}\npreload {art.preload}")
+        return 0
+    args = _parser().parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        _parser().error("no COMMAND given")
+    for folder in [args.mtp_dir, *args.share]:
+        if folder is not None and not folder.is_dir():
+            _parser().error(f"{folder} is not a directory")
+    try:
+        art = cache.prepare()
+    except cache.PrepareError as exc:
+        cache.log(str(exc))
+        return runner.EXIT_HARNESS
+    config = runner.VmConfig(
+        command=command,
+        mtp_dir=args.mtp_dir.resolve() if args.mtp_dir else None,
+        mtp_desc=args.mtp_desc,
+        shares=[s.resolve() for s in args.share],
+        qmp=args.qmp.absolute() if args.qmp else None,
+        timeout=args.timeout,
+        mem_mb=args.mem,
+        smp=args.smp,
+        verbose=args.verbose,
+    )
+    return runner.run(art, config)

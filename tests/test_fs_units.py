@@ -1,0 +1,206 @@
+"""Filesystem pieces tested without mounting: errno mapping, property value
+forms, mount options, command-line parsing, listing and reading strategies
+against the simulated camera."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+
+import pytest
+
+from ptpfs.connect import open_session
+from ptpfs.errors import ConnectionLost, InvalidValue, NotSupported, ResponseError
+from ptpfs.fs.errmap import errno_for
+from ptpfs.fs.mount import parse_options, parse_size
+from ptpfs.fs.reader import PartialReader, SpoolCache, SpoolReader
+from ptpfs.fs.spool import SpoolDir
+from ptpfs.fs.tree import Tree
+from ptpfs.fs.virtual import (format_exposure, format_fnumber, parse_exposure, parse_fnumber,
+                              parse_value, snap, validate)
+from ptpfs.protocol.datasets import DevicePropDesc, PropEnum, PropRange
+from ptpfs.sim import make_camera
+from ptpfs.transport.inprocess import InProcessTransport
+
+
+# ------------------------------------------------------------------ errmap
+@pytest.mark.parametrize("code,expected", [
+    (0x200C, errno.ENOSPC), (0x200F, errno.EACCES), (0x200E, errno.EROFS),
+    (0x2009, errno.ENOENT), (0x2002, errno.EIO), (0x201C, errno.EINVAL)])
+def test_response_errno(code: int, expected: int) -> None:
+    assert errno_for(ResponseError(code)) == expected
+
+
+def test_other_errno() -> None:
+    assert errno_for(ConnectionLost("gone")) == errno.EIO
+    assert errno_for(InvalidValue("bad")) == errno.EINVAL
+    assert errno_for(NotSupported("no")) == errno.ENOTSUP
+    assert errno_for(FileNotFoundError(errno.ENOENT, "x")) == errno.ENOENT
+    assert errno_for(RuntimeError("?")) == errno.EIO
+
+
+# ------------------------------------------------------------------ values
+def test_exposure_forms() -> None:
+    assert parse_exposure("1/250") == 40
+    assert parse_exposure("0.5") == 5000
+    assert parse_exposure('2"') == 20000
+    assert parse_exposure("2s") == 20000
+    assert format_exposure(40) == "1/250"
+    assert format_exposure(20000) == '2"'
+    assert format_exposure(5000) == "1/2"
+    assert format_exposure(166) == "1/60"
+    for bad in ("fast", "1/0", "-1", ""):
+        with pytest.raises(InvalidValue):
+            parse_exposure(bad)
+
+
+def test_fnumber_forms() -> None:
+    assert parse_fnumber("5.6") == 560
+    assert parse_fnumber("f/5.6") == 560
+    assert parse_fnumber("F8") == 800
+    assert format_fnumber(560) == "5.6"
+    with pytest.raises(InvalidValue):
+        parse_fnumber("wide")
+
+
+def test_parse_plain_values() -> None:
+    assert parse_value(0x5001, 0x0002, " 42\n") == 42
+    assert parse_value(0xD402, 0xFFFF, "My camera\n") == "My camera"
+    assert parse_value(0x5001, 0x0002, "0x10") == 16
+    with pytest.raises(InvalidValue):
+        parse_value(0x5001, 0x0002, "many")
+
+
+def test_validate_against_form() -> None:
+    rng = DevicePropDesc(0x5001, 0x0002, 1, 50, 50, PropRange(0, 100, 5))
+    validate(rng, 55)
+    for bad in (101, 53):
+        with pytest.raises(InvalidValue):
+            validate(rng, bad)
+    enum = DevicePropDesc(0x500D, 0x0006, 1, 40, 40, PropEnum((40, 80, 166)))
+    validate(enum, 80)
+    with pytest.raises(InvalidValue):
+        validate(enum, 81)
+    assert snap(enum, parse_exposure("1/60")) == 166
+
+
+# ------------------------------------------------------------------ options / CLI
+def test_mount_options_split() -> None:
+    opts = parse_options(["ro,allow_other,uid=1000,umask=022", "cache_ttl=5,readahead_max=4M",
+                          "noauto,user,x-systemd.automount,spool_dir=/tmp/x"])
+    assert opts.read_only and opts.uid == 1000 and opts.umask == 0o22
+    assert opts.cache_ttl == 5 and opts.readahead_max == 4 << 20
+    assert opts.spool_dir == "/tmp/x"
+    assert opts.fuse["allow_other"] is True and opts.fuse["ro"] is True
+    assert "noauto" not in opts.fuse and "cache_ttl" not in opts.fuse
+    assert "x-systemd.automount" not in opts.fuse
+    assert parse_options([]).fuse.get("allow_other") is None
+    assert parse_size("128k") == 131072 and parse_size("1MiB") == 1 << 20
+    with pytest.raises(InvalidValue):
+        parse_options(["readahead_max=lots"])
+
+
+def test_cli_usage_errors(tmp_path) -> None:
+    from ptpfs.cli.ptpfs_main import main
+    with pytest.raises(SystemExit) as exc:
+        main(["a", "b", "c"])
+    assert exc.value.code == 2
+    assert main(["--simulate", str(tmp_path / "missing")]) == 1
+    assert main(["-f", "ptpip:127.0.0.1:1", str(tmp_path)]) == 1  # nothing listens there
+
+
+# ------------------------------------------------------------------ strategies
+def _session(profile: str, **options):
+    camera = make_camera(None, profile, **options)
+    session = open_session_for(camera)
+    return camera, session
+
+
+def open_session_for(camera):
+    from ptpfs.session import Session
+    return Session(InProcessTransport(camera)).open()
+
+
+@pytest.mark.parametrize("profile,expected_lister", [
+    ("generic", "generic"), ("canon-eos", "eos"), ("android-mtp", "proplist")])
+def test_listing_transactions(profile: str, expected_lister: str) -> None:
+    camera, session = _session(profile, folders=5, files_per_folder=40)
+    try:
+        tree = Tree(session)
+        assert tree.lister.name == expected_lister
+        before = camera.stats.transactions
+        dcim = tree.lookup("/SD1/DCIM")
+        names = []
+        for folder in tree.children(dcim).values():
+            names += list(tree.children(folder))
+        used = camera.stats.transactions - before
+        assert len(names) == 200
+        if expected_lister == "generic":
+            assert used >= 200
+        else:
+            # storages (ids + 2 infos) + root + DCIM + 5 folders
+            assert used <= 5 + 2 + 3 + 3
+    finally:
+        session.close()
+
+
+@pytest.mark.parametrize("profile", ["generic", "canon-eos", "android-mtp"])
+def test_partial_reader_sequential_and_random(profile: str) -> None:
+    camera, session = _session(profile, folders=1, files_per_folder=2, big_file=6_000_000)
+    try:
+        tree = Tree(session)
+        node = tree.lookup("/SD1/DCIM/100CANON/MVI_9999.MP4")
+        obj = camera.store.get(node.handle)
+        expected = obj.read(0, obj.size)
+        reader = PartialReader(session, node.handle, node.size, maximum=2 << 20)
+        got = bytearray()
+        offset = 0
+        while True:
+            chunk = reader.read(offset, 131072)
+            if not chunk:
+                break
+            got += chunk
+            offset += len(chunk)
+        assert bytes(got) == expected
+        assert reader.transactions <= 10  # windows grew to 2 MiB
+        assert reader.read(4_000_000, 100) == expected[4_000_000:4_000_100]
+        assert reader.read(len(expected) - 10, 100) == expected[-10:]
+        reader.close()
+        head = PartialReader(session, node.handle, node.size)
+        head.read(0, 65536)
+        assert head.transferred <= 1 << 20
+        head.close()
+    finally:
+        session.close()
+
+
+def test_spool_reader_shared(tmp_path) -> None:
+    camera, session = _session("generic", folders=1, files_per_folder=2)
+    try:
+        tree = Tree(session)
+        node = tree.lookup("/SD1/DCIM/100CANON/IMG_0001.JPG")
+        expected = camera.store.get(node.handle).read(0, node.size)
+        cache = SpoolCache(session, SpoolDir(str(tmp_path / "spool")))
+        before = camera.stats.per_operation.get(0x1009, 0)
+        a = SpoolReader(cache, node.handle, node.size)
+        b = SpoolReader(cache, node.handle, node.size)
+        assert b.read(1000, 5000) == expected[1000:6000]
+        assert a.read(0, node.size + 10) == expected
+        assert camera.stats.per_operation.get(0x1009, 0) - before == 1  # one GetObject
+        a.close()
+        b.close()
+        assert os.listdir(tmp_path / "spool") == []
+        assert os.stat(tmp_path / "spool").st_mode & 0o777 == 0o700
+    finally:
+        session.close()
+
+
+def test_spool_dir_cleans_leftovers(tmp_path) -> None:
+    path = tmp_path / "spool"
+    path.mkdir(mode=0o755)
+    (path / "spool-old").write_bytes(b"x")
+    SpoolDir(str(path))
+    assert os.listdir(path) == []
+    assert os.stat(path).st_mode & 0o777 == 0o700
+    assert hashlib.sha256(b"").hexdigest()

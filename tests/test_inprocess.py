@@ -1,0 +1,230 @@
+"""InProcessTransport against the simulated camera: streaming, events, link model, faults.
+
+Also home of :class:`Client`, the small raw-transaction helper the ``test_sim_*`` modules use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from ptpfs.errors import ConnectionLost, TransportTimeout
+from ptpfs.protocol.codes import EC, OC, RC
+from ptpfs.protocol.datasets import DeviceInfo, decode_u32_array
+from ptpfs.protocol.messages import Request
+from ptpfs.sim import make_camera
+from ptpfs.sim.camera import SimCamera
+from ptpfs.transport.inprocess import InProcessTransport
+
+
+@dataclass
+class Result:
+    code: int
+    params: tuple[int, ...]
+    data: bytes
+
+
+class Client:
+    """Raw PTP transactions over an InProcessTransport (what a session would send)."""
+
+    def __init__(self, camera: SimCamera, **kw: object) -> None:
+        self.transport = InProcessTransport(camera, **kw)  # type: ignore[arg-type]
+        self.tid = 0
+
+    def open(self, session_id: int = 1) -> None:
+        r = self.transport.transact(Request(OC.OpenSession, 0, (session_id,)))
+        assert r.code == RC.OK
+        self.tid = 0
+
+    def call(self, code: int, *params: int, data: bytes | None = None,
+             timeout: float | None = None) -> Result:
+        self.tid += 1
+        sink = io.BytesIO()
+        out = io.BytesIO(data) if data is not None else None
+        r = self.transport.transact(Request(code, self.tid, tuple(params)), data_out=out,
+                                    data_out_length=len(data or b""), data_in=sink,
+                                    timeout=timeout)
+        assert r.transaction_id == self.tid
+        return Result(r.code, r.params, sink.getvalue())
+
+    def ok(self, code: int, *params: int, data: bytes | None = None) -> Result:
+        r = self.call(code, *params, data=data)
+        assert r.code == RC.OK, f"0x{code:04x} answered 0x{r.code:04x}"
+        return r
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+@pytest.fixture
+def camera():
+    cam = make_camera(None, "generic", files_per_folder=4, jpeg_size=300_000, raw_size=900_000)
+    try:
+        yield cam
+    finally:
+        cam.close()
+
+
+@pytest.fixture
+def client(camera):
+    c = Client(camera)
+    c.open()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_get_object_streams_in_chunks_and_matches(camera: SimCamera) -> None:
+    c = Client(camera, chunk_size=64 * 1024)
+    try:
+        c.open()
+        obj = camera.store.find("DCIM/100CANON/IMG_0001.CR3")
+        before = camera.stats.bytes_out
+        r = c.ok(OC.GetObject, obj.handle)
+        assert hashlib.sha256(r.data).hexdigest() == obj.sha256()
+        assert camera.stats.bytes_out - before == obj.size
+    finally:
+        c.close()
+
+
+def test_two_transports_have_separate_sessions(camera: SimCamera) -> None:
+    a, b = Client(camera), Client(camera)
+    try:
+        a.open()
+        b.open()          # no SessionAlreadyOpen: separate connections
+        a.ok(OC.GetStorageIDs)
+        a.ok(OC.GetStorageIDs)
+        b.ok(OC.GetStorageIDs)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_events_arrive_through_read_event(camera: SimCamera, client: Client) -> None:
+    handle = camera.take_photo(size=1000)
+    seen = []
+    while True:
+        ev = client.transport.read_event(0.5)
+        if ev is None:
+            break
+        seen.append((ev.code, ev.params))
+    assert (EC.ObjectAdded, (handle,)) in seen
+    assert client.transport.read_event(0.05) is None
+
+
+def test_read_event_after_close_raises(camera: SimCamera) -> None:
+    c = Client(camera)
+    c.close()
+    with pytest.raises(ConnectionLost):
+        c.transport.read_event(0.01)
+    with pytest.raises(ConnectionLost):
+        c.transport.transact(Request(OC.GetDeviceInfo, 0, ()))
+
+
+def test_link_pacing_accuracy(camera: SimCamera, client: Client) -> None:
+    obj = camera.store.add_file("big.bin", bytes(2_000_000))
+    camera.link.bandwidth = 20_000_000
+    start = time.monotonic()
+    r = client.ok(OC.GetObject, obj.handle)
+    elapsed = time.monotonic() - start
+    assert len(r.data) == 2_000_000
+    assert 0.09 <= elapsed <= 0.16, elapsed   # 2 MB at 20 MB/s = 0.1 s
+    camera.link.bandwidth = None
+    start = time.monotonic()
+    client.ok(OC.GetObject, obj.handle)
+    assert time.monotonic() - start < 0.08
+
+
+def test_latency_per_transaction(camera: SimCamera, client: Client) -> None:
+    camera.link.latency = 0.02
+    start = time.monotonic()
+    for _ in range(5):
+        client.ok(OC.GetStorageIDs)
+    assert time.monotonic() - start >= 0.1
+
+
+def test_busy_fault(camera: SimCamera, client: Client) -> None:
+    camera.faults.busy(2)
+    assert client.call(OC.GetStorageIDs).code == RC.DeviceBusy
+    assert client.call(OC.GetStorageIDs).code == RC.DeviceBusy
+    assert decode_u32_array(client.ok(OC.GetStorageIDs).data)
+
+
+def test_busy_retry_may_reuse_transaction_id(camera: SimCamera, client: Client) -> None:
+    camera.faults.busy(1)
+    assert client.call(OC.GetStorageIDs).code == RC.DeviceBusy
+    client.tid -= 1  # resend the same transaction
+    client.ok(OC.GetStorageIDs)
+
+
+def test_drop_fault_mid_transfer(camera: SimCamera, client: Client) -> None:
+    obj = camera.store.find("DCIM/100CANON/IMG_0001.CR3")
+    camera.faults.drop_after(100_000)
+    with pytest.raises(ConnectionLost):
+        client.call(OC.GetObject, obj.handle)
+    with pytest.raises(ConnectionLost):
+        client.call(OC.GetStorageIDs)
+    assert camera.faults.drops == 1
+    fresh = Client(camera)          # the fault was one-shot: reconnecting works
+    try:
+        fresh.open()
+        assert len(fresh.ok(OC.GetObject, obj.handle).data) == obj.size
+    finally:
+        fresh.close()
+
+
+def test_drop_fault_during_upload_leaves_nothing(camera: SimCamera, client: Client) -> None:
+    from ptpfs.protocol.datasets import ObjectInfo
+    info = ObjectInfo(0, 0x3000, compressed_size=500_000, filename="up.bin")
+    r = client.ok(OC.SendObjectInfo, 0x00010001, 0xFFFFFFFF, data=info.encode())
+    camera.faults.drop_after(1000)
+    with pytest.raises(ConnectionLost):
+        client.call(OC.SendObject, data=bytes(500_000))
+    with pytest.raises(Exception):
+        camera.store.get(r.params[2])
+    assert "up.bin" not in {o.name for o in camera.store.children(0x00010001, 0)}
+
+
+def test_stall_for_a_while_then_answers(camera: SimCamera, client: Client) -> None:
+    camera.faults.stall(0.2)
+    start = time.monotonic()
+    client.ok(OC.GetStorageIDs)
+    assert time.monotonic() - start >= 0.18
+
+
+def test_stall_forever_times_out_until_cleared(camera: SimCamera, client: Client) -> None:
+    camera.faults.stall(None)
+    with pytest.raises(TransportTimeout):
+        client.call(OC.GetStorageIDs, timeout=0.1)
+    timer = threading.Timer(0.1, camera.faults.clear)
+    timer.start()
+    try:
+        client.tid -= 1
+        client.ok(OC.GetStorageIDs)
+    finally:
+        timer.cancel()
+
+
+def test_device_info_without_session(camera: SimCamera) -> None:
+    c = Client(camera)
+    try:
+        r = c.transport.transact(Request(OC.GetDeviceInfo, 0, ()), data_in=(sink := io.BytesIO()))
+        assert r.code == RC.OK
+        assert DeviceInfo.decode(sink.getvalue()).model == "Simulated PTP camera"
+    finally:
+        c.close()
+
+
+def test_close_camera_option() -> None:
+    cam = make_camera(None, files_per_folder=1)
+    t = InProcessTransport(cam, close_camera=True)
+    cam.take_photo(size=10)
+    t.close()
+    t.close()
+    assert cam.store._closed
