@@ -6,7 +6,7 @@ names: which listing, partial-read, rename and event mechanisms exist.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ptpfs.protocol.codes import OC
 from ptpfs.protocol.datasets import DeviceInfo
@@ -21,7 +21,7 @@ PARTIAL_32 = "32"     # standard GetPartialObject (0x101B): 32-bit offsets
 class Capabilities:
     """Mechanisms a device offers, derived from its operations list."""
 
-    operations: frozenset[int]
+    operations: frozenset[int] = field(repr=False)
     prop_list: bool
     eos_listing: bool
     partial_read: str | None

@@ -90,7 +90,10 @@ def mounted_process(args: list[str], timeout: float = 20.0,
     proc = subprocess.Popen([sys.executable, "-m", "ptpfs.cli.ptpfs_main", "-f", *args, mountpoint],
                             env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _wait_mounted(mountpoint, lambda: proc.poll() is None, timeout)
+        try:
+            _wait_mounted(mountpoint, lambda: proc.poll() is None, timeout)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {proc.communicate()[1].decode(errors='replace')}") from None
         yield mountpoint, proc
     finally:
         unmount(mountpoint)

@@ -134,7 +134,7 @@ def test_link_pacing_accuracy(camera: SimCamera, client: Client) -> None:
     r = client.ok(OC.GetObject, obj.handle)
     elapsed = time.monotonic() - start
     assert len(r.data) == 2_000_000
-    assert 0.09 <= elapsed <= 0.16, elapsed   # 2 MB at 20 MB/s = 0.1 s
+    assert 0.095 <= elapsed <= 0.25, elapsed   # 2 MB at 20 MB/s = 0.1 s
     camera.link.bandwidth = None
     start = time.monotonic()
     client.ok(OC.GetObject, obj.handle)

@@ -589,7 +589,8 @@ class _LogSetup:
     def __enter__(self) -> "_LogSetup":
         self.logger.addHandler(self.handler)
         self.logger.propagate = False
-        self.logger.setLevel(logging.WARNING)
+        # errors end in one "ptpctl: ..." line; the library's own warnings only with -v
+        self.logger.setLevel(logging.WARNING if self.debug else logging.ERROR)
         if self.debug:
             self.session_logger.setLevel(logging.DEBUG)
         return self

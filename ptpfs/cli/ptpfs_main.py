@@ -119,7 +119,7 @@ def _daemonize_and_serve(serve: Callable[[Callable[[], None] | None], int]) -> i
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ptpfs`` command."""
     parser = build_parser()
-    args = parser.parse_args(_normalise_argv(list(sys.argv[1:] if argv is None else argv)))
+    args = parser.parse_intermixed_args(_normalise_argv(list(sys.argv[1:] if argv is None else argv)))
     if len(args.args) > 2:
         parser.error("expected [DEVICE] MOUNTPOINT")
     positional_device = args.args[0] if len(args.args) == 2 else None

@@ -43,10 +43,20 @@ RESPONSE_ERRNO: dict[int, int] = {
 }
 
 
+OSERROR_CLASSES: tuple[tuple[type, int], ...] = (
+    (FileNotFoundError, errno.ENOENT), (NotADirectoryError, errno.ENOTDIR),
+    (IsADirectoryError, errno.EISDIR), (FileExistsError, errno.EEXIST),
+    (PermissionError, errno.EACCES))
+
+
 def errno_for(exc: BaseException) -> int:
     """The errno a program should see for *exc*."""
-    if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno > 0:
-        return exc.errno
+    if isinstance(exc, OSError):
+        if isinstance(exc.errno, int) and exc.errno > 0:
+            return exc.errno
+        for cls, code in OSERROR_CLASSES:
+            if isinstance(exc, cls):
+                return code
     if isinstance(exc, ResponseError):
         return RESPONSE_ERRNO.get(exc.code, errno.EIO)
     if isinstance(exc, InvalidValue):

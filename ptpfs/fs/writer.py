@@ -25,38 +25,6 @@ U32_MAX = 0xFFFFFFFF
 ROOT = 0xFFFFFFFF
 
 
-class _FdSource:
-    """A read-only file object over a spool descriptor, from offset 0."""
-
-    def __init__(self, fd: int, length: int) -> None:
-        self.fd = fd
-        self.pos = 0
-        self.length = length
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            n = self.length - self.pos
-        n = min(n, self.length - self.pos)
-        if n <= 0:
-            return b""
-        data = os.pread(self.fd, n, self.pos)
-        self.pos += len(data)
-        return data
-
-    def readinto(self, buf: Any) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.pos, 2: self.length}[whence]
-        self.pos = base + pos
-        return self.pos
-
-
 class Upload:
     """A file being written: spooled locally, sent to the device at commit."""
 
@@ -134,7 +102,8 @@ class Upload:
             info = self.object_info()
             _, _, handle = session.send_object_info(self.storage_id, self.parent or ROOT, info)
             try:
-                session.send_object(_FdSource(self.fd, self.size), self.size)
+                with os.fdopen(os.dup(self.fd), "rb", buffering=0) as source:
+                    session.send_object(source, self.size)
             except BaseException:
                 try:
                     session.delete_object(handle)

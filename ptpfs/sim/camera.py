@@ -28,6 +28,7 @@ faults are applied by whoever moves the bytes (server adapters, ``InProcessTrans
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ from ptpfs.sim.profiles import Profile, get_profile
 from ptpfs.sim.properties import DeviceProperties, make_properties
 from ptpfs.sim.store import (FORMAT_ASSOCIATION, ROOT, THUMB_HEIGHT, THUMB_WIDTH, THUMBNAIL,
                              ObjectStore, PendingObject, SimObject, StoreError, Upload)
+
+log = logging.getLogger(__name__)
 
 ALL = 0xFFFFFFFF
 #: Largest data phase buffered in memory (datasets, property values, firmware chunks).
@@ -358,6 +361,9 @@ class SimConnection:
                 return _DiscardReceiver(self, Reply(fail.code, fail.params))
             except StoreError as exc:
                 return _DiscardReceiver(self, Reply(_rc(exc)))
+            except Exception:
+                log.exception("simulated camera failed")
+                return _DiscardReceiver(self, Reply(RC.GeneralError))
 
     def close(self) -> None:
         """The client went away: close its session and forget pending state."""
@@ -402,6 +408,9 @@ class SimConnection:
             return Reply(fail.code, fail.params)
         except StoreError as exc:
             return Reply(_rc(exc))
+        except Exception:  # a simulator bug must not take the link down
+            log.exception("simulated camera failed")
+            return Reply(RC.GeneralError)
 
     def open_session(self, request: Request) -> Reply:
         session_id = request.params[0] if request.params else 0

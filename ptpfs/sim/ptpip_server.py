@@ -56,7 +56,6 @@ class _Pair:
         self.events: collections.deque[Event] = collections.deque(maxlen=1024)
         self.cond = threading.Condition()
         self.closed = False
-        self.unsubscribe: Any = None
 
     def close(self) -> None:
         with self.cond:
@@ -64,11 +63,6 @@ class _Pair:
                 return
             self.closed = True
             self.cond.notify_all()
-        if self.unsubscribe is not None:
-            try:
-                self.unsubscribe()
-            except Exception:
-                pass
         for sock in (self.cmd, self.evt):
             if sock is not None:
                 _close(sock)
@@ -129,6 +123,7 @@ class PtpipServer:
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._pairs: dict[int, _Pair] = {}
+        self._socks: set[socket.socket] = set()       # every accepted socket still open
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
         self._stopping = threading.Event()
@@ -161,8 +156,11 @@ class PtpipServer:
             _close(self._listener)
         with self._lock:
             pairs = list(self._pairs.values())
+            socks = list(self._socks)
         for pair in pairs:
             pair.close()
+        for sock in socks:
+            _close(sock)
         for t in list(self._threads):
             if t is not threading.current_thread():
                 t.join(timeout=5)
@@ -191,6 +189,8 @@ class PtpipServer:
             except OSError:
                 return
             conn.settimeout(None)
+            with self._lock:
+                self._socks.add(conn)
             try:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
@@ -201,11 +201,19 @@ class PtpipServer:
 
     def _handshake(self, conn: socket.socket) -> None:
         try:
+            self._dispatch(conn)
+        finally:
+            _close(conn)
+            with self._lock:
+                self._socks.discard(conn)
+
+    def _dispatch(self, conn: socket.socket) -> None:
+        try:
             conn.settimeout(10.0)
             length, ptype = _read_packet(conn)
             packet = _read_control(conn, length, ptype)
             conn.settimeout(None)
-        except (_Closed, pk.ProtocolError, OSError, Exception) as exc:
+        except Exception as exc:  # whatever a stranger sends, the server carries on
             _log.debug("PTP/IP handshake failed: %s", exc)
             _close(conn)
             return
@@ -270,9 +278,9 @@ class PtpipServer:
                 pair.events.append(event)
                 pair.cond.notify_all()
 
+        unsubscribe = self.camera.subscribe(on_event)
         try:
             conn.sendall(pk.encode_packet(pk.InitEventAck()))
-            pair.unsubscribe = self.camera.subscribe(on_event)
             while not pair.closed and not self._stopping.is_set():
                 with pair.cond:
                     if not pair.events:
@@ -292,6 +300,7 @@ class PtpipServer:
         except (_Closed, OSError, pk.ProtocolError, ValueError) as exc:
             _log.debug("PTP/IP event connection %d ended: %s", number, exc)
         finally:
+            unsubscribe()
             pair.close()
 
 

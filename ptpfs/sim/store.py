@@ -527,7 +527,9 @@ class ObjectStore:
             obj = SimObject(p.handle, p.storage_id, p.parent, p.name, p.format, p.mtime, p.ctime,
                             content, keywords=p.keywords,
                             image_size=(6000, 4000) if p.format in IMAGE_FORMATS else (0, 0))
-            return self._insert(obj)
+            self._insert(obj)
+            self._emit("StorageInfoChanged", p.storage_id)
+            return obj
 
     def _publish_upload(self, upload: Upload) -> Content:
         """Turn a finished upload's temp file into the object's content."""

@@ -129,6 +129,10 @@ class SimUsbDevice:
         self.kernel_driver_active = False
         self.claimed_elsewhere = False
         self.access_denied = False
+        #: Data containers with at least this many payload bytes carry the length field
+        #: 0xFFFFFFFF (read until a short packet).  Real devices do so above 4 GiB; tests
+        #: lower it to exercise that path with small objects.
+        self.unknown_length_from = container.LENGTH_UNKNOWN - container.HEADER_SIZE
         # Counters for tests.
         self.zlps_received = 0
         self.zlps_sent = 0
@@ -185,6 +189,11 @@ class SimUsbDevice:
             raise ValueError(f"unknown fault {fault!r}")
         with self._lock:
             self._injected = fault
+
+    def halt(self, ep: int = EP_IN) -> None:
+        """Stall endpoint *ep* as a device does when it refuses a transfer."""
+        with self._lock:
+            self._halted.add(ep)
 
     def unplug(self) -> None:
         """Make the device vanish (as if the cable was pulled)."""
@@ -388,6 +397,8 @@ class SimUsbDevice:
             code, params, data = reply.code, tuple(reply.params), reply.data
         if data is not None:
             header = container.encode_header(container.TYPE_DATA, request.code, tid, data.length)
+            if data.length >= self.unknown_length_from:
+                header = struct.pack("<I", container.LENGTH_UNKNOWN) + header[4:]
             self._queue.append(_Outgoing(header, data, data.length))
         fault, self._injected = self._injected, None
         if fault == "tid":

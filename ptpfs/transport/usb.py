@@ -32,7 +32,8 @@ from ptpfs.protocol.messages import Event, Request, Response
 from ptpfs.transport.base import DataSink, Transport
 from ptpfs.transport.usbspec import UsbSpec, format_busdev, parse_usb_spec
 
-__all__ = ["UsbDeviceInfo", "UsbTransport", "find_devices", "open_usb", "CHUNK_SIZE"]
+__all__ = ["UsbDeviceInfo", "UsbTransport", "EndpointStalled", "find_devices", "open_usb",
+           "CHUNK_SIZE"]
 
 #: Size of one bulk transfer request in either direction (a multiple of 512).
 CHUNK_SIZE = 1 << 20
@@ -82,6 +83,11 @@ class UsbDeviceInfo:
 
 # --------------------------------------------------------------------------- errors
 
+class EndpointStalled(TransportError):
+    """The device stalled an endpoint (it refused the transfer).  The transport has
+    already run :meth:`UsbTransport.recover`; the link is usable again."""
+
+
 def _usb_errno(exc: BaseException) -> int | None:
     return getattr(exc, "errno", None)
 
@@ -102,8 +108,7 @@ def _map_usb_error(exc: BaseException, what: str) -> TransportError:
             or getattr(exc, "backend_error_code", None) == -4:
         return ConnectionLost(f"{what}: device disconnected ({exc})")
     if code == errno.EPIPE:
-        return TransportError(f"{what}: endpoint stalled (the device refused the transfer; "
-                              "recover() clears it)")
+        return EndpointStalled(f"{what}: endpoint stalled (the device refused the transfer)")
     if code == errno.EBUSY:
         return DeviceClaimed(f"{what}: {_CLAIMED_HINT}")
     if code in (errno.EACCES, errno.EPERM):
@@ -304,6 +309,14 @@ class UsbTransport(Transport):
                  timeout: float | None = None) -> Response:
         """Run one transaction (command, optional data phase, response)."""
         self._check_open()
+        try:
+            return self._transact(request, data_out, data_out_length, data_in, timeout)
+        except EndpointStalled:
+            self.recover()     # clear the halt now; ConnectionLost if that fails too
+            raise
+
+    def _transact(self, request: Request, data_out: BinaryIO | None, data_out_length: int,
+                  data_in: DataSink | None, timeout: float | None) -> Response:
         ms = self._ms(timeout)
         tid = request.transaction_id
         self._last_tid = tid
