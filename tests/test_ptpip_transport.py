@@ -13,13 +13,14 @@ import tracemalloc
 import pytest
 
 from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
-                          ProtocolError, TransportError, TransportTimeout)
+                          InvalidValue, ProtocolError, TransportError, TransportTimeout)
 from ptpfs.protocol import ptpip as pk
 from ptpfs.protocol.codes import EC, OC, OFC, RC
 from ptpfs.protocol.datasets import DeviceInfo, ObjectInfo, decode_u32_array
 from ptpfs.protocol.messages import Request
 from ptpfs.sim import SD1, make_camera
 from ptpfs.sim.ptpip_server import PtpipServer
+from ptpfs.sim.store import StoreError
 from ptpfs.transport.ptpip import CHUNK_SIZE, PtpipTransport, load_guid
 
 FOLDER = "DCIM/100CANON"
@@ -255,6 +256,22 @@ def test_drop_is_connection_lost(camera, client):
         client.call(OC.GetObject, handle, data_in=io.BytesIO())
     with pytest.raises((ConnectionLost, TransportError)):
         client.call(OC.GetStorageIDs, data_in=io.BytesIO())
+
+
+def test_short_data_source_cancels_and_raises(camera, client):
+    parent = camera.store.find(FOLDER).handle
+    info = ObjectInfo(storage_id=SD1, object_format=OFC.Undefined, compressed_size=100,
+                      filename="SHORT.BIN")
+    assert client.call(OC.SendObjectInfo, SD1, parent, data=info.encode()).code == RC.OK
+    with pytest.raises(InvalidValue):
+        client.t.transact(Request(OC.SendObject, client.tid, ()),
+                          data_out=io.BytesIO(b"only ten!!"), data_out_length=100)
+    client.tid += 1
+    # no explicit recover(): the transport cancelled the data phase itself
+    r = client.call(OC.GetStorageIDs, data_in=io.BytesIO())
+    assert r.transaction_id == client.tid - 1
+    with pytest.raises(StoreError):
+        camera.store.find(f"{FOLDER}/SHORT.BIN")
 
 
 def test_close_is_idempotent_and_final(transport):

@@ -40,8 +40,41 @@ class Reader:
         """Release resources (idempotent)."""
 
 
+class _Prefetch:
+    """One background GetPartialObject for the window after the buffer."""
+
+    def __init__(self, reader: "PartialReader", start: int, length: int) -> None:
+        self.start = start
+        self.data = b""
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(reader, length),
+                                        name="ptpfs-readahead", daemon=True)
+        self._thread.start()
+
+    def _run(self, reader: "PartialReader", length: int) -> None:
+        try:
+            self.data = reader._fetch(self.start, length)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the reader
+            self.error = exc
+        finally:
+            self._done.set()
+
+    def result(self) -> bytes:
+        self._done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.data
+
+
 class PartialReader(Reader):
-    """Partial reads with an adaptive, bounded read-ahead window."""
+    """Partial reads with an adaptive, bounded read-ahead window.
+
+    While a reader is sequential the window doubles up to *maximum*, and
+    once it has grown the next window is fetched in the background while
+    the current one is served, so the link never idles.  Memory: at most
+    three windows (previous, current, prefetched) per open file.
+    """
 
     def __init__(self, session: Any, handle: int, size: int, *,
                  initial: int = 128 * KIB, maximum: int = 8 * MIB) -> None:
@@ -56,6 +89,8 @@ class PartialReader(Reader):
         self._start = 0
         self._prev = b""
         self._prev_start = 0
+        self._prefetch: _Prefetch | None = None
+        self._counter_lock = threading.Lock()
         self.transferred = 0
         self.transactions = 0
         self._eos = session.capabilities.partial_read == "eos"
@@ -71,9 +106,25 @@ class PartialReader(Reader):
         if length <= 0:
             return b""
         data = self.session.read_partial(self.handle, start, length)
-        self.transactions += 1
-        self.transferred += len(data)
+        with self._counter_lock:
+            self.transactions += 1
+            self.transferred += len(data)
         return bytes(data)
+
+    def _maybe_prefetch(self) -> None:
+        """Start fetching the next window if the reader is streaming."""
+        end = self._start + len(self._buf)
+        if (self._prefetch is None and self._window >= 4 * self.initial
+                and self._buf and end < self.size):
+            self._prefetch = _Prefetch(self, end, self._window)
+
+    def _take_prefetch(self, start: int) -> bytes | None:
+        pending = self._prefetch
+        if pending is None:
+            return None
+        self._prefetch = None
+        data = pending.result()
+        return data if pending.start == start else None
 
     def read(self, offset: int, size: int) -> bytes:
         """Bytes ``[offset, offset+size)`` clipped to the object's size."""
@@ -83,21 +134,31 @@ class PartialReader(Reader):
             size = min(size, self.size - offset)
             hit = self._cached(offset, size)
             if hit is not None:
+                if offset + size > self._start + len(self._buf) // 2:
+                    self._maybe_prefetch()
                 return hit
             end = self._start + len(self._buf)
             if self._buf and self._start <= offset <= end + self._window:
                 # sequential (or close to it): continue the stream from the buffer's end
-                self._window = min(self._window * 2, self.maximum)
                 fetch_from = end
                 head = self._buf[offset - self._start:] if offset < end else b""
+                data = self._take_prefetch(end)
+                if data is None or len(head) + len(data) < size and end + len(data) < self.size:
+                    self._window = min(self._window * 2, self.maximum)
+                    want = max(self._window, offset + size - fetch_from)
+                    data = (data or b"") + self._fetch(fetch_from + len(data or b""),
+                                                       want - len(data or b""))
+                else:
+                    self._window = min(self._window * 2, self.maximum)
             else:
+                self._take_prefetch(-1)
                 self._window = self.initial
                 fetch_from = offset
                 head = b""
-            want = max(self._window, offset + size - fetch_from)
-            data = self._fetch(fetch_from, want)
+                data = self._fetch(fetch_from, max(self._window, size))
             self._prev, self._prev_start = self._buf, self._start
             self._buf, self._start = data, fetch_from
+            self._maybe_prefetch()
             if head:
                 return head + data[: size - len(head)]
             skip = offset - fetch_from
@@ -105,6 +166,7 @@ class PartialReader(Reader):
 
     def close(self) -> None:
         with self._lock:
+            self._take_prefetch(-1)
             self._buf = self._prev = b""
         if self._eos and self.transactions:
             try:

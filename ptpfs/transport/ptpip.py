@@ -258,7 +258,11 @@ class PtpipTransport(Transport):
             cmd.send(pk.encode_packet(pk.OperationRequest.from_request(request, phase)),
                      f"sending {name}")
             if data_out is not None:
-                self._send_data(cmd, tid, data_out, data_out_length, name)
+                try:
+                    self._send_data(cmd, tid, data_out, data_out_length, name)
+                except InvalidValue:
+                    self._cancel(cmd)    # the camera waits for data that will never come
+                    raise
             while True:
                 length, ptype = cmd.read_header(f"waiting for the reply to {name}")
                 if ptype == pk.TYPE_START_DATA:
@@ -378,26 +382,28 @@ class PtpipTransport(Transport):
     def recover(self) -> None:
         """Cancel the current transaction and discard what the camera still sends."""
         with self._cmd_lock:
-            cmd = self._channel()
+            self._cancel(self._channel())
+
+    def _cancel(self, cmd: _Channel) -> None:
+        if cmd.desynced:
+            raise ConnectionLost(f"{self.description}: link out of step after a timeout in "
+                                 "the middle of a packet; reconnect")
+        cmd.send(pk.encode_packet(pk.CancelPacket(self._last_tid)), "sending Cancel")
+        cmd.settimeout(0.2)
+        try:
+            while True:
+                length, ptype = cmd.read_header("draining after cancel")
+                if ptype in (pk.TYPE_DATA, pk.TYPE_END_DATA):
+                    self._skip(cmd, length - pk.PACKET_HEADER_SIZE)
+                else:
+                    cmd.read_control(length, ptype, "draining after cancel")
+        except TransportTimeout:
             if cmd.desynced:
-                raise ConnectionLost(f"{self.description}: link out of step after a timeout in "
-                                     "the middle of a packet; reconnect")
-            cmd.send(pk.encode_packet(pk.CancelPacket(self._last_tid)), "sending Cancel")
-            cmd.settimeout(0.2)
-            try:
-                while True:
-                    length, ptype = cmd.read_header("draining after cancel")
-                    if ptype in (pk.TYPE_DATA, pk.TYPE_END_DATA):
-                        self._skip(cmd, length - pk.PACKET_HEADER_SIZE)
-                    else:
-                        cmd.read_control(length, ptype, "draining after cancel")
-            except TransportTimeout:
-                if cmd.desynced:
-                    raise ConnectionLost(f"{self.description}: link out of step after cancel; "
-                                         "reconnect") from None
-            finally:
-                if not self._closed:
-                    cmd.settimeout(self.timeout)
+                raise ConnectionLost(f"{self.description}: link out of step after cancel; "
+                                     "reconnect") from None
+        finally:
+            if not self._closed:
+                cmd.settimeout(self.timeout)
 
     def _skip(self, cmd: _Channel, n: int) -> None:
         view = memoryview(self._buf)

@@ -311,8 +311,10 @@ class UsbTransport(Transport):
         self._check_open()
         try:
             return self._transact(request, data_out, data_out_length, data_in, timeout)
-        except EndpointStalled:
-            self.recover()     # clear the halt now; ConnectionLost if that fails too
+        except (EndpointStalled, InvalidValue):
+            # A refused transfer or a data source that ran dry leaves the device
+            # mid-transaction: bring it back to idle now (ConnectionLost if that fails).
+            self.recover()
             raise
 
     def _transact(self, request: Request, data_out: BinaryIO | None, data_out_length: int,
