@@ -811,9 +811,8 @@ def _usb_classes() -> tuple[type, type]:
         def __init__(self, hostile: HostileCamera) -> None:
             import usb.backend
             usb.backend.IBackend.__init__(self)
-            device = HostileUsbDevice.__new__(HostileUsbDevice)
+            device = HostileUsbDevice(hostile, 1, 4)
             device.hostile = hostile
-            HostileUsbDevice.__init__(device, hostile, 1, 4)
             self.devices = [device]
 
     return HostileUsbDevice, HostileUsbBackend
@@ -933,7 +932,7 @@ class HostilePtpipServer:
         hostile = self.hostile
         cmd = self._accept()
         ptype, _ = self._packet(cmd)
-        init = hostile.mutations_for(0, ("ip_init_fail", "ip_init_garbage"), 0)
+        init = [m for m in hostile.plan.mutations if m.kind in ("ip_init_fail", "ip_init_garbage")]
         if init:
             rng = random.Random(init[0].arg)
             hostile.applied.append(init[0])
@@ -947,7 +946,7 @@ class HostilePtpipServer:
         evt = self._accept()
         self._packet(evt)
         self._send(evt, pk.encode_packet(pk.InitEventAck()))
-        if hostile.mutations_for(0, ("ip_event_garbage",), 0):
+        if any(m.kind == "ip_event_garbage" for m in hostile.plan.mutations):
             self._send(evt, random.Random(hostile.plan.seed).randbytes(40))
         while not self._stop.is_set():
             ptype, body = self._packet(cmd)
