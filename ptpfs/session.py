@@ -572,7 +572,13 @@ class Session:
         return self._prop_types[code]
 
     def get_device_prop_value(self, code: int, datatype: int | None = None) -> Any:
-        """GetDevicePropValue, decoded with the property's datatype."""
+        """GetDevicePropValue, decoded with the property's datatype.
+
+        Devices without GetDevicePropValue (the EOS R6) report the current
+        value in the property's descriptor instead.
+        """
+        if not self.capabilities.supports(OC.GetDevicePropValue):
+            return self.get_device_prop_desc(code).current
         dt = self._prop_type(code, datatype)
         return decode_value(dt, self._checked(OC.GetDevicePropValue, [code]).data)
 
