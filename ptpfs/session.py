@@ -398,7 +398,8 @@ class Session:
                         self._dispatch(event)
                     self._stop.wait(self.event_poll_interval)
                 else:
-                    event = self.transport.read_event(self.event_poll_interval)
+                    # short waits keep close() prompt; an idle wait costs nothing
+                    event = self.transport.read_event(min(self.event_poll_interval, 0.1))
                     if event is not None:
                         self._dispatch(event)
             except ConnectionLost:

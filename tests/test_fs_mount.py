@@ -8,7 +8,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any

@@ -379,7 +379,7 @@ def test_connection_lost_mid_download(kind: str, card: Path, tmp_path: Path,
         cm = device("ptpip", card, monkeypatch)
     else:  # the USB backend with a camera this test holds, so it can pull the plug
         cm = _usb_device_with_camera(card, monkeypatch)
-    with cm as (spec, camera):
+    with cm as (spec, camera, *_):
         handle = objects(capsys, spec)["/DCIM/100TEST/IMG_0002.JPG"]["handle"]
         camera.faults.drop_after(500_000)
         out = tmp_path / "partial.jpg"
@@ -399,10 +399,31 @@ def _usb_device_with_camera(root: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.setattr(ptpctl.connect, "open_session",
                         lambda spec, **kw: real_open(spec, usb_backend=backend, **kw))
     try:
-        yield "usb", camera
+        yield "usb", camera, backend
     finally:
         backend.close()
         camera.close()
+
+
+@pytest.mark.parametrize("flag, code, hint", [
+    ("claimed_elsewhere", ptpctl.EXIT_BUSY, "gio mount -u gphoto2://"),
+    ("access_denied", ptpctl.EXIT_PERMISSION, "udev rule"),
+])
+def test_busy_and_permission_exit_codes(flag: str, code: int, hint: str, card: Path,
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with _usb_device_with_camera(card, monkeypatch) as (spec, _camera, backend):
+        setattr(backend.devices[0], flag, True)
+        got, out, err = run(capsys, "-L", "--device", spec)
+    assert (got, out) == (code, "")
+    assert err.startswith("ptpctl: ") and hint in err and err.count("\n") == 1
+
+
+def test_downloaded_names_are_made_safe() -> None:
+    assert ptpctl._safe_filename("../../etc/passwd", 7) == ".._.._etc_passwd"
+    assert ptpctl._safe_filename("a\\b\x00c", 7) == "a_b_c"
+    assert ptpctl._safe_filename("..", 0x1A) == "object-0000001a"
+    assert ptpctl._safe_filename("", 0x1A) == "object-0000001a"
 
 
 def test_debug_logs_one_line_per_transaction(card: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -478,6 +499,13 @@ def test_subprocess_sim_and_usb(card: Path, tmp_path: Path) -> None:
     assert bad.stderr == "ptpctl: GetObjectInfo: InvalidObjectHandle (0x2009)\n"
     none = _ptpctl()
     assert none.returncode == 2 and none.stderr.startswith("usage: ptpctl")
+    handle = re.search(r"^([0-9a-f]{8}) .* IMG_0002\.JPG$", sim.stdout, re.M).group(1)
+    piped = subprocess.run([sys.executable, "-m", "ptpfs.cli.ptpctl", "-g", handle, "-O", "-",
+                            "--device", f"sim:{card}"], capture_output=True, timeout=60,
+                           env=_env())
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == (card / "DCIM" / "100TEST" / "IMG_0002.JPG").read_bytes()
+    assert piped.stderr.decode().startswith("sent IMG_0002.JPG (1500000 bytes) to stdout")
 
 
 def test_serve_subcommand(card: Path, tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 """A transfer progress bar on stderr, drawn only when stderr is a terminal.
 
 ``ProgressBar`` is a callable ``(done, total=None)`` so it can be handed to
-any library call taking a progress callback; :class:`CountingWriter` and
-:class:`CountingReader` wrap a sink or a source so the bar follows the bytes
-actually moved.  When the stream is not a TTY (pipes, tests, cron) nothing is
+any library call taking a progress callback (``Session.get_object(...,
+progress=bar)``); :class:`CountingWriter` wraps a sink so the bar follows the
+bytes actually written.  When the stream is not a TTY (pipes, tests, cron) nothing is
 written at all.
 """
 
@@ -129,25 +129,3 @@ class CountingWriter:
         self.count += written
         self.progress.advance(written)
         return written
-
-
-class CountingReader:
-    """A source that reads from *source* and advances *progress*."""
-
-    def __init__(self, source: BinaryIO, progress: ProgressBar) -> None:
-        self.source = source
-        self.progress = progress
-        self.count = 0
-
-    def read(self, n: int = -1, /) -> bytes:
-        data = self.source.read(n)
-        self.count += len(data)
-        self.progress.advance(len(data))
-        return data
-
-    def readinto(self, buffer: bytearray | memoryview, /) -> int:
-        n = self.source.readinto(buffer)  # type: ignore[attr-defined]
-        n = n or 0
-        self.count += n
-        self.progress.advance(n)
-        return n

@@ -27,7 +27,7 @@ from ptpfs.cli.progress import ProgressBar
 from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
                           InvalidValue, NotSupported, PTPError, ResponseError, TransportError,
                           TransportTimeout)
-from ptpfs.protocol.codes import DPC, DT, OC, operation_name, property_name
+from ptpfs.protocol.codes import DPC, DT, format_for_filename, operation_name, property_name
 from ptpfs.protocol.datasets import DevicePropDesc, ObjectInfo, PropEnum, PropRange
 from ptpfs.protocol.wire import INT_TYPES, format_datetime, is_array_type
 
@@ -53,6 +53,7 @@ exit codes:
   4  device busy: claimed by another program (e.g. gvfs-gphoto2-volume-monitor)
   5  permission denied opening the device (install the udev rule from the README)
   6  the camera answered with a PTP error, e.g. "GetObject: InvalidObjectHandle (0x2009)"
+     (also when -d could not read some property; those lines say which)
   7  connection lost or timed out after the device was reached
 
 device specs:
@@ -68,9 +69,8 @@ examples:
   ptpctl serve --listen 127.0.0.1:15740 --root ~/Pictures --profile canon-eos
 """
 
-_BUSY_HINT = ("hint: another program holds the camera, usually gvfs-gphoto2-volume-monitor; "
-              "unmount it with `gio mount -u gphoto2://…` (see `gio mount -l`) or stop the "
-              "monitor, then retry")
+_BUSY_HINT = ("hint: if gvfs-gphoto2-volume-monitor holds it, unmount the camera with "
+              "`gio mount -u gphoto2://…` (see `gio mount -l`), then retry")
 _PERMISSION_HINT = ("hint: install the udev rule from the README (or libgphoto2's rules) "
                     "and replug the camera")
 
@@ -408,8 +408,6 @@ def _upload(run: _Run, session: Any, spec: str, parent: int | None) -> None:
     if not os.path.isfile(filename):
         raise FileNotFoundError(f"{filename}: no such file")
     sid = _resolve_storage(session, storage_text)
-    from ptpfs.protocol.codes import format_for_filename
-
     st = os.stat(filename)
     base = os.path.basename(filename)
     info = ObjectInfo(storage_id=sid, object_format=format_for_filename(base),
@@ -551,7 +549,7 @@ def error_exit_code(exc: BaseException) -> tuple[int, str]:
         return EXIT_NO_DEVICE, str(exc)
     if isinstance(exc, DeviceClaimed):
         text = str(exc)
-        return EXIT_BUSY, text if "gio mount" in text else f"{text}; {_BUSY_HINT}"
+        return EXIT_BUSY, text if "gio mount -u" in text else f"{text}; {_BUSY_HINT}"
     if isinstance(exc, DevicePermissionError):
         return EXIT_PERMISSION, f"{exc}; {_PERMISSION_HINT}"
     if isinstance(exc, TransportTimeout):

@@ -10,6 +10,7 @@ options that fstab entries carry (``noauto``, ``user``, ``nofail``,
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
@@ -110,6 +111,21 @@ def parse_options(values: list[str]) -> MountOptions:
     return opts
 
 
+def limit_malloc_growth() -> None:
+    """Make glibc return big read-ahead buffers to the system when freed.
+
+    glibc raises its mmap threshold after large frees, after which 8 MiB
+    buffers come from the heap and freed memory stays in the process;
+    fixing the threshold at 1 MiB (and limiting arenas) keeps RSS flat.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-8, 4)        # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = False,
           fsname: str = "ptpfs", on_ready: Callable[[], None] | None = None,
           single_thread: bool = False) -> bool:
@@ -122,6 +138,8 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
     from ptpfs.fs.operations import PlusFUSE, PtpFs
 
     mountpoint = os.path.abspath(mountpoint)  # libfuse changes the cwd to /
+    if not os.environ.get("PTPFS_NO_MALLOPT"):
+        limit_malloc_growth()
     state = {"ready": False}
 
     def ready() -> None:

@@ -40,12 +40,31 @@ class Reader:
         """Release resources (idempotent)."""
 
 
+class _BufferSink:
+    """A data-phase sink writing into one preallocated buffer."""
+
+    def __init__(self, length: int) -> None:
+        self.buf = bytearray(length)
+        self.pos = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        n = len(data)
+        if self.pos + n > len(self.buf):  # a device sending more than asked: keep what fits
+            n = len(self.buf) - self.pos
+        self.buf[self.pos: self.pos + n] = data[:n] if n != len(data) else data
+        self.pos += n
+        return len(data)
+
+    def view(self) -> memoryview:
+        return memoryview(self.buf)[: self.pos]
+
+
 class _Prefetch:
     """One background GetPartialObject for the window after the buffer."""
 
     def __init__(self, reader: "PartialReader", start: int, length: int) -> None:
         self.start = start
-        self.data = b""
+        self.data: memoryview = memoryview(b"")
         self.error: BaseException | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(reader, length),
@@ -60,7 +79,7 @@ class _Prefetch:
         finally:
             self._done.set()
 
-    def result(self) -> bytes:
+    def result(self) -> memoryview:
         self._done.wait()
         if self.error is not None:
             raise self.error
@@ -85,9 +104,9 @@ class PartialReader(Reader):
         self.maximum = max(self.initial, maximum)
         self._window = self.initial
         self._lock = threading.Lock()
-        self._buf = b""
+        self._buf: memoryview = memoryview(b"")
         self._start = 0
-        self._prev = b""
+        self._prev: memoryview = memoryview(b"")
         self._prev_start = 0
         self._prefetch: _Prefetch | None = None
         self._counter_lock = threading.Lock()
@@ -98,18 +117,21 @@ class PartialReader(Reader):
     def _cached(self, offset: int, size: int) -> bytes | None:
         for start, buf in ((self._start, self._buf), (self._prev_start, self._prev)):
             if buf and start <= offset and offset + size <= start + len(buf):
-                return buf[offset - start: offset - start + size]
+                return bytes(memoryview(buf)[offset - start: offset - start + size])
         return None
 
-    def _fetch(self, start: int, length: int) -> bytes:
+    def _fetch(self, start: int, length: int) -> memoryview:
+        """One partial read straight into a buffer of its own (no extra copies)."""
         length = min(length, self.size - start)
         if length <= 0:
-            return b""
-        data = self.session.read_partial(self.handle, start, length)
+            return memoryview(b"")
+        sink = _BufferSink(length)
+        self.session.read_partial(self.handle, start, length, sink)
+        data = sink.view()
         with self._counter_lock:
             self.transactions += 1
             self.transferred += len(data)
-        return bytes(data)
+        return data
 
     def _maybe_prefetch(self) -> None:
         """Start fetching the next window if the reader is streaming."""
@@ -118,7 +140,7 @@ class PartialReader(Reader):
                 and self._buf and end < self.size):
             self._prefetch = _Prefetch(self, end, self._window)
 
-    def _take_prefetch(self, start: int) -> bytes | None:
+    def _take_prefetch(self, start: int) -> memoryview | None:
         pending = self._prefetch
         if pending is None:
             return None
@@ -143,13 +165,12 @@ class PartialReader(Reader):
                 fetch_from = end
                 head = self._buf[offset - self._start:] if offset < end else b""
                 data = self._take_prefetch(end)
-                if data is None or len(head) + len(data) < size and end + len(data) < self.size:
-                    self._window = min(self._window * 2, self.maximum)
+                self._window = min(self._window * 2, self.maximum)
+                if data is None or (len(head) + len(data) < size and end + len(data) < self.size):
+                    got = bytes(data) if data is not None else b""
                     want = max(self._window, offset + size - fetch_from)
-                    data = (data or b"") + self._fetch(fetch_from + len(data or b""),
-                                                       want - len(data or b""))
-                else:
-                    self._window = min(self._window * 2, self.maximum)
+                    data = memoryview(got + bytes(self._fetch(fetch_from + len(got),
+                                                              want - len(got))))
             else:
                 self._take_prefetch(-1)
                 self._window = self.initial
@@ -160,14 +181,14 @@ class PartialReader(Reader):
             self._buf, self._start = data, fetch_from
             self._maybe_prefetch()
             if head:
-                return head + data[: size - len(head)]
+                return bytes(head) + bytes(data[: size - len(head)])
             skip = offset - fetch_from
-            return data[skip: skip + size]
+            return bytes(data[skip: skip + size])
 
     def close(self) -> None:
         with self._lock:
             self._take_prefetch(-1)
-            self._buf = self._prev = b""
+            self._buf = self._prev = memoryview(b"")
         if self._eos and self.transactions:
             try:
                 self.session.eos_transfer_complete(self.handle)
