@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import collections
 import io
+import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -49,12 +51,56 @@ LAYERS = ("session", "usb", "ptpip")
 MEMORY_FACTOR = 4
 MEMORY_CONSTANT = 4 << 20
 #: Directories the tree walk visits at most.
-MAX_TREE_DIRS = 150
+MAX_TREE_DIRS = 40
+
+
+#: Address-space ceiling of the fuzz process, so a runaway allocation is a MemoryError.
+MEMORY_CEILING = 4 << 30
+
+
+def _limit_memory(limit: int) -> None:
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY or soft > limit:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 class CaseHang(BaseException):
     """Raised in the main thread when a case exceeds its time limit.  A BaseException so
     that library code catching ``Exception`` cannot swallow it."""
+
+
+class StepHang(BaseException):
+    """Raised in the main thread when one bounded step exceeds its time limit."""
+
+
+#: Time limit of one tree step (listing a folder, applying an event).
+TREE_STEP_LIMIT = 2.0
+
+
+def _bounded(seconds: float, fn: Callable[..., Any], *args: Any) -> Any:
+    """Call *fn* with a time limit (main thread only), keeping the case's own limit."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn(*args)
+    outer, _ = signal.getitimer(signal.ITIMER_REAL)
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise StepHang() if not outer or seconds < outer else CaseHang()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    started = time.monotonic()
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer) if outer else seconds)
+    try:
+        return fn(*args)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL,
+                             max(0.001, outer - (time.monotonic() - started)))
 
 
 @dataclass
@@ -116,14 +162,19 @@ class _Runner:
     def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
 
-    def step(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def step(self, name: str, fn: Callable[..., Any], *args: Any,
+             limit: float | None = None) -> Any:
         self.outcome.steps += 1
         try:
+            if limit is not None:
+                return _bounded(limit, fn, *args)
             return fn(*args)
         except PTPError:
             return None
         except CaseHang:
             raise
+        except StepHang as exc:
+            self.fail(f"{name}: hang (> {limit:g} s) in {_hang_site(exc)}")
         except RecursionError as exc:
             self.fail(f"{name}: RecursionError: {str(exc)[:200]}")
         except MemoryError:
@@ -142,10 +193,10 @@ def _walk_tree(run: _Runner, session: Session) -> None:
         from ptpfs.fs.tree import Tree
     except ImportError:
         return
-    tree = run.step("tree", Tree, session)
+    tree = run.step("tree", Tree, session, limit=TREE_STEP_LIMIT)
     if tree is None:
         return
-    storages = run.step("tree.storages", tree.storages) or {}
+    storages = run.step("tree.storages", tree.storages, limit=TREE_STEP_LIMIT) or {}
     queue: collections.deque[Any] = collections.deque()
     for name, node in storages.items():
         problem = name_problem(name)
@@ -161,7 +212,7 @@ def _walk_tree(run: _Runner, session: Session) -> None:
             continue
         seen.add(node.folder_key)
         dirs += 1
-        kids = run.step("tree.children", tree.children, node)
+        kids = run.step("tree.children", tree.children, node, limit=TREE_STEP_LIMIT)
         if not kids:
             continue
         for name, child in kids.items():
@@ -170,14 +221,34 @@ def _walk_tree(run: _Runner, session: Session) -> None:
                 run.fail(f"tree: child of {node.handle:#x}: {problem}")
             if child.name != name:
                 run.fail(f"tree: node named {child.name!r} listed as {name!r}")
+            if _cyclic(child):
+                # Node.path (and every other walk up the parents) would never end
+                run.fail(f"tree: cyclic parent chain at handle {child.handle:#x} "
+                         "(ptpfs/fs/tree.py Node.path loops forever)")
+                continue
             run.step("tree.node.path", lambda c=child: c.path)
             handles.append(child.handle)
             if child.is_dir:
                 queue.append(child)
+    if any(f.startswith("tree: cyclic") for f in run.outcome.failures):
+        return          # apply_event would loop in Node.path too
     for handle in handles[:3]:
+        node = tree.node_for_handle(handle)
+        if node is None or _cyclic(node):
+            continue
         run.step("tree.apply_event(ObjectInfoChanged)", tree.apply_event,
-                 Event(0x4007, 0, (handle,)))
-        run.step("tree.apply_event(ObjectAdded)", tree.apply_event, Event(0x4002, 0, (handle,)))
+                 Event(0x4007, 0, (handle,)), limit=TREE_STEP_LIMIT)
+        run.step("tree.apply_event(ObjectAdded)", tree.apply_event, Event(0x4002, 0, (handle,)),
+                 limit=TREE_STEP_LIMIT)
+
+
+def _cyclic(node: Any, limit: int = 10_000) -> bool:
+    """True when following ``.parent`` from *node* never reaches the root."""
+    for _ in range(limit):
+        if node is None:
+            return False
+        node = node.parent
+    return True
 
 
 def _client(run: _Runner, session: Session) -> None:
@@ -274,9 +345,8 @@ def run_case(plan: Plan, layer: str = "session", *, timeout: float = 1.0,
                 tracemalloc.start()
                 tracing = True
             _client(run, session)
-    except CaseHang:
-        outcome.failures.append(f"hang: case exceeded {case_timeout:g} s "
-                                f"(applied: {_applied(hostile)})")
+    except CaseHang as exc:
+        outcome.failures.append(f"hang: case exceeded {case_timeout:g} s in {_hang_site(exc)}")
     finally:
         disarm()
         if tracing:
@@ -304,6 +374,14 @@ def run_case(plan: Plan, layer: str = "session", *, timeout: float = 1.0,
     return outcome
 
 
+def _hang_site(exc: BaseException) -> str:
+    """Where a hang was interrupted: the innermost ptpfs frames."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if f"{os.sep}ptpfs{os.sep}" in f.filename][-3:]
+    return " <- ".join(f"{os.path.relpath(f.filename)}:{f.lineno} {f.name}"
+                       for f in reversed(frames)) or "the harness"
+
+
 def _applied(hostile: HostileCamera) -> str:
     seen = []
     for m in hostile.applied:
@@ -329,12 +407,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layer", choices=LAYERS + ("all",), default="all")
     parser.add_argument("--timeout", type=float, default=1.0,
                         help="transport timeout in seconds (default 1)")
-    parser.add_argument("--case-timeout", type=float, default=30.0,
-                        help="a case running longer counts as a hang (default 30 s)")
+    parser.add_argument("--case-timeout", type=float, default=20.0,
+                        help="a case running longer counts as a hang (default 20 s)")
     parser.add_argument("--no-memcheck", action="store_true",
                         help="skip the tracemalloc memory bound (about 3x faster)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
+    _limit_memory(MEMORY_CEILING)
+    logging.disable(logging.WARNING)   # the library logs every recovery it makes
     base = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
     print(f"fuzz: {args.cases} cases, layer {args.layer}, seeds {base}..{base + args.cases - 1}",
           flush=True)
@@ -350,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         per_layer[layer] += 1
         if not outcome.ok:
             failed.append(outcome)
-            signature = outcome.failures[0].split("[")[0][:120]
+            signature = re.sub(r"0x[0-9a-f]+|\d+", "N", outcome.failures[0].split("[")[0])[:120]
             signatures[signature] += 1
             print(f"FAIL seed={plan.seed} layer={layer}: {outcome.failures[0]}", flush=True)
             if signatures[signature] == 1:

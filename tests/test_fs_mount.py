@@ -55,15 +55,18 @@ def mount_sim(request) -> Iterator[Any]:
         session = Session(InProcessTransport(cam)).open()
         ctx = mounted_session(session, options)
         mnt = ctx.__enter__()
-        stack.append((ctx, session))
+        stack.append((ctx, session, cam))
         return Mounted(cam, session, mnt)
 
     yield make
-    for ctx, session in reversed(stack):
+    for ctx, session, cam in reversed(stack):
         try:
             ctx.__exit__(None, None, None)
         finally:
             session.close()
+            store = getattr(cam, "store", None) or getattr(getattr(cam, "camera", None), "store", None)
+            if store is not None:
+                store.close()  # the simulator's private upload directory
 
 
 def wait_for(predicate, timeout: float = 5.0) -> bool:
@@ -291,9 +294,9 @@ def test_full_storage_fails_at_cp(mount_sim, tmp_path) -> None:
 
 def test_read_only_storage(mount_sim) -> None:
     m = mount_sim("generic", folders=1, files_per_folder=2)
-    m.camera.set_read_only(SD1)
-    time.sleep(0.3)
-    m.session  # events applied by now; permissions come from StorageInfo
+    os.listdir(m.path("SD1/DCIM/100CANON"))
+    m.camera.set_read_only(SD1)   # StorageInfoChanged: permissions follow without remount
+    assert wait_for(lambda: os.stat(m.path("SD1/DCIM/100CANON/IMG_0001.JPG")).st_mode & 0o222 == 0)
     res = run(["touch", m.path("SD1/new.txt")])
     assert res.returncode != 0 and "read-only" in res.stderr.lower()
     res = run(["rm", "-f", m.path("SD1/DCIM/100CANON/IMG_0001.JPG")])
@@ -367,3 +370,26 @@ def test_property_files(mount_sim) -> None:
     m.camera.set_property(0x5001, 42)
     assert wait_for(lambda: open(battery).read() == "42\n")
     assert os.stat(battery).st_size == 3
+
+
+# ---------------------------------------------------------------- hostile device
+@pytest.mark.parametrize("seed,echo,same", [(1, True, False), (2, False, False), (3, True, True)])
+def test_hostile_fabric_listing_never_hangs(mount_sim, seed: int, echo: bool, same: bool) -> None:
+    """Invented graphs (cyclic parents, self-parents, hostile and duplicate names) list
+    safely: every name is a valid component and unique, and ls -R terminates."""
+    from ptpfs.sim.hostile import Fabric, HostileCamera, Plan
+
+    inner = make_camera(None, "generic", folders=1, files_per_folder=2)
+    plan = Plan(seed, "generic", (), Fabric(seed=seed, count=30, fanout=10, echo_parent=echo,
+                                          same_name=same))
+    m = mount_sim(camera=HostileCamera(inner, plan))
+    res = run(["ls", "-laR", m.path("SD1")], timeout=60)
+    assert res.returncode in (0, 1, 2)  # ls may report objects that vanish; it must finish
+    assert len(os.listdir(m.path("SD1"))) > 0
+    errors: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(m.path("SD1"), onerror=errors.append):
+        assert dirpath.count("/") < 200
+        names = dirnames + filenames
+        assert len(names) == len(set(names))
+        assert all(n and n not in (".", "..") and "/" not in n and len(n.encode()) <= 255
+                   for n in names)

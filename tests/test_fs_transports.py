@@ -38,6 +38,7 @@ def ptpip_camera():
         yield camera, f"ptpip:127.0.0.1:{server.port}"
     finally:
         server.stop()
+        camera.store.close()
 
 
 def exercise(mnt: str, camera, tmp_path) -> None:
@@ -73,6 +74,7 @@ def test_over_pyusb_backend(tmp_path) -> None:
             exercise(mnt, camera, tmp_path)
     finally:
         session.close()
+        camera.store.close()
 
 
 def test_cli_foreground_over_ptpip(ptpip_camera, tmp_path) -> None:

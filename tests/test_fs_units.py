@@ -5,7 +5,6 @@ against the simulated camera."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 
 import pytest

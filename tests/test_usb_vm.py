@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,11 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,
                        reason="qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"),
 ]
+
+def q(path: object) -> str:
+    """Shell-quote a path for the guest command line."""
+    return shlex.quote(str(path))
+
 
 ROOT = Path(__file__).resolve().parent.parent
 USB_VM = ROOT / "scripts" / "usb-vm"
@@ -150,6 +156,31 @@ print("guest check done")
 '''
 
 
+# A read-only FUSE filesystem with one file, mounted in the guest with mfusepy (libfuse 3).
+GUEST_FUSE = r'''
+import errno, stat, sys
+import mfusepy
+
+class Hello(mfusepy.Operations):
+    use_ns = True
+
+    def getattr(self, path, fh=None):
+        if path == "/":
+            return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2}
+        if path == "/hello":
+            return {"st_mode": stat.S_IFREG | 0o444, "st_nlink": 1, "st_size": 6}
+        raise mfusepy.FuseOSError(errno.ENOENT)
+
+    def readdir(self, path, fh):
+        return [".", "..", "hello"]
+
+    def read(self, path, size, offset, fh):
+        return b"hello\n"[offset:offset + size]
+
+mfusepy.FUSE(Hello(), sys.argv[1], foreground=True)
+'''
+
+
 def _wait_file(path: Path, key: str, proc: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
     """Wait until ``path`` holds JSON with ``key`` (or the VM process ends)."""
     end = time.monotonic() + timeout
@@ -178,7 +209,8 @@ def mtp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     qmp = base / "qmp.sock"
     result = share / "result.json"
     cmd = [str(USB_VM), "--mtp-dir", str(mtp), "--share", str(share), "--qmp", str(qmp),
-           "--timeout", "150", "--", sys.executable, str(share / "check.py"), str(share)]
+           "--timeout", "150",
+           f"ls /dev/bus/usb/*/* > {q(share)}/ls.txt; exec {q(sys.executable)} {q(share)}/check.py {q(share)}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     try:
         _wait_file(result, "present", proc, 120)
@@ -188,7 +220,7 @@ def mtp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         subprocess.run([str(USB_VM), "qmp", str(qmp), "plug"], check=True, timeout=30)
         out, err = proc.communicate(timeout=90)
         data: dict[str, Any] = json.loads(result.read_text())
-        data.update(returncode=proc.returncode, stdout=out.decode(), stderr=err.decode(),
+        data.update(ls_at_start=(share / "ls.txt").read_text().split(), returncode=proc.returncode, stdout=out.decode(), stderr=err.decode(),
                     replug_seconds=time.monotonic() - t0)
         return data
     finally:
@@ -202,6 +234,8 @@ def test_guest_lists_mtp_device(mtp_run: dict[str, Any]) -> None:
     assert "guest check done" in mtp_run["stdout"]
     assert any("46f4:0004" in d for d in mtp_run["usb_devices"]), mtp_run["usb_devices"]
     assert mtp_run["mtp_nodes"] and set(mtp_run["mtp_nodes"]) <= set(mtp_run["dev_nodes"])
+    # usb-vm starts the command only once the device has enumerated.
+    assert set(mtp_run["mtp_nodes"]) <= set(mtp_run["ls_at_start"]), mtp_run["ls_at_start"]
 
 
 def test_raw_getdeviceinfo_is_qemus(mtp_run: dict[str, Any]) -> None:
@@ -234,3 +268,16 @@ def test_status_output_cwd_and_share(tmp_path: Path) -> None:
     assert b"to-stderr\n" in proc.stderr and b"to-stdout" not in proc.stderr
     assert (tmp_path / "out" / "pwd").read_text() == f"{tmp_path}\n"
     assert not os.path.exists("/overlay-ok")   # the guest's root writes stay in its tmpfs overlay
+
+
+def test_fuse_mount_in_guest(tmp_path: Path) -> None:
+    (tmp_path / "hello_fs.py").write_text(GUEST_FUSE)
+    script = (
+        f"mkdir /tmp/mnt; {q(sys.executable)} {q(tmp_path)}/hello_fs.py /tmp/mnt 2>/dev/null & "
+        "for i in $(seq 1 100); do grep -q ' /tmp/mnt fuse' /proc/mounts && break; sleep 0.2; done; "
+        f"cat /tmp/mnt/hello > {q(tmp_path)}/read.txt; fusermount3 -u /tmp/mnt; wait"
+    )
+    proc = subprocess.run([str(USB_VM), "--share", str(tmp_path), "--timeout", "120", script],
+                          capture_output=True, timeout=150)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert (tmp_path / "read.txt").read_text() == "hello\n"

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ptpfs.errors import ResponseError
+from ptpfs.errors import ProtocolError, ResponseError
 
 log = logging.getLogger("ptpfs.fs")
 
@@ -144,6 +144,9 @@ class GenericLister(Lister):
                 if exc.code == 0x2009:  # vanished meanwhile
                     continue
                 raise
+            except ProtocolError as exc:  # one unreadable object must not hide the folder
+                log.warning("object 0x%08x skipped: %s", handle, exc)
+                continue
             meta = meta_from_info(self.session, handle, info)
             if meta.storage_id == storage_id and meta.parent == parent:
                 out.append(meta)
@@ -165,6 +168,9 @@ class PropListLister(Lister):
             return self.fallback.list_folder(storage_id, parent)
         try:
             entries = self.session.get_object_prop_list(parent or 0, 0, 0xFFFFFFFF, 0, 1)
+        except ProtocolError as exc:
+            log.warning("GetObjectPropList of 0x%08x unreadable (%s); using ObjectInfo", parent, exc)
+            return self.fallback.list_folder(storage_id, parent)
         except ResponseError as exc:
             if exc.code in UNSUPPORTED:
                 log.info("GetObjectPropList unusable (%s); falling back to ObjectInfo", exc)
@@ -200,7 +206,11 @@ class EosLister(Lister):
     name = "eos"
 
     def list_folder(self, storage_id: int, parent: int) -> list[ObjectMeta]:
-        entries = self.session.eos_get_object_info_ex(storage_id, parent or ROOT)
+        try:
+            entries = self.session.eos_get_object_info_ex(storage_id, parent or ROOT)
+        except ProtocolError as exc:
+            log.warning("GetObjectInfoEx of 0x%08x unreadable (%s); using ObjectInfo", parent, exc)
+            return GenericLister(self.session).list_folder(storage_id, parent)
         out = []
         for e in entries:
             fmt = int(e.format)

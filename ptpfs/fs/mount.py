@@ -112,15 +112,10 @@ def parse_options(values: list[str]) -> MountOptions:
 
 
 def limit_malloc_growth() -> None:
-    """Make glibc return big read-ahead buffers to the system when freed.
-
-    glibc raises its mmap threshold after large frees, after which 8 MiB
-    buffers come from the heap and freed memory stays in the process;
-    fixing the threshold at 1 MiB (and limiting arenas) keeps RSS flat.
-    """
+    """Limit glibc's per-thread malloc arenas: with many FUSE threads each
+    arena keeps its own freed read-ahead buffers, which inflates RSS."""
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
         libc.mallopt(-8, 4)        # M_ARENA_MAX
     except (OSError, AttributeError):
         pass

@@ -174,7 +174,7 @@ class PtpFs(Operations):
 
     def _node_attrs(self, node: Node) -> dict[str, Any]:
         return self._attrs(ino=node.ino, is_dir=node.is_dir, size=node.size, mtime=node.mtime,
-                           writable=node.writable)
+                           writable=self.tree.effective_writable(node))
 
     def _vattrs(self, node: VNode) -> dict[str, Any]:
         if node.is_dir:
@@ -638,11 +638,8 @@ class PtpFs(Operations):
             assert source.parent is not None
             if new_parent is not source.parent:
                 # never move a folder into itself
-                walk: Node | None = new_parent
-                while walk is not None:
-                    if walk is source:
-                        raise FuseOSError(errno.EINVAL)
-                    walk = walk.parent
+                if source.handle in new_parent.ancestors():
+                    raise FuseOSError(errno.EINVAL)
                 if not caps.move:
                     raise FuseOSError(errno.EXDEV)
                 old_parent = source.parent

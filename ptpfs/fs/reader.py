@@ -43,14 +43,15 @@ class Reader:
 class _BufferSink:
     """A data-phase sink writing into one preallocated buffer."""
 
-    def __init__(self, length: int) -> None:
-        self.buf = bytearray(length)
+    def __init__(self, length: int, reuse: bytearray | None = None) -> None:
+        self.buf = reuse if reuse is not None and len(reuse) >= length else bytearray(length)
+        self.limit = length
         self.pos = 0
 
     def write(self, data: bytes | memoryview) -> int:
         n = len(data)
-        if self.pos + n > len(self.buf):  # a device sending more than asked: keep what fits
-            n = len(self.buf) - self.pos
+        if self.pos + n > self.limit:  # a device sending more than asked: keep what fits
+            n = self.limit - self.pos
         self.buf[self.pos: self.pos + n] = data[:n] if n != len(data) else data
         self.pos += n
         return len(data)
@@ -62,8 +63,10 @@ class _BufferSink:
 class _Prefetch:
     """One background GetPartialObject for the window after the buffer."""
 
-    def __init__(self, reader: "PartialReader", start: int, length: int) -> None:
+    def __init__(self, reader: "PartialReader", start: int, length: int,
+                 reuse: bytearray | None) -> None:
         self.start = start
+        self.reuse = reuse
         self.data: memoryview = memoryview(b"")
         self.error: BaseException | None = None
         self._done = threading.Event()
@@ -73,7 +76,7 @@ class _Prefetch:
 
     def _run(self, reader: "PartialReader", length: int) -> None:
         try:
-            self.data = reader._fetch(self.start, length)
+            self.data = reader._fetch(self.start, length, self.reuse)
         except BaseException as exc:  # noqa: BLE001 - re-raised by the reader
             self.error = exc
         finally:
@@ -109,6 +112,7 @@ class PartialReader(Reader):
         self._prev: memoryview = memoryview(b"")
         self._prev_start = 0
         self._prefetch: _Prefetch | None = None
+        self._spare: bytearray | None = None   # a retired buffer, filled again by the next fetch
         self._counter_lock = threading.Lock()
         self.transferred = 0
         self.transactions = 0
@@ -120,12 +124,13 @@ class PartialReader(Reader):
                 return bytes(memoryview(buf)[offset - start: offset - start + size])
         return None
 
-    def _fetch(self, start: int, length: int) -> memoryview:
-        """One partial read straight into a buffer of its own (no extra copies)."""
+    def _fetch(self, start: int, length: int, reuse: bytearray | None = None) -> memoryview:
+        """One partial read straight into a buffer (no extra copies); *reuse*
+        is a retired buffer to fill again instead of allocating."""
         length = min(length, self.size - start)
         if length <= 0:
             return memoryview(b"")
-        sink = _BufferSink(length)
+        sink = _BufferSink(length, reuse)
         self.session.read_partial(self.handle, start, length, sink)
         data = sink.view()
         with self._counter_lock:
@@ -138,7 +143,8 @@ class PartialReader(Reader):
         end = self._start + len(self._buf)
         if (self._prefetch is None and self._window >= 4 * self.initial
                 and self._buf and end < self.size):
-            self._prefetch = _Prefetch(self, end, self._window)
+            self._prefetch = _Prefetch(self, end, self._window, self._spare)
+            self._spare = None
 
     def _take_prefetch(self, start: int) -> memoryview | None:
         pending = self._prefetch
@@ -177,8 +183,11 @@ class PartialReader(Reader):
                 fetch_from = offset
                 head = b""
                 data = self._fetch(fetch_from, max(self._window, size))
+            retired = self._prev.obj if len(self._prev) else None
             self._prev, self._prev_start = self._buf, self._start
             self._buf, self._start = data, fetch_from
+            if isinstance(retired, bytearray) and retired is not data.obj:
+                self._spare = retired
             self._maybe_prefetch()
             if head:
                 return bytes(head) + bytes(data[: size - len(head)])

@@ -78,10 +78,21 @@ class Node:
         """Absolute path inside the mount."""
         parts = []
         node: Node | None = self
-        while node is not None and node.kind != "root":
+        seen: set[int] = set()
+        while node is not None and node.kind != "root" and id(node) not in seen:
+            seen.add(id(node))   # a device may claim cyclic parents: never loop
             parts.append(node.name)
             node = node.parent
         return "/" + "/".join(reversed(parts))
+
+    def ancestors(self) -> set[int]:
+        """Handles of this node and every folder above it (cycle-safe)."""
+        out: set[int] = set()
+        node: Node | None = self
+        while node is not None and node.kind in ("dir", "file") and node.handle not in out:
+            out.add(node.handle)
+            node = node.parent
+        return out
 
 
 @dataclass
@@ -173,6 +184,15 @@ class Tree:
                 self._storage_info[storage_id] = info
         return info
 
+    def effective_writable(self, node: Node) -> bool:
+        """Writable considering the object's protection and its storage's access."""
+        if self.read_only:
+            return False
+        if node.kind in ("root", "storage"):
+            return node.writable
+        storage = self._storage_nodes.get(node.storage_id)
+        return node.writable and (storage.writable if storage is not None else True)
+
     def storage_node(self, storage_id: int) -> Node | None:
         """The storage node of *storage_id*, if present."""
         self.storages()
@@ -191,10 +211,12 @@ class Tree:
 
     def _rename_children(self, parent: Node, folder: Folder) -> None:
         """(Re)assign the unique names of *folder*'s children, reusing nodes."""
+        # an object listed inside itself or inside its own descendant would make a
+        # cycle: such listings from a confused or hostile device are dropped
+        above = parent.ancestors()
+        for handle in [h for h in folder.metas if h in above]:
+            del folder.metas[handle]
         names = unique_names((h, m.filename) for h, m in folder.metas.items())
-        storage = self._storage_nodes.get(parent.storage_id)
-        writable = storage.writable if storage else not self.read_only
-        deletable = storage.deletable if storage else not self.read_only
         by_name: dict[str, Node] = {}
         for handle, meta in folder.metas.items():
             node = self._nodes.get(handle)
@@ -210,8 +232,8 @@ class Tree:
             node.size = meta.size
             node.mtime = meta.mtime if meta.mtime is not None else (parent.mtime or 0.0)
             node.format = meta.format
-            node.writable = writable and meta.protection == 0
-            node.deletable = deletable and meta.protection == 0
+            node.writable = meta.protection == 0   # the storage's access is checked live
+            node.deletable = meta.protection == 0
             by_name[node.name] = node
         folder.by_name = by_name
 
@@ -280,12 +302,15 @@ class Tree:
             self._rename_children(parent, folder)
 
     def _forget_subtree(self, node: Node) -> None:
-        self._nodes.pop(node.handle, None)
-        if node.is_dir:
-            folder = self._folders.pop(node.folder_key, None)
-            if folder is not None:
-                for child in folder.by_name.values():
-                    self._forget_subtree(child)
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            if self._nodes.pop(current.handle, None) is None and current is not node:
+                continue  # already forgotten (shared or cyclic listings)
+            if current.is_dir:
+                folder = self._folders.pop(current.folder_key, None)
+                if folder is not None:
+                    stack.extend(folder.by_name.values())
 
     def _parent_node(self, storage_id: int, parent: int) -> Node | None:
         if parent == 0:
@@ -391,8 +416,7 @@ class Tree:
                 self.invalidate_storages()
             changed.append("/")
         elif code in (EC_STORAGE_INFO_CHANGED, EC_STORE_FULL):
-            with self._lock:
-                self._storage_info.pop(p0, None)
+            changed += self._storage_changed(p0)
         elif code == EC_DEVICE_PROP_CHANGED:
             for listener in list(self.prop_listeners):
                 listener(p0)
@@ -401,6 +425,26 @@ class Tree:
             self.invalidate_all()
             changed.append("/")
         return changed
+
+    def _storage_changed(self, storage_id: int) -> list[str]:
+        """Re-read a storage's info; if its access changed, every cached path
+        of the storage must show the new permissions."""
+        with self._lock:
+            node = self._storage_nodes.get(storage_id)
+            old = getattr(node.info, "access_capability", None) if node else None
+            self._storage_info.pop(storage_id, None)
+        if node is None:
+            return []
+        info = self.storage_info(storage_id)
+        if info.access_capability == old:
+            with self._lock:
+                node.info = info
+            return []
+        self.invalidate_storages()
+        self.storages()
+        with self._lock:
+            return [node.path] + [n.path for n in self._nodes.values()
+                                  if n.storage_id == storage_id]
 
     def _forget_storage(self, storage_id: int) -> None:
         for key in [k for k in self._folders.keys() if k[0] == storage_id]:

@@ -214,9 +214,9 @@ class Plan:
             nth = None if rng.random() < 0.5 else rng.randrange(3)
             mutations.append(Mutation(kind, op, rng.getrandbits(32), nth))
         fabric = None
-        if rng.random() < 0.3:
-            big = rng.random() < 0.03
-            count = rng.randrange(1000, 3000) if big else rng.randrange(0, 40)
+        if rng.random() < 0.2:
+            big = rng.random() < 0.01
+            count = rng.randrange(1000, 2000) if big else rng.randrange(0, 40)
             fabric = Fabric(seed=rng.getrandbits(32), count=count,
                             fanout=count if big else rng.randrange(1, 12),
                             echo_parent=rng.random() < 0.6, same_name=big or rng.random() < 0.2,

@@ -72,11 +72,28 @@ def _run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         raise PrepareError(f"{' '.join(cmd)} failed:\n{exc.stderr.strip()}") from exc
 
 
-def _kernel_package() -> str:
-    """The versioned kernel package the ``linux-image-amd64`` meta-package currently depends on."""
+def _kernel_package(root: Path) -> str:
+    """The versioned kernel package the ``linux-image-amd64`` meta-package currently depends on.
+
+    apt-cache takes most of a second, so the answer is remembered until the apt lists change.
+    """
     override = os.environ.get("PTPFS_VM_KERNEL_PACKAGE")
     if override:
         return override
+    lists = Path("/var/lib/apt/lists")
+    stamp = str(lists.stat().st_mtime_ns) if lists.exists() else ""
+    memo = root / "kernel-package"
+    if stamp and memo.exists():
+        seen, _, name = memo.read_text().partition(" ")
+        if seen == stamp and name.startswith("linux-image-"):
+            return name
+    name = _ask_apt_kernel_package()
+    if stamp:
+        memo.write_text(f"{stamp} {name}")
+    return name
+
+
+def _ask_apt_kernel_package() -> str:
     for attempt in range(2):
         out = subprocess.run(["apt-cache", "depends", "linux-image-amd64"],
                              text=True, capture_output=True).stdout
@@ -95,6 +112,10 @@ def _download(package: str, debs: Path) -> Path:
     existing = sorted(debs.glob(f"{package}_*.deb"))
     if existing:
         return existing[-1]
+    if package.startswith("linux-image-"):
+        for stale in debs.glob("linux-image-*.deb"):
+            log(f"removing the superseded {stale.name}")
+            stale.unlink()
     log(f"downloading {package} with apt-get download")
     cmd = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", package]
     try:
@@ -181,7 +202,7 @@ def _pvh_vmlinux(bzimage: Path, out: Path) -> bool:
     return True
 
 
-def _build_initramfs(kdir: Path, moddir: Path, version: str, busybox: Path, out: Path) -> None:
+def _build_initramfs(moddir: Path, version: str, busybox: Path, out: Path) -> None:
     order = kmod.load_order(moddir, BOOT_MODULES, kmod.read_builtin(moddir))
     tmp = out.with_suffix(".tmp")
     with open(tmp, "wb") as fh:
@@ -194,30 +215,44 @@ def _build_initramfs(kdir: Path, moddir: Path, version: str, busybox: Path, out:
         cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
         cpio.symlink("bin/sh", "busybox")
         made: set[str] = set()
-        dep_lines = []
+        # Modules go in uncompressed (busybox insmod cannot read .ko.xz), as lib/modules/V/<rel>.ko.
+        rels = {kmod.module_name(ko): ko.relative_to(moddir).with_name(ko.name.split(".ko")[0] + ".ko")
+                for ko in order}
         for ko in order:
-            rel = ko.relative_to(moddir)
+            rel = rels[kmod.module_name(ko)]
             for parent in reversed(rel.parents[:-1]):
                 key = f"lib/modules/{version}/{parent}"
                 if key not in made:
                     cpio.directory(key)
                     made.add(key)
-            cpio.file(f"lib/modules/{version}/{rel}", ko.read_bytes())
+            cpio.file(f"lib/modules/{version}/{rel}", kmod.read_module(ko))
         # modules.dep in the text format busybox modprobe reads: "path: dep-paths".
-        paths = {kmod._norm(p.name[:-3]): p.relative_to(moddir) for p in order}
-        for name, rel in paths.items():
-            deps = []
-            for values in kmod.modinfo(moddir / rel).get("depends", []):
-                deps += [str(paths[kmod._norm(d)]) for d in values.split(",") if kmod._norm(d) in paths]
-            dep_lines.append(f"{rel}:" + "".join(f" {d}" for d in deps))
+        dep_lines = []
+        for ko in order:
+            deps = [str(rels[kmod.normalize(d)])
+                    for values in kmod.modinfo(ko).get("depends", [])
+                    for d in values.split(",") if kmod.normalize(d) in rels]
+            dep_lines.append(f"{rels[kmod.module_name(ko)]}:" + "".join(f" {d}" for d in deps))
         cpio.file(f"lib/modules/{version}/modules.dep", ("\n".join(dep_lines) + "\n").encode())
         for name in ("modules.builtin", "modules.order"):
             if (moddir / name).exists():
                 cpio.file(f"lib/modules/{version}/{name}", (moddir / name).read_bytes())
-        load = "\n".join(f"insmod /lib/modules/{version}/{ko.relative_to(moddir)}" for ko in order)
+        load = "\n".join(f"insmod /lib/modules/{version}/{rels[kmod.module_name(ko)]} || "
+                         f"echo 'usb-vm: insmod {kmod.module_name(ko)} failed'" for ko in order)
         cpio.file("init", guest.init_script(version, load).encode(), 0o755)
         cpio.close()
     tmp.rename(out)
+
+
+def _prune(root: Path, kdir: Path, initrd: Path) -> None:
+    """Remove artefacts of superseded kernels and initramfs recipes."""
+    for other in root.iterdir():
+        if other != kdir and other.is_dir() and (other / "vmlinuz").exists():
+            log(f"removing the superseded {other}")
+            shutil.rmtree(other, ignore_errors=True)
+    for old in kdir.glob("initramfs-*.cpio"):
+        if old != initrd:
+            old.unlink()
 
 
 def prepare() -> Artefacts:
@@ -226,7 +261,7 @@ def prepare() -> Artefacts:
     (root / "debs").mkdir(parents=True, exist_ok=True)
     with open(root / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        package = _kernel_package()
+        package = _kernel_package(root)
         version = package.removeprefix("linux-image-").removesuffix("-unsigned")
         kdir = root / version
         bzimage = kdir / "vmlinuz"
@@ -250,11 +285,12 @@ def prepare() -> Artefacts:
                     shutil.copy2(unpacked / "boot" / f"vmlinuz-{version}", bzimage.with_suffix(".tmp"))
                     bzimage.with_suffix(".tmp").rename(bzimage)
                 log("building initramfs")
-                _build_initramfs(kdir, moddir, version, busybox, initrd)
+                _build_initramfs(moddir, version, busybox, initrd)
         if not vmlinux.exists() and not (kdir / "no-pvh").exists():
             log("unpacking the kernel for a direct (PVH) boot")
             if not _pvh_vmlinux(bzimage, vmlinux):
                 (kdir / "no-pvh").touch()
         kernel = vmlinux if vmlinux.exists() else bzimage
+        _prune(root, kdir, initrd)
         preload = _preload(root)
     return Artefacts(kernel=kernel, initrd=initrd, kernel_version=version, preload=preload)

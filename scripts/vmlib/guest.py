@@ -13,7 +13,7 @@ import shlex
 from pathlib import Path
 
 #: Bump when :func:`init_script` changes, so cached initramfs images are rebuilt.
-INIT_VERSION = "usb-vm-init-1"
+INIT_VERSION = "usb-vm-init-2"  # stage2/run.sh are per run and need no bump
 
 #: 9p options: large messages; protocol 9p2000.L so ownership, modes and symlinks come through.
 _P9 = "trans=virtio,version=9p2000.L,msize=262144"
@@ -87,7 +87,8 @@ def stage2_script(kernel_version: str, shares: list[Path], verbose: bool, wait_u
     if wait_usb:
         lines += [
             "n=0",
-            "until ls /sys/bus/usb/devices/ | grep -q -- -; do",
+            # Device entries are "BUS-PORT[.PORT]" (interfaces add ":CONFIG.IF"; root hubs are usbN).
+            "until ls /sys/bus/usb/devices/ | grep -qE '^[0-9]+-[0-9.]+$'; do",
             "    n=$((n+1)); [ $n -gt 300 ] && { echo 'usb-vm: no USB device after 30 s'; break; }",
             "    sleep 0.1",
             "done",

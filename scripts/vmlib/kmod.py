@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lzma
 import struct
 from pathlib import Path
 
@@ -10,13 +11,30 @@ class ModuleError(Exception):
     """A module is missing from the tree or its file cannot be read."""
 
 
-def _norm(name: str) -> str:
+def normalize(name: str) -> str:
+    """Module names compare with dashes and underscores alike; use underscores."""
     return name.replace("-", "_")
 
 
-def modinfo(path: Path) -> dict[str, list[str]]:
-    """Return the ``.modinfo`` section of a 64-bit little-endian ELF ``.ko`` as key -> values."""
+def module_name(path: Path) -> str:
+    """The module name of a ``.ko`` or ``.ko.xz`` file."""
+    return normalize(path.name.split(".ko")[0])
+
+
+def read_module(path: Path) -> bytes:
+    """The ELF bytes of a ``.ko`` file, decompressing ``.ko.xz``."""
     data = path.read_bytes()
+    if path.name.endswith(".xz"):
+        try:
+            return lzma.decompress(data)
+        except lzma.LZMAError as exc:
+            raise ModuleError(f"{path}: {exc}") from exc
+    return data
+
+
+def modinfo(path: Path) -> dict[str, list[str]]:
+    """Return the ``.modinfo`` section of a 64-bit little-endian ELF module as key -> values."""
+    data = read_module(path)
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         raise ModuleError(f"{path}: not a 64-bit little-endian ELF module")
     shoff, = struct.unpack_from("<Q", data, 0x28)
@@ -43,8 +61,8 @@ def modinfo(path: Path) -> dict[str, list[str]]:
 
 
 def index_tree(moddir: Path) -> dict[str, Path]:
-    """Map each module name (dashes as underscores) to its ``.ko`` path under ``moddir``."""
-    return {_norm(p.name[:-3]): p for p in moddir.rglob("*.ko")}
+    """Map each module name (dashes as underscores) to its ``.ko``/``.ko.xz`` path under ``moddir``."""
+    return {module_name(p): p for pattern in ("*.ko", "*.ko.xz") for p in moddir.rglob(pattern)}
 
 
 def load_order(moddir: Path, wanted: list[str], builtin: set[str] | None = None) -> list[Path]:
@@ -53,12 +71,12 @@ def load_order(moddir: Path, wanted: list[str], builtin: set[str] | None = None)
     Names in ``builtin`` (from ``modules.builtin``) are compiled into the kernel and skipped.
     """
     tree = index_tree(moddir)
-    builtin = {_norm(b) for b in (builtin or set())}
+    builtin = {normalize(b) for b in (builtin or set())}
     order: list[Path] = []
     done: set[str] = set()
 
     def visit(name: str, chain: tuple[str, ...]) -> None:
-        name = _norm(name)
+        name = normalize(name)
         if name in done or name in builtin:
             return
         if name in chain:
@@ -81,4 +99,4 @@ def read_builtin(moddir: Path) -> set[str]:
     path = moddir / "modules.builtin"
     if not path.exists():
         return set()
-    return {_norm(Path(line.strip()).name[:-3]) for line in path.read_text().splitlines() if line.strip()}
+    return {module_name(Path(line.strip())) for line in path.read_text().splitlines() if line.strip()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ def plug(socket_path: str | Path, properties: dict[str, Any] | None = None) -> N
 def main(argv: list[str]) -> int:
     """``usb-vm qmp SOCKET unplug|plug|status``."""
     if len(argv) != 2 or argv[1] not in ("unplug", "plug", "status"):
-        print("usage: usb-vm qmp SOCKET unplug|plug|status", flush=True)
+        print("usage: usb-vm qmp SOCKET unplug|plug|status", file=sys.stderr)
         return 2
     path, action = argv
     try:
@@ -131,6 +132,6 @@ def main(argv: list[str]) -> int:
             with Qmp(path) as conn:
                 print("plugged" if device_exists(conn) else "unplugged")
     except QmpError as exc:
-        print(f"usb-vm qmp: {exc}", flush=True)
+        print(f"usb-vm qmp: {exc}", file=sys.stderr)
         return 1
     return 0

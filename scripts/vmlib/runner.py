@@ -109,6 +109,11 @@ def _pump(source: int, sinks: list[BinaryIO], keep: bytearray | None) -> None:
                     pass
 
 
+def _console_tail(console: bytearray) -> str:
+    text = console.decode("utf-8", "replace").strip()
+    return f"; guest console:\n{text[-4000:]}" if text else " (guest console empty)"
+
+
 def run(art: Artefacts, config: VmConfig) -> int:
     """Boot, run ``config.command`` in the guest, and return its exit status."""
     if shutil.which("qemu-system-x86_64") is None:
@@ -151,8 +156,7 @@ def run(art: Artefacts, config: VmConfig) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            log(f"timed out after {config.timeout:g} s; guest console:\n"
-                + console.decode("utf-8", "replace")[-4000:])
+            log(f"timed out after {config.timeout:g} s" + _console_tail(console))
             return EXIT_TIMEOUT
         except KeyboardInterrupt:
             proc.kill()
@@ -163,8 +167,7 @@ def run(art: Artefacts, config: VmConfig) -> int:
         elapsed = time.monotonic() - start
         status_file = ctl / "status"
         if proc.returncode != 0 or not status_file.exists():
-            log(f"guest gave no exit status (qemu exit {proc.returncode}); guest console:\n"
-                + console.decode("utf-8", "replace")[-4000:])
+            log(f"guest gave no exit status (qemu exit {proc.returncode})" + _console_tail(console))
             return EXIT_HARNESS
         status = int(status_file.read_text().strip() or EXIT_HARNESS)
         if config.verbose:
@@ -174,3 +177,4 @@ def run(art: Artefacts, config: VmConfig) -> int:
         shutil.rmtree(ctl, ignore_errors=True)
         if config.qmp is not None:
             config.qmp.unlink(missing_ok=True)
+            Path(f"{config.qmp}.json").unlink(missing_ok=True)
