@@ -9,7 +9,6 @@ unknown code.
 
 from __future__ import annotations
 
-import os
 
 
 class OC:
@@ -616,5 +615,6 @@ _EXTENSIONS = {
 
 def format_for_filename(name: str) -> int:
     """The object format code for a file name, by extension (case-insensitive); ``Undefined`` otherwise."""
-    ext = os.path.splitext(name)[1][1:].lower()
+    base = name.rsplit("/", 1)[-1].lstrip(".")
+    ext = base.rpartition(".")[2].lower() if "." in base else ""
     return _EXTENSIONS.get(ext, OFC.Undefined)
