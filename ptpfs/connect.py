@@ -193,23 +193,88 @@ def open_transport(spec: str | DeviceSpec, *, usb_backend: Any = None,
 
 def open_session(spec: str | DeviceSpec, *, usb_backend: Any = None,
                  profile: str | None = None, timeout: float | None = None,
-                 open: bool = True) -> Any:
+                 open: bool = True, reconnect: bool = False) -> Any:
     """Open the device a spec names and return a :class:`~ptpfs.session.Session`.
 
     The session is opened (OpenSession sent) unless ``open=False``; on any
-    failure the transport is closed before the exception propagates.
+    failure the transport is closed before the exception propagates.  With
+    *reconnect* the session reopens the link by itself after it was lost
+    (see :func:`reopener`).
     """
     from ptpfs.session import Session
 
-    transport = open_transport(spec, usb_backend=usb_backend, profile=profile, timeout=timeout)
+    s = parse_spec(spec) if isinstance(spec, str) else spec
+    transport = open_transport(s, usb_backend=usb_backend, profile=profile, timeout=timeout)
     try:
-        session = Session(transport, timeout=timeout)
+        factory = reopener(s, transport, usb_backend=usb_backend, timeout=timeout) \
+            if reconnect else None
+        session = Session(transport, timeout=timeout, reopen=factory)
         if open:
             session.open()
     except BaseException:
         transport.close()
         raise
     return session
+
+
+def default_reconnect(spec: str | DeviceSpec) -> bool:
+    """Whether ptpfs reconnects by default: yes for USB and PTP/IP, no for the
+    in-process simulator (whose links only break when a test breaks them)."""
+    s = parse_spec(spec) if isinstance(spec, str) else spec
+    return s.kind in ("usb", "ptpip")
+
+
+class _SimReopener:
+    """Reconnects to the same in-process simulated camera (unless it is
+    "unplugged": ``camera.faults.present`` false) and owns the camera from
+    then on, closing it with the session."""
+
+    def __init__(self, transport: Any) -> None:
+        self.camera = transport.camera
+        self.timeout = transport.timeout
+        self._owns = bool(getattr(transport, "_close_camera", False))
+        transport._close_camera = False     # the camera outlives this first link
+
+    def __call__(self) -> Any:
+        from ptpfs.transport.inprocess import InProcessTransport
+
+        if not getattr(getattr(self.camera, "faults", None), "present", True):
+            raise DeviceNotFound("the simulated camera is unplugged")
+        return InProcessTransport(self.camera, timeout=self.timeout)
+
+    def close(self) -> None:
+        if self._owns:
+            self._owns = False
+            self.camera.close()
+
+
+def reopener(spec: str | DeviceSpec, transport: Any, *, usb_backend: Any = None,
+             timeout: float | None = None) -> Any:
+    """A ``() -> Transport`` factory that reaches the same device again.
+
+    PTP/IP reconnects to the same host and port; USB finds the device again
+    by its serial number when it has one (bus addresses change on replug),
+    else by the original spec; the in-process simulator reattaches to the
+    same camera object.
+    """
+    s = parse_spec(spec) if isinstance(spec, str) else spec
+    if s.kind == "sim":
+        return _SimReopener(transport)
+    if s.kind == "ptpip":
+        return lambda: _open_ptpip(s.host, s.port, timeout)
+    serial = getattr(getattr(transport, "info", None), "serial", None)
+    selector = s.usb
+    if serial and _usable_serial(serial):
+        selector = f"usb:{serial}"
+    return lambda: _open_usb(selector, usb_backend, timeout)
+
+
+def _usable_serial(serial: str) -> bool:
+    try:
+        parsed = parse_usb_spec(f"usb:{serial}")
+    except InvalidValue:
+        return False
+    return parsed.serial == serial
 
 
 def _make_sim_camera(root: str | None, profile: str) -> Any:

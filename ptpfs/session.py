@@ -12,6 +12,7 @@ Any number of threads may share a session; a lock serialises transactions.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -19,7 +20,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -27,6 +28,7 @@ from ptpfs.capabilities import Capabilities
 from ptpfs.errors import (
     ConnectionLost,
     InvalidValue,
+    PTPError,
     ProtocolError,
     ResponseError,
     TransportError,
@@ -171,28 +173,59 @@ class Session:
 
     *busy_retries* and *busy_delay* bound how long a ``DeviceBusy`` answer
     is retried (with doubling back-off) before it is raised.
+
+    Link failures (see ``docs/reliability.md``): a transaction that times out
+    or breaks the framing is followed by the transport's recovery (USB class
+    requests, PTP/IP cancel); if that fails, or *lost_after_timeouts*
+    transactions in a row time out, the link counts as lost and every call
+    fails at once with :class:`ConnectionLost`.  Callers that were waiting
+    for the session while a transaction timed out fail at once too.  With a
+    *reopen* factory (``() -> Transport``, optionally with ``close()``), a
+    background thread opens a new link every *reconnect_interval* seconds
+    (backing off to 5 s) until the device answers, opens a new session on it
+    and increments :attr:`generation`: object handles from an older
+    generation must not be used again (see :meth:`pinned`).  Link-state
+    listeners (:meth:`add_link_listener`) hear ``"lost"`` and
+    ``"reconnected"``.
     """
 
     def __init__(self, transport: Transport, *, session_id: int = 1,
                  timeout: float | None = None, busy_retries: int = 5,
-                 busy_delay: float = 0.05, event_poll_interval: float = 0.5) -> None:
+                 busy_delay: float = 0.05, event_poll_interval: float = 0.5,
+                 reopen: Callable[[], Transport] | None = None,
+                 reconnect_interval: float = 1.0, lost_after_timeouts: int = 2) -> None:
         self.transport = transport
         self.session_id = session_id
         self.timeout = timeout
         self.busy_retries = busy_retries
         self.busy_delay = busy_delay
         self.event_poll_interval = event_poll_interval
+        self.reopen = reopen
+        self.reconnect_interval = reconnect_interval
+        self.lost_after_timeouts = max(1, lost_after_timeouts)
         self.stats = SessionStats()
         self.is_open = False
         self.lost = False
+        #: Incremented each time the session is reopened on a new link.
+        self.generation = 0
+        #: How many times the link was lost / reopened.
+        self.losses = 0
+        self.reconnects = 0
         self._lock = threading.RLock()
         self._next_tid = 0
         self._device_info: DeviceInfo | None = None
         self._capabilities: Capabilities | None = None
         self._subscribers: list[Callable[[Event], None]] = []
         self._sub_lock = threading.Lock()
+        self._link_listeners: list[Callable[[str], None]] = []
+        self._state_lock = threading.Lock()
         self._stop = threading.Event()
+        self._closing = threading.Event()
         self._event_thread: threading.Thread | None = None
+        self._reconnect_thread: threading.Thread | None = None
+        self._failures = 0            # transactions that timed out or lost the link
+        self._timeouts_in_row = 0
+        self._pins = threading.local()
         self._prop_types: dict[int, int] = {}
         #: Recent events, for callers that prefer polling to callbacks.
         self.events: queue.Queue[Event] = queue.Queue(maxsize=1024)
@@ -201,24 +234,39 @@ class Session:
 
     def open(self) -> "Session":
         """Read DeviceInfo, open the session and start event delivery."""
+        with self._lock:
+            self._open_link()
+        self._start_events()
+        return self
+
+    def _open_link(self) -> None:
+        """GetDeviceInfo, OpenSession and the vendor set-up, on the current transport."""
         self._device_info = self.get_device_info()
         self._capabilities = Capabilities.from_device_info(self._device_info)
         self.open_session()
         if self._capabilities.eos_events:
             for op, arg in ((OC.EOS_SetRemoteMode, 1), (OC.EOS_SetEventMode, 1)):
                 self.transaction(op, [arg], data_phase=False).raise_for_status()
-        self._stop.clear()
-        self._event_thread = threading.Thread(target=self._event_loop, name="ptp-events",
-                                              daemon=True)
+
+    def _start_events(self) -> None:
+        stop = threading.Event()
+        self._stop = stop
+        self._event_thread = threading.Thread(
+            target=self._event_loop, args=(stop, self.generation), name="ptp-events",
+            daemon=True)
         self._event_thread.start()
-        return self
 
     def close(self) -> None:
-        """Close the session (best effort) and release the transport."""
+        """Close the session (best effort, quickly) and release the transport."""
+        self._closing.set()
         self._stop.set()
+        thread = self._reconnect_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2.0)
         if self.is_open and not self.lost:
             try:
-                self.close_session()
+                quick = min(self.timeout or 2.0, 2.0)
+                self.transaction(OC.CloseSession, data_phase=False, timeout=quick)
             except Exception as exc:  # closing must never fail loudly
                 log.debug("CloseSession failed: %s", exc)
         self.is_open = False
@@ -227,6 +275,12 @@ class Session:
             thread.join(timeout=2.0)
         self._event_thread = None
         self.transport.close()
+        release = getattr(self.reopen, "close", None)
+        if callable(release):
+            try:
+                release()
+            except Exception as exc:  # noqa: BLE001 - best effort
+                log.debug("releasing the reconnect factory failed: %s", exc)
 
     def __enter__(self) -> "Session":
         if not self.is_open:
@@ -249,6 +303,136 @@ class Session:
         if self._capabilities is None:
             self._capabilities = Capabilities.from_device_info(self.device_info)
         return self._capabilities
+
+    # -- link state -------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``"connected"``, ``"lost"`` (maybe reconnecting) or ``"closed"``."""
+        if self._closing.is_set():
+            return "closed"
+        return "lost" if self.lost else "connected"
+
+    def add_link_listener(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call *callback(state)* with ``"lost"`` or ``"reconnected"``; returns a remover."""
+        with self._sub_lock:
+            self._link_listeners.append(callback)
+
+        def remove() -> None:
+            with self._sub_lock:
+                if callback in self._link_listeners:
+                    self._link_listeners.remove(callback)
+        return remove
+
+    def _notify_link(self, state: str) -> None:
+        with self._sub_lock:
+            listeners = list(self._link_listeners)
+        for cb in listeners:
+            try:
+                cb(state)
+            except Exception:  # noqa: BLE001 - a listener must not stop reconnection
+                log.exception("link listener failed")
+
+    @contextlib.contextmanager
+    def pinned(self, generation: int | None = None) -> Iterator[int]:
+        """Within the block, this thread's transactions fail with
+        :class:`ConnectionLost` if the session was reopened since the block
+        began (or since *generation*): handles resolved before a reconnect
+        must never reach the new session, where they may name other objects."""
+        outer = getattr(self._pins, "generation", None)
+        if outer is not None:
+            yield outer
+            return
+        gen = self.generation if generation is None else generation
+        self._pins.generation = gen
+        try:
+            yield gen
+        finally:
+            self._pins.generation = None
+
+    def _mark_lost(self, reason: str, generation: int | None = None) -> None:
+        """The link is gone: fail fast from now on, reconnect if we can."""
+        if threading.current_thread() is self._reconnect_thread:
+            return              # a failed reconnect attempt: the loop retries
+        with self._state_lock:
+            if generation is not None and generation != self.generation:
+                return          # an old link's thread reporting late
+            if self.lost or self._closing.is_set():
+                return
+            self.lost = True
+            self.losses += 1
+        log.warning("device connection lost: %s", reason)
+        self._stop.set()
+        self._notify_link("lost")
+        if self.reopen is not None:
+            self._start_reconnect()
+
+    def _start_reconnect(self) -> None:
+        with self._state_lock:
+            thread = self._reconnect_thread
+            if thread is not None and thread.is_alive():
+                return
+            thread = threading.Thread(target=self._reconnect_loop, name="ptp-reconnect",
+                                      daemon=True)
+            self._reconnect_thread = thread
+        thread.start()
+
+    def _reconnect_loop(self) -> None:
+        delay = self.reconnect_interval
+        while not self._closing.wait(delay):
+            delay = min(delay * 1.5, 5.0)
+            try:
+                transport = self.reopen()  # type: ignore[misc]
+            except PTPError as exc:
+                log.info("reconnect: %s", exc)
+                continue
+            except Exception:  # noqa: BLE001 - keep trying
+                log.exception("reconnect failed")
+                continue
+            if self._reattach(transport):
+                return
+
+    def _reattach(self, transport: Transport) -> bool:
+        """Open a session on a new transport and make it current."""
+        old_info = self._device_info
+        with self._lock:
+            if self._closing.is_set():
+                transport.close()
+                return True
+            old = self.transport
+            self._stop.set()
+            try:
+                old.close()
+            except Exception as exc:  # noqa: BLE001 - it is broken anyway
+                log.debug("closing the old link: %s", exc)
+            self.transport = transport
+            self.is_open = False
+            self._next_tid = 0
+            self._timeouts_in_row = 0
+            with self._state_lock:
+                self.lost = False
+            try:
+                self._open_link()
+                info = self._device_info
+                if old_info is not None and info is not None and (
+                        (old_info.serial_number, old_info.model)
+                        != (info.serial_number, info.model)):
+                    raise ConnectionLost(f"another device answered ({info.model} "
+                                         f"{info.serial_number}); waiting for the original")
+            except Exception as exc:  # noqa: BLE001 - not back yet
+                log.info("reconnect: opening the session failed: %s", exc)
+                with self._state_lock:
+                    self.lost = True
+                self.is_open = False
+                self._device_info, self._capabilities = old_info, None
+                return False
+            self.generation += 1
+            self.reconnects += 1
+            self._failures += 1
+        log.warning("device reconnected (session generation %d)", self.generation)
+        self._start_events()
+        self._notify_link("reconnected")
+        return True
 
     # -- transactions ----------------------------------------------------------------
 
@@ -298,6 +482,18 @@ class Session:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
+    def _check_usable(self, seen_failures: int) -> None:
+        """Raise at once if this transaction must not reach the device."""
+        if self.lost:
+            raise ConnectionLost("the device is not connected"
+                                 + (" (reconnecting)" if self.reopen is not None else ""))
+        pinned = getattr(self._pins, "generation", None)
+        if pinned is not None and pinned != self.generation:
+            raise ConnectionLost("the device was reconnected; object handles from before "
+                                 "are no longer valid")
+        if self._failures != seen_failures:
+            raise TransportTimeout("the device stopped answering while this request waited")
+
     def _transact_once(self, code: int, params: tuple[int, ...], data_phase: bool,
                        source: BinaryIO | None, length: int, sink: DataSink | None,
                        timeout: float | None,
@@ -305,9 +501,9 @@ class Session:
         collector = _Collector(MAX_DATASET) if data_phase and sink is None and source is None else None
         counter = _CountingSink(sink if sink is not None else collector, progress)
         out = _CountingSource(source, progress) if source is not None else None
+        seen_failures = self._failures
         with self._lock:
-            if self.lost:
-                raise ConnectionLost("the device is no longer connected")
+            self._check_usable(seen_failures)
             tid = self._take_tid(code)
             request = Request(code, tid, params)
             started = time.monotonic()
@@ -315,10 +511,18 @@ class Session:
                 response = self.transport.transact(
                     request, data_out=out, data_out_length=length if out else 0,  # type: ignore[arg-type]
                     data_in=counter, timeout=timeout if timeout is not None else self.timeout)
-            except ConnectionLost:
-                self.lost = True
+            except ConnectionLost as exc:
+                self._failures += 1
+                self._mark_lost(f"{operation_name(code)}: {exc}")
                 raise
-            except (TransportTimeout, ProtocolError) as exc:
+            except TransportTimeout as exc:
+                self._failures += 1
+                self._timeouts_in_row += 1
+                log.warning("%s timed out (%s); recovering the link", operation_name(code), exc)
+                if self._recover() and self._timeouts_in_row >= self.lost_after_timeouts:
+                    self._mark_lost(f"{self._timeouts_in_row} transactions in a row timed out")
+                raise
+            except ProtocolError as exc:
                 log.warning("%s failed (%s); recovering the link", operation_name(code), exc)
                 self._recover()
                 raise
@@ -328,6 +532,7 @@ class Session:
                 raise ProtocolError(
                     f"{operation_name(code)}: response for transaction {response.transaction_id},"
                     f" expected {tid}")
+            self._timeouts_in_row = 0
             self.stats.transactions += 1
             self.stats.per_operation[code] += 1
             self.stats.bytes_in += counter.count
@@ -347,13 +552,20 @@ class Session:
         self._next_tid = tid + 1 if tid < 0xFFFFFFFE else 1
         return tid
 
-    def _recover(self) -> None:
+    def _recover(self) -> bool:
+        """Bring the link back to idle; ``False`` (and the link lost) if that failed."""
         try:
             self.transport.recover()
-        except ConnectionLost:
-            self.lost = True
+            return True
+        except ConnectionLost as exc:
+            self._mark_lost(f"recovery failed: {exc}")
         except TransportError as exc:
             log.warning("link recovery failed: %s", exc)
+            self._mark_lost(f"recovery failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a broken transport must not crash us
+            log.warning("link recovery failed unexpectedly: %s", exc)
+            self._mark_lost(f"recovery failed: {exc}")
+        return False
 
     def _checked(self, code: int, params: Iterable[int] = (), data_phase: bool = True,
                  **kw: Any) -> Result:
@@ -389,29 +601,29 @@ class Session:
             except Exception:
                 log.exception("event subscriber failed")
 
-    def _event_loop(self) -> None:
+    def _event_loop(self, stop: threading.Event, generation: int) -> None:
         eos_poll = self.capabilities.eos_events
-        while not self._stop.is_set():
+        transport = self.transport
+        while not stop.is_set():
             try:
                 if eos_poll:
                     for event in self.eos_poll_events():
                         self._dispatch(event)
-                    self._stop.wait(self.event_poll_interval)
+                    stop.wait(self.event_poll_interval)
                 else:
                     # short waits keep close() prompt; an idle wait costs nothing
-                    event = self.transport.read_event(min(self.event_poll_interval, 0.1))
-                    if event is not None:
+                    event = transport.read_event(min(self.event_poll_interval, 0.1))
+                    if event is not None and not stop.is_set():
                         self._dispatch(event)
-            except ConnectionLost:
-                self.lost = True
-                log.warning("device connection lost")
-                self._dispatch(Event(EC.DeviceInfoChanged, 0, (0xFFFFFFFF,)))
+            except ConnectionLost as exc:
+                if not stop.is_set():
+                    self._mark_lost(f"event channel: {exc}", generation)
                 return
             except Exception as exc:
-                if self._stop.is_set():
+                if stop.is_set():
                     return
                 log.debug("event poll failed: %s", exc)
-                self._stop.wait(self.event_poll_interval)
+                stop.wait(self.event_poll_interval)
 
     def eos_poll_events(self) -> list[Event]:
         """Poll EOS GetEvent once and translate its records into standard events."""

@@ -6,12 +6,21 @@ behind the PTP/IP server in this process, mounts ptpfs in a subprocess, and
 measures with real tools:
 
 * ``ls -lR`` wall time and PTP transactions, per profile;
-* sequential ``cat`` of the big file: MB/s and ratio to the link bandwidth;
-* ``head -c 65536`` of it: bytes moved over the link and time;
-* ``cp`` of a file of the same size into the mount: MB/s and ratio;
-* peak RSS of the ptpfs process during the copies.
+* per transfer profile, on a fresh mount each run (cold page cache):
+  ``head -c 65536`` of the big file (bytes moved over the link, time), a
+  sequential ``cat`` of it (MB/s, ratio to the link, bytes moved) and a ``cp``
+  of a file of the same size into the mount (MB/s, ratio, split into spooling
+  -- until the simulator sees the first upload byte -- and uploading);
+* peak RSS of the ptpfs process.
 
-Usage: ``scripts/benchmark.py [--quick] [--size BYTES] [--json] [--link limited|unlimited|both]``.
+Ratios are the link's ideal time (size / bandwidth) over the measured wall
+time, so per-transaction latency, pipeline gaps and the spooling before an
+upload all count against them.  The copy's source file is written and
+fsync'ed before the mount, and ``sync`` runs before each timed command, so one
+measurement's dirty pages do not throttle the next.
+
+Usage: ``scripts/benchmark.py [--quick] [--size BYTES] [--json] [--repeat N]
+[--link limited|unlimited|both] [--no-listing] [--transfer-profiles LIST]``.
 Targets (reported, not asserted): listing transactions <= folders + storages + a few on
 capable profiles; read and write >= 0.9 of the link; head <= 1 MiB; peak RSS < 100 MB.
 """
@@ -133,40 +142,108 @@ def bench_listing(profile: str, folders: int, per_folder: int, bandwidth: float 
             "transactions": used, "target": folders + 1 + storages + 5}
 
 
+class UploadWatch:
+    """Notes when the simulator sees the first host-to-device byte of a copy
+    (SendObjectInfo), splitting ``cp`` time into spooling and uploading."""
+
+    def __init__(self, camera: Any) -> None:
+        self.camera = camera
+        self.first_in: float | None = None
+        self._base = camera.stats.bytes_in
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self.first_in is None:
+            if self.camera.stats.bytes_in != self._base:
+                self.first_in = time.monotonic()
+            self._stop.wait(0.002)
+
+    def __enter__(self) -> "UploadWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def make_source(path: str, size: int) -> None:
+    """A file of *size* random bytes, flushed to disk so its dirty pages do
+    not throttle the copy being measured (it stays in the page cache)."""
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(size // len(block)):
+            f.write(block)
+        f.write(block[: size % len(block)])
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def transfer_once(camera: Any, server: PtpipServer, size: int, src: str,
+                  run: int) -> dict[str, Any]:
+    """One fresh mount (cold page cache): head, cat and cp with their costs."""
+    result: dict[str, Any] = {}
+    with mounted(f"ptpip:127.0.0.1:{server.port}", []) as (mnt, proc):
+        big = os.path.join(mnt, "SD1/DCIM/100CANON/MVI_9999.MP4")
+        with RssSampler(proc.pid) as rss:
+            before = camera.stats.bytes_out
+            t = timed(["head", "-c", "65536", big], stdout=subprocess.DEVNULL)
+            result["head_bytes"] = camera.stats.bytes_out - before
+            result["head_seconds"] = t
+            os.sync()
+            before = camera.stats.bytes_out
+            result["read_seconds"] = timed(["cat", big], stdout=subprocess.DEVNULL)
+            result["read_moved"] = camera.stats.bytes_out - before
+            os.sync()
+            before = camera.stats.bytes_in
+            with UploadWatch(camera) as watch:
+                start = time.monotonic()
+                subprocess.run(["cp", src, os.path.join(mnt, f"SD2/upload{run}.bin")], check=True)
+                end = time.monotonic()
+            result["write_seconds"] = end - start
+            result["write_moved"] = camera.stats.bytes_in - before
+            first = watch.first_in if watch.first_in is not None else end
+            result["spool_seconds"] = first - start
+            result["upload_seconds"] = end - first
+        result["peak_rss_MB"] = rss.peak / MB
+    return result
+
+
 def bench_transfer(profile: str, size: int, bandwidth: float | None,
-                   latency: float, workdir: str) -> dict[str, Any]:
+                   latency: float, workdir: str, repeat: int = 1) -> dict[str, Any]:
+    """*repeat* runs of :func:`transfer_once`; per-run figures and their medians."""
     camera = make_camera(None, profile, folders=1, files_per_folder=2, jpeg_size=100_000,
                          raw_size=100_000, big_file=size, bandwidth=bandwidth, latency=latency)
     server = PtpipServer(camera, "127.0.0.1", 0)
     server.start()
-    result: dict[str, Any] = {"profile": profile, "size": size,
-                              "bandwidth": bandwidth, "latency": latency}
+    src = os.path.join(workdir, "upload.bin")
+    runs = []
     try:
-        with mounted(f"ptpip:127.0.0.1:{server.port}", []) as (mnt, proc):
-            big = os.path.join(mnt, "SD1/DCIM/100CANON/MVI_9999.MP4")
-            with RssSampler(proc.pid) as rss:
-                before = camera.stats.bytes_out
-                t = timed(["head", "-c", "65536", big], stdout=subprocess.DEVNULL)
-                result["head_bytes"] = camera.stats.bytes_out - before
-                result["head_seconds"] = t
-                t = timed(["cat", big], stdout=subprocess.DEVNULL)
-                result["read_MBps"] = size / t / MB
-                src = os.path.join(workdir, "upload.bin")
-                block = os.urandom(1 << 20)
-                with open(src, "wb") as f:
-                    for _ in range(size // len(block)):
-                        f.write(block)
-                    f.write(block[: size % len(block)])
-                t = timed(["cp", src, os.path.join(mnt, "SD2/upload.bin")])
-                os.unlink(src)
-                result["write_MBps"] = size / t / MB
-            result["peak_rss_MB"] = rss.peak / MB
+        make_source(src, size)
+        for run in range(repeat):
+            r = transfer_once(camera, server, size, src, run)
+            r["read_MBps"] = size / r["read_seconds"] / MB
+            r["write_MBps"] = size / r["write_seconds"] / MB
+            if bandwidth:
+                ideal = size / bandwidth
+                r["read_ratio"] = ideal / r["read_seconds"]
+                r["write_ratio"] = ideal / r["write_seconds"]
+                r["upload_ratio"] = ideal / r["upload_seconds"]
+            runs.append(r)
     finally:
         server.stop()
         camera.store.close()
-    if bandwidth:
-        result["read_ratio"] = result["read_MBps"] * MB / bandwidth
-        result["write_ratio"] = result["write_MBps"] * MB / bandwidth
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(src)
+    result: dict[str, Any] = {"profile": profile, "size": size, "bandwidth": bandwidth,
+                              "latency": latency, "runs": runs}
+    for key in runs[0]:
+        values = sorted(r[key] for r in runs)
+        result[key] = values[len(values) // 2] if key != "peak_rss_MB" else values[-1]
+        if key.endswith("_ratio"):
+            result[key.replace("_ratio", "_ratio_min")] = values[0]
+    result["head_bytes"] = max(r["head_bytes"] for r in runs)
     return result
 
 
@@ -179,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency", type=float, default=0.001, help="s per transaction (default 1 ms)")
     p.add_argument("--link", choices=("limited", "unlimited", "both"), default="both")
     p.add_argument("--profiles", default="generic,canon-eos,android-mtp")
-    p.add_argument("--transfer-profile", default="android-mtp")
+    p.add_argument("--transfer-profiles", default="generic,canon-eos,android-mtp")
+    p.add_argument("--repeat", type=int, default=1, help="runs per transfer (fresh mount each)")
+    p.add_argument("--no-listing", action="store_true", help="transfers only")
     p.add_argument("--workdir", default=tempfile.gettempdir())
     args = p.parse_args(argv)
     folders, per_folder = (20, 100) if args.quick else (100, 100)
@@ -191,30 +270,42 @@ def main(argv: list[str] | None = None) -> int:
         links.append((None, 0.0))
     report: dict[str, Any] = {"listing": [], "transfer": []}
     for bandwidth, latency in links:
-        for profile in args.profiles.split(","):
+        link = "unlimited" if bandwidth is None else f"{bandwidth / MB:g} MB/s {latency * 1e3:g} ms"
+        for profile in [] if args.no_listing else args.profiles.split(","):
             r = bench_listing(profile, folders, per_folder, bandwidth, latency)
-            r["link"] = "unlimited" if bandwidth is None else f"{bandwidth / MB:g} MB/s {latency * 1e3:g} ms"
+            r["link"] = link
             report["listing"].append(r)
-        with tempfile.TemporaryDirectory(dir=args.workdir) as work:
-            r = bench_transfer(args.transfer_profile, size, bandwidth, latency, work)
-        r["link"] = "unlimited" if bandwidth is None else f"{bandwidth / MB:g} MB/s {latency * 1e3:g} ms"
-        report["transfer"].append(r)
+        for profile in args.transfer_profiles.split(","):
+            with tempfile.TemporaryDirectory(dir=args.workdir) as work:
+                r = bench_transfer(profile, size, bandwidth, latency, work, max(1, args.repeat))
+            r["link"] = link
+            report["transfer"].append(r)
+            if not args.json:
+                print(f"[{link} {profile}] read {r['read_MBps']:.1f} MB/s, "
+                      f"write {r['write_MBps']:.1f} MB/s", file=sys.stderr)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"ls -lR of {folders * per_folder} objects in {folders} folders")
-    print(f"{'link':<18} {'profile':<12} {'files':>6} {'seconds':>8} {'transactions':>13} {'target':>7}")
-    for r in report["listing"]:
-        print(f"{r['link']:<18} {r['profile']:<12} {r['objects']:>6} {r['seconds']:>8.2f} "
-              f"{r['transactions']:>13} {r['target']:>7}")
-    print()
-    print(f"transfers of {size / MB:g} MB ({args.transfer_profile})")
-    print(f"{'link':<18} {'read MB/s':>9} {'ratio':>6} {'write MB/s':>10} {'ratio':>6} "
-          f"{'head bytes':>11} {'head s':>7} {'peak RSS MB':>12}")
+    if report["listing"]:
+        print(f"ls -lR of {folders * per_folder} objects in {folders} folders")
+        print(f"{'link':<18} {'profile':<12} {'files':>6} {'seconds':>8} {'transactions':>13} "
+              f"{'target':>7}")
+        for r in report["listing"]:
+            print(f"{r['link']:<18} {r['profile']:<12} {r['objects']:>6} {r['seconds']:>8.2f} "
+                  f"{r['transactions']:>13} {r['target']:>7}")
+        print()
+    runs = len(report["transfer"][0]["runs"]) if report["transfer"] else 0
+    print(f"transfers of {size / MB:g} MB: medians of {runs} run(s), min ratio in brackets; "
+          "write = spool + upload")
+    print(f"{'link':<18} {'profile':<12} {'read MB/s':>9} {'ratio':>12} {'write MB/s':>10} "
+          f"{'ratio':>12} {'spool s':>8} {'upload s':>8} {'head bytes':>10} {'RSS MB':>7}")
+    nan = float("nan")
     for r in report["transfer"]:
-        print(f"{r['link']:<18} {r['read_MBps']:>9.1f} {r.get('read_ratio', float('nan')):>6.2f} "
-              f"{r['write_MBps']:>10.1f} {r.get('write_ratio', float('nan')):>6.2f} "
-              f"{r['head_bytes']:>11} {r['head_seconds']:>7.3f} {r['peak_rss_MB']:>12.1f}")
+        read_ratio = f"{r.get('read_ratio', nan):.3f} [{r.get('read_ratio_min', nan):.3f}]"
+        write_ratio = f"{r.get('write_ratio', nan):.3f} [{r.get('write_ratio_min', nan):.3f}]"
+        print(f"{r['link']:<18} {r['profile']:<12} {r['read_MBps']:>9.1f} {read_ratio:>12} "
+              f"{r['write_MBps']:>10.1f} {write_ratio:>12} {r['spool_seconds']:>8.2f} "
+              f"{r['upload_seconds']:>8.2f} {r['head_bytes']:>10} {r['peak_rss_MB']:>7.1f}")
     return 0
 
 

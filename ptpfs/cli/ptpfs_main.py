@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from ptpfs.errors import PTPError
 
@@ -29,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ptpfs", description="Mount a PTP/MTP/PTP-IP camera as a folder (FUSE).",
         epilog="Device specs: usb, usb:BUS,DEV, usb:VVVV:PPPP, usb:SERIAL, ptpip:HOST[:PORT], "
                "sim[:DIR]. Options (-o): ro, allow_other, uid=, gid=, umask=, attr_timeout=, "
-               "entry_timeout=, cache_ttl=, readahead_max=, readahead_min=, spool_dir=.")
+               "entry_timeout=, cache_ttl=, readahead_max=, readahead_min=, spool_dir=, "
+               "timeout=SECONDS (default 5), reconnect, noreconnect.")
     p.add_argument("args", nargs="+", metavar="[DEVICE] MOUNTPOINT",
                    help="mount point, optionally preceded by a device spec")
     p.add_argument("--device", "-D", help="device spec (default: the first USB camera)")
@@ -40,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", "--debug", action="store_true",
                    help="FUSE debug output and the PTP transaction log (implies -f)")
     p.add_argument("-s", "--single-thread", action="store_true", help="one FUSE thread")
+    p.add_argument("--reconnect", action=argparse.BooleanOptionalAction, default=None,
+                   help="reopen the device by itself after the link was lost (default: on "
+                        "for usb and ptpip, off for sim); also -o reconnect / -o noreconnect")
     p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTIONS",
                    help="comma-separated mount options")
     return p
@@ -61,13 +66,16 @@ def _device_spec(args: argparse.Namespace, positional_device: str | None,
     return default_spec()
 
 
-def _serve(spec: str, profile: str | None, mountpoint: str, opts: object, debug: bool,
-           single_thread: bool, on_ready: Callable[[], None] | None) -> int:
-    from ptpfs.connect import open_session
+def _serve(spec: str, profile: str | None, mountpoint: str, opts: Any, debug: bool,
+           single_thread: bool, on_ready: Callable[[], None] | None,
+           reconnect: bool | None = None) -> int:
+    from ptpfs.connect import default_reconnect, open_session
     from ptpfs.fs.mount import mount
 
     try:
-        session = open_session(spec, profile=profile)
+        if reconnect is None:
+            reconnect = opts.reconnect if opts.reconnect is not None else default_reconnect(spec)
+        session = open_session(spec, profile=profile, timeout=opts.timeout, reconnect=reconnect)
     except PTPError as exc:
         print(f"ptpfs: cannot open device {spec}: {exc}", file=sys.stderr)
         return 1
@@ -143,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = args.profile or opts.profile
 
     def serve(on_ready: Callable[[], None] | None) -> int:
-        return _serve(spec, profile, mountpoint, opts, args.debug, args.single_thread, on_ready)
+        return _serve(spec, profile, mountpoint, opts, args.debug, args.single_thread, on_ready,
+                      args.reconnect)
 
     if args.foreground or args.debug:
         return serve(None)

@@ -1,7 +1,8 @@
 """Mount options and the mount itself.
 
 ``-o`` options are split in two: ptpfs's own (``cache_ttl``, ``readahead_max``,
-``readahead_min``, ``spool_dir``, ``device``, ``profile``) and everything else,
+``readahead_min``, ``spool_dir``, ``device``, ``profile``, ``timeout``,
+``reconnect`` / ``noreconnect``) and everything else,
 which goes to libfuse (``ro``, ``allow_other``, ``uid=``, ``gid=``,
 ``umask=``, ``attr_timeout=``, ``entry_timeout=`` ...).  mount(8)-only
 options that fstab entries carry (``noauto``, ``user``, ``nofail``,
@@ -22,7 +23,11 @@ from ptpfs.errors import InvalidValue
 
 log = logging.getLogger("ptpfs.fs")
 
-OWN_OPTIONS = {"cache_ttl", "readahead_max", "readahead_min", "spool_dir", "device", "profile"}
+OWN_OPTIONS = {"cache_ttl", "readahead_max", "readahead_min", "spool_dir", "device", "profile",
+               "timeout"}
+OWN_FLAGS = {"reconnect": True, "noreconnect": False}
+#: Seconds a transaction may stay silent before it fails with EIO (``-o timeout=``).
+DEFAULT_TIMEOUT = 5.0
 MOUNT8_ONLY = {"defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group",
                "nofail", "_netdev", "rw"}
 DEFAULT_ATTR_TIMEOUT = 10.0
@@ -52,6 +57,8 @@ class MountOptions:
     uid: int | None = None
     gid: int | None = None
     umask: int | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    reconnect: bool | None = None      # None: the default for the device kind
 
 
 def split_options(values: list[str]) -> list[tuple[str, str | None]]:
@@ -75,6 +82,9 @@ def parse_options(values: list[str]) -> MountOptions:
     opts.fuse["negative_timeout"] = 0
     for key, val in split_options(values):
         try:
+            if key in OWN_FLAGS and val is None:
+                opts.reconnect = OWN_FLAGS[key]
+                continue
             if key in OWN_OPTIONS:
                 if val is None:
                     raise InvalidValue(f"option {key} needs a value ({key}=...)")
@@ -90,6 +100,10 @@ def parse_options(values: list[str]) -> MountOptions:
                     opts.device = val
                 elif key == "profile":
                     opts.profile = val
+                elif key == "timeout":
+                    opts.timeout = float(val)
+                    if not 0 < opts.timeout <= 3600:
+                        raise InvalidValue(f"timeout={val}: expected seconds between 0 and 3600")
                 continue
             if key in MOUNT8_ONLY or key.startswith("x-") or key == "comment":
                 continue

@@ -8,18 +8,24 @@ a strategy (:mod:`reader`, :mod:`writer`, :mod:`virtual`) and lets
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
 import os
+import posixpath
 import stat
 import threading
 import time
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import mfusepy
 from mfusepy import FuseOSError, Operations
 
+from ptpfs.errors import ConnectionLost, TransportError
 from ptpfs.fs.errmap import fuse_errors
 from ptpfs.fs.naming import NAME_MAX
 from ptpfs.fs.reader import Reader, SpoolCache, open_reader
@@ -39,11 +45,12 @@ BLOCK = 4096
 
 
 class ReadHandle:
-    """An open device file being read."""
+    """An open device file being read (valid in one session generation)."""
 
-    def __init__(self, node: Node, reader: Reader) -> None:
+    def __init__(self, node: Node, reader: Reader, generation: int = 0) -> None:
         self.node = node
         self.reader = reader
+        self.generation = generation
 
     def size(self) -> int:
         return self.node.size
@@ -74,6 +81,20 @@ class VirtualHandle:
         return len(self.data)
 
 
+@dataclass
+class Orphan:
+    """An upload cut off by a lost link: what may be left on the device."""
+
+    parent_path: str
+    name: str
+    size: int
+    handle: int | None      # the handle SendObjectInfo gave, when known
+    replaces: bool          # an object of the same name existed before
+
+
+STALE = "the device was reconnected since this file was opened; open it again"
+
+
 class PtpFs(Operations):
     """A PTP session as a filesystem."""
 
@@ -102,6 +123,12 @@ class PtpFs(Operations):
         self._pending: dict[str, Upload] = {}
         self._fuse_ptr: int | None = None
         self.tree.listeners.append(self._kernel_invalidate)
+        self._tl = threading.local()
+        self._born: weakref.WeakKeyDictionary[Upload, int] = weakref.WeakKeyDictionary()
+        self._orphans: list[Orphan] = []
+        add_listener = getattr(session, "add_link_listener", None)
+        self._remove_link_listener = add_listener(self._link_changed) \
+            if callable(add_listener) else None
 
     # ---------------------------------------------------------------- lifecycle
     def init_with_config(self, conn_info: Any, config: Any) -> None:
@@ -119,6 +146,8 @@ class PtpFs(Operations):
     def destroy(self, path: str) -> None:
         """Unmounted: stop events, flush what is left, close every handle."""
         self.tree.stop_events()
+        if self._remove_link_listener is not None:
+            self._remove_link_listener()
         self._fuse_ptr = None
         with self._lock:
             handles = list(self._handles.values())
@@ -138,6 +167,88 @@ class PtpFs(Operations):
                 self.spools.forget(node.handle)
             if ptr:
                 mfusepy._libfuse.fuse_invalidate_path(ptr, path.encode("utf-8", "surrogateescape"))
+
+    # ---------------------------------------------------------------- link state
+    def _generation(self) -> int:
+        """The session generation this FUSE request started in."""
+        gen = getattr(self._tl, "generation", None)
+        return int(getattr(self.session, "generation", 0)) if gen is None else gen
+
+    @contextlib.contextmanager
+    def _op(self, what: str, path: str | None) -> Iterator[None]:
+        """Map errors to errno, and pin the session generation: a request
+        that resolved a path before a reconnect never sends that handle to
+        the new session."""
+        with fuse_errors(what, path):
+            pinned = getattr(self.session, "pinned", None)
+            if pinned is None:
+                yield
+                return
+            outer = getattr(self._tl, "generation", None)
+            with pinned() as gen:
+                self._tl.generation = gen
+                try:
+                    yield
+                finally:
+                    self._tl.generation = outer
+
+    def _current(self, generation: int) -> None:
+        """Raise EIO unless the session is still in *generation*."""
+        if generation != getattr(self.session, "generation", 0):
+            raise ConnectionLost(STALE)
+
+    def _link_changed(self, state: str) -> None:
+        """Session link listener: after a reconnect every handle may have
+        changed, so the tree, the download spools and the kernel's caches
+        start afresh, and uploads cut off by the loss are cleaned up."""
+        if state != "reconnected":
+            log.warning("device link lost; cached listings stay visible, everything else "
+                        "answers EIO until it is back")
+            return
+        paths = self.tree.reset()
+        self.spools = SpoolCache(self.session, self.spool_dir)
+        ptr = self._fuse_ptr
+        if ptr:
+            for p in dict.fromkeys(paths):
+                mfusepy._libfuse.fuse_invalidate_path(ptr, p.encode("utf-8", "surrogateescape"))
+        self.cleanup_orphans()
+
+    def cleanup_orphans(self) -> int:
+        """Delete what uploads cut off by a lost link left on the device
+        (objects of that name whose size is not the intended one); returns
+        how many were deleted.  Kept for the next reconnect if it fails."""
+        with self._lock:
+            orphans, self._orphans = self._orphans, []
+        removed = 0
+        keep: list[Orphan] = []
+        for orphan in orphans:
+            try:
+                with self.session.pinned():
+                    removed += self._remove_orphan(orphan)
+            except (FileNotFoundError, NotADirectoryError):
+                pass          # the folder itself is gone
+            except Exception as exc:  # noqa: BLE001 - retried after the next reconnect
+                log.info("partial upload %s/%s not cleaned up yet: %s", orphan.parent_path,
+                         orphan.name, exc)
+                keep.append(orphan)
+        with self._lock:
+            self._orphans.extend(keep)
+        return removed
+
+    def _remove_orphan(self, orphan: Orphan) -> int:
+        parent = self.tree.lookup(orphan.parent_path)
+        removed = 0
+        for child in list(self.tree.children(parent).values()):
+            if child.is_dir or child.raw_name != orphan.name or child.size == orphan.size:
+                continue   # complete objects stay: the data did arrive
+            if orphan.replaces and child.handle != orphan.handle:
+                continue   # may be the file the upload was to replace
+            log.warning("deleting partial upload %s (%d of %d bytes)", child.path, child.size,
+                        orphan.size)
+            self.session.delete_object(child.handle)
+            self.tree.remove_object(child.handle)
+            removed += 1
+        return removed
 
     # ---------------------------------------------------------------- helpers
     def _new_fh(self, obj: Any) -> int:
@@ -168,7 +279,7 @@ class PtpFs(Operations):
         ns = int(mtime * 1e9)
         mode = (stat.S_IFDIR if is_dir else stat.S_IFREG) | self._perm(is_dir, writable)
         return {"st_mode": mode, "st_ino": ino, "st_nlink": 2 if is_dir else nlink,
-                "st_size": size, "st_blocks": (size + 511) // 512, "st_blksize": 128 * 1024,
+                "st_size": size, "st_blocks": (size + 511) // 512, "st_blksize": 1 << 20,
                 "st_mtime": ns, "st_ctime": ns, "st_atime": ns,
                 "st_uid": self.uid, "st_gid": self.gid}
 
@@ -247,7 +358,7 @@ class PtpFs(Operations):
 
     # ---------------------------------------------------------------- metadata
     def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
-        with fuse_errors("getattr", path):
+        with self._op("getattr", path):
             if fh is not None and getattr(fh, "fh", 0) in self._handles:
                 handle = self._handles[fh.fh]
                 if isinstance(handle, UploadHandle):
@@ -297,7 +408,7 @@ class PtpFs(Operations):
         return entries
 
     def opendir(self, path: str) -> int:
-        with fuse_errors("opendir", path):
+        with self._op("opendir", path):
             entries = self.dir_entries(path)
             with self._lock:
                 fh = self._next_fh
@@ -306,7 +417,7 @@ class PtpFs(Operations):
             return fh
 
     def readdir(self, path: str, fh: int) -> list[str]:
-        with fuse_errors("readdir", path):
+        with self._op("readdir", path):
             entries = self._dirs.get(fh)
             if entries is None:
                 entries = self.dir_entries(path)
@@ -316,7 +427,7 @@ class PtpFs(Operations):
         """The entries captured at opendir (used by :class:`PlusFUSE`)."""
         entries = self._dirs.get(fh)
         if entries is None:
-            with fuse_errors("readdir", path):
+            with self._op("readdir", path):
                 entries = self.dir_entries(path)
         return entries
 
@@ -326,7 +437,7 @@ class PtpFs(Operations):
         return 0
 
     def statfs(self, path: str) -> dict[str, int]:
-        with fuse_errors("statfs", path):
+        with self._op("statfs", path):
             storages = list(self.tree.storages().values())
             try:
                 node = self.tree.lookup(path) if self._virtual_parts(path) is None else None
@@ -354,17 +465,17 @@ class PtpFs(Operations):
                     "f_favail": files_free, "f_namemax": NAME_MAX}
 
     def chmod(self, path: str, mode: int) -> int:
-        with fuse_errors("chmod", path):
+        with self._op("chmod", path):
             self._resolve(path)
             return 0  # PTP has no permissions to set; accepted so cp -p / rsync -a work
 
     def chown(self, path: str, uid: int, gid: int) -> int:
-        with fuse_errors("chown", path):
+        with self._op("chown", path):
             self._resolve(path)
             return 0
 
     def utimens(self, path: str, times: Any = None) -> int:
-        with fuse_errors("utimens", path):
+        with self._op("utimens", path):
             target = self._resolve(path)
             if isinstance(target, Upload) and times:
                 target.mtime = times[1] / 1e9
@@ -384,7 +495,7 @@ class PtpFs(Operations):
 
     # ---------------------------------------------------------------- files
     def open(self, path: str, fi: Any) -> int:
-        with fuse_errors("open", path):
+        with self._op("open", path):
             flags = fi.flags
             accmode = flags & os.O_ACCMODE
             writing = accmode != os.O_RDONLY
@@ -421,18 +532,25 @@ class PtpFs(Operations):
                 except BaseException:
                     upload.close()
                     raise
+                self._born[upload] = self._generation()
                 self._pending[path] = upload
                 fi.fh = self._new_fh(UploadHandle(path, upload))
                 return 0
+            generation = self._generation()
             reader = open_reader(self.session, target.handle, target.size, self.spools,
                                  readahead_max=self.readahead_max,
                                  readahead_min=self.readahead_min)
+            try:
+                self._current(generation)
+            except ConnectionLost:
+                reader.close()
+                raise
             fi.keep_cache = 1
-            fi.fh = self._new_fh(ReadHandle(target, reader))
+            fi.fh = self._new_fh(ReadHandle(target, reader, generation))
             return 0
 
     def create(self, path: str, mode: int, fi: Any = None) -> int:
-        with fuse_errors("create", path):
+        with self._op("create", path):
             if path in self._pending:
                 return self.open(path, fi)
             parent, name = self._parent_dir(path)
@@ -445,21 +563,25 @@ class PtpFs(Operations):
             replaces = existing.handle if existing is not None else None
             upload = Upload(self.spool_dir, parent.storage_id, parent.handle,
                             existing.raw_name if existing is not None else name, replaces=replaces)
+            self._born[upload] = self._generation()
             self._pending[path] = upload
             fi.fh = self._new_fh(UploadHandle(path, upload))
             return 0
 
     def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
-        with fuse_errors("read", path):
+        with self._op("read", path):
             handle = self._handle(fi)
             if isinstance(handle, ReadHandle):
-                return handle.reader.read(offset, size)
+                self._current(handle.generation)
+                data = handle.reader.read(offset, size)
+                self._current(handle.generation)   # nothing fetched across a reconnect
+                return data
             if isinstance(handle, UploadHandle):
                 return handle.upload.read(offset, size)
             return handle.data[offset: offset + size]
 
     def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:
-        with fuse_errors("write", path):
+        with self._op("write", path):
             handle = self._handle(fi)
             if isinstance(handle, UploadHandle):
                 return handle.upload.write(data, offset)
@@ -478,7 +600,7 @@ class PtpFs(Operations):
         self._kernel_invalidate([f"/{VIRTUAL_DIR}/properties.d/{handle.node.name}"])
 
     def truncate(self, path: str, length: int, fh: Any = None) -> int:
-        with fuse_errors("truncate", path):
+        with self._op("truncate", path):
             if fh is not None and getattr(fh, "fh", None) in self._handles:
                 handle = self._handles[fh.fh]
                 if isinstance(handle, UploadHandle):
@@ -519,7 +641,21 @@ class PtpFs(Operations):
             return
         if upload.cancelled:
             return
-        handle, deleted = upload.commit(self.session)
+        born = self._born.get(upload)
+        if born is not None:
+            self._current(born)   # its folder's handle is from a session that is gone
+        try:
+            handle, deleted = upload.commit(self.session)
+        except TransportError:
+            # the link broke during the upload: what reached the device is
+            # deleted after the reconnect (or at once if the link is fine)
+            orphan = Orphan(posixpath.dirname(path) or "/", upload.name, upload.size,
+                            getattr(upload, "orphan", None), upload.replaces is not None)
+            with self._lock:
+                self._orphans.append(orphan)
+            if not getattr(self.session, "lost", False):
+                self.cleanup_orphans()
+            raise
         if deleted is not None:
             self.tree.remove_object(deleted)
         self._refresh(handle)
@@ -529,7 +665,7 @@ class PtpFs(Operations):
             self.tree._storage_info.pop(upload.storage_id, None)
 
     def flush(self, path: str, fi: Any) -> int:
-        with fuse_errors("flush", path):
+        with self._op("flush", path):
             handle = self._handles.get(fi.fh)
             if isinstance(handle, UploadHandle):
                 self._commit(handle.path, handle.upload)
@@ -544,7 +680,7 @@ class PtpFs(Operations):
         with self._lock:
             handle = self._handles.pop(fi.fh, None)
         if handle is not None:
-            with fuse_errors("release", path):
+            with self._op("release", path):
                 self._close_handle(handle, commit=True)
         return 0
 
@@ -568,7 +704,7 @@ class PtpFs(Operations):
 
     # ---------------------------------------------------------------- namespace
     def mkdir(self, path: str, mode: int) -> int:
-        with fuse_errors("mkdir", path):
+        with self._op("mkdir", path):
             from ptpfs.protocol.datasets import ObjectInfo
             parent, name = self._parent_dir(path)
             self._check_writable(parent)
@@ -581,7 +717,7 @@ class PtpFs(Operations):
             return 0
 
     def rmdir(self, path: str) -> int:
-        with fuse_errors("rmdir", path):
+        with self._op("rmdir", path):
             node = self._resolve(path)
             if not isinstance(node, Node) or node.kind in ("root", "storage"):
                 raise FuseOSError(errno.EACCES if isinstance(node, Node) else errno.ENOTDIR)
@@ -595,7 +731,7 @@ class PtpFs(Operations):
             return 0
 
     def unlink(self, path: str) -> int:
-        with fuse_errors("unlink", path):
+        with self._op("unlink", path):
             target = self._resolve(path)
             if isinstance(target, VNode):
                 raise FuseOSError(errno.EACCES)
@@ -613,7 +749,7 @@ class PtpFs(Operations):
             return 0
 
     def rename(self, old: str, new: str) -> int:
-        with fuse_errors("rename", old):
+        with self._op("rename", old):
             if self._virtual_parts(old) is not None or self._virtual_parts(new) is not None:
                 raise FuseOSError(errno.EACCES)
             source = self._resolve(old)

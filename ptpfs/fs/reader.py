@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -60,43 +61,105 @@ class _BufferSink:
         return memoryview(self.buf)[: self.pos]
 
 
-class _Prefetch:
-    """One background GetPartialObject for the window after the buffer."""
+class _Pipeline:
+    """Background read-ahead for a streaming reader: one worker thread fetches
+    consecutive windows from *start* so the next GetPartialObject is issued
+    the moment the previous one completes (transactions are serialised on the
+    session, so this is how the link is kept busy), never more than
+    :attr:`DEPTH` windows ahead of what the reader has taken."""
 
-    def __init__(self, reader: "PartialReader", start: int, length: int,
-                 reuse: bytearray | None) -> None:
-        self.start = start
-        self.reuse = reuse
-        self.data: memoryview = memoryview(b"")
-        self.error: BaseException | None = None
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(reader, length),
-                                        name="ptpfs-readahead", daemon=True)
+    DEPTH = 2
+
+    def __init__(self, reader: "PartialReader", start: int, window: int,
+                 spare: bytearray | None) -> None:
+        self.reader = reader
+        self.next_start = start          # offset of the first window not yet taken
+        self._fetch_at = start           # offset the worker fetches next
+        self._window = window
+        self._ready: collections.deque[tuple[int, memoryview]] = collections.deque()
+        self._spares: list[bytearray] = [spare] if spare is not None else []
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._busy = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="ptpfs-readahead", daemon=True)
         self._thread.start()
 
-    def _run(self, reader: "PartialReader", length: int) -> None:
-        try:
-            self.data = reader._fetch(self.start, length, self.reuse)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the reader
-            self.error = exc
-        finally:
-            self._done.set()
+    def _run(self) -> None:
+        reader = self.reader
+        while True:
+            with self._cond:
+                # ready windows plus the one about to be fetched stay <= DEPTH
+                while not self._stopped and len(self._ready) >= self.DEPTH:
+                    self._cond.wait()
+                if self._stopped or self._error is not None or self._fetch_at >= reader.size:
+                    self._busy = False
+                    self._cond.notify_all()
+                    return
+                start, length = self._fetch_at, self._window
+                self._fetch_at += min(length, reader.size - start)
+                self._window = min(self._window * 2, reader.maximum)
+                spare = self._spares.pop() if self._spares else None
+                self._busy = True
+            try:
+                data = reader._fetch(start, length, spare)
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader
+                with self._cond:
+                    self._error = exc
+                    self._busy = False
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._busy = False
+                if not self._stopped:
+                    self._ready.append((start, data))
+                self._cond.notify_all()
 
-    def result(self) -> memoryview:
-        self._done.wait()
-        if self.error is not None:
-            raise self.error
-        return self.data
+    def take(self) -> tuple[int, memoryview]:
+        """The next window in order (waits for it); raises the worker's error."""
+        with self._cond:
+            while not self._ready and self._error is None and not self._stopped \
+                    and (self._busy or self._fetch_at < self.reader.size):
+                self._cond.wait()
+            if self._ready:
+                start, data = self._ready.popleft()
+                self.next_start = start + len(data)
+                self._cond.notify_all()
+                return start, data
+            if self._error is not None:
+                raise self._error
+            return self.next_start, memoryview(b"")
+
+    def recycle(self, buf: bytearray) -> None:
+        """A buffer the reader no longer needs, for the worker to fill again."""
+        with self._cond:
+            if len(self._spares) < 2:
+                self._spares.append(buf)
+
+    def stop(self, wait: bool = False) -> None:
+        """Stop fetching (a transaction in flight completes and is dropped)."""
+        with self._cond:
+            self._stopped = True
+            self._ready.clear()
+            self._cond.notify_all()
+        if wait:
+            self._thread.join()
 
 
 class PartialReader(Reader):
     """Partial reads with an adaptive, bounded read-ahead window.
 
-    While a reader is sequential the window doubles up to *maximum*, and
-    once it has grown the next window is fetched in the background while
-    the current one is served, so the link never idles.  Memory: at most
-    three windows (previous, current, prefetched) per open file.
+    While a reader is sequential the window doubles up to *maximum*; once it
+    has grown, a background worker (:class:`_Pipeline`) fetches the following
+    windows back to back, so the link does not idle while the kernel drains a
+    window.  A reader that jumps is served with small windows and the pipeline
+    stops.  Memory: the current window, at most :attr:`_Pipeline.DEPTH`
+    windows ready or in flight, and a short tail of the previous window (for
+    requests the kernel answers slightly out of order).
     """
+
+    #: Bytes of the previous window kept for slightly out-of-order requests.
+    TAIL = 1 * MIB
 
     def __init__(self, session: Any, handle: int, size: int, *,
                  initial: int = 128 * KIB, maximum: int = 8 * MIB) -> None:
@@ -109,20 +172,14 @@ class PartialReader(Reader):
         self._lock = threading.Lock()
         self._buf: memoryview = memoryview(b"")
         self._start = 0
-        self._prev: memoryview = memoryview(b"")
-        self._prev_start = 0
-        self._prefetch: _Prefetch | None = None
+        self._tail = b""
+        self._tail_start = 0
+        self._pipeline: _Pipeline | None = None
         self._spare: bytearray | None = None   # a retired buffer, filled again by the next fetch
         self._counter_lock = threading.Lock()
         self.transferred = 0
         self.transactions = 0
         self._eos = session.capabilities.partial_read == "eos"
-
-    def _cached(self, offset: int, size: int) -> bytes | None:
-        for start, buf in ((self._start, self._buf), (self._prev_start, self._prev)):
-            if buf and start <= offset and offset + size <= start + len(buf):
-                return bytes(memoryview(buf)[offset - start: offset - start + size])
-        return None
 
     def _fetch(self, start: int, length: int, reuse: bytearray | None = None) -> memoryview:
         """One partial read straight into a buffer (no extra copies); *reuse*
@@ -138,21 +195,49 @@ class PartialReader(Reader):
             self.transferred += len(data)
         return data
 
-    def _maybe_prefetch(self) -> None:
-        """Start fetching the next window if the reader is streaming."""
-        end = self._start + len(self._buf)
-        if (self._prefetch is None and self._window >= 4 * self.initial
-                and self._buf and end < self.size):
-            self._prefetch = _Prefetch(self, end, self._window, self._spare)
-            self._spare = None
+    def _stop_pipeline(self, wait: bool = False) -> None:
+        if self._pipeline is not None:
+            self._pipeline.stop(wait)
+            self._pipeline = None
 
-    def _take_prefetch(self, start: int) -> memoryview | None:
-        pending = self._prefetch
-        if pending is None:
-            return None
-        self._prefetch = None
-        data = pending.result()
-        return data if pending.start == start else None
+    def _install(self, start: int, data: memoryview) -> None:
+        """Make *data* the current window, keeping the old one's tail."""
+        old = self._buf
+        if len(old):
+            keep = min(self.TAIL, len(old))
+            self._tail = bytes(old[len(old) - keep:])
+            self._tail_start = self._start + len(old) - keep
+            retired = old.obj
+            if isinstance(retired, bytearray) and retired is not data.obj:
+                if self._pipeline is not None:
+                    self._pipeline.recycle(retired)
+                else:
+                    self._spare = retired
+        self._buf, self._start = data, start
+
+    def _advance(self) -> bool:
+        """Move to the window after the current one; ``False`` at the end."""
+        end = self._start + len(self._buf)
+        if end >= self.size:
+            return False
+        pipeline = self._pipeline
+        if pipeline is not None and pipeline.next_start == end:
+            start, data = pipeline.take()
+            self._window = min(max(self._window, len(data)), self.maximum)
+        else:
+            self._stop_pipeline()
+            self._window = min(self._window * 2, self.maximum)
+            start, data = end, self._fetch(end, self._window, self._spare)
+            self._spare = None
+        if not len(data):
+            return False
+        self._install(start, data)
+        if self._pipeline is None and self._window >= 4 * self.initial \
+                and start + len(data) < self.size:
+            self._window = min(self._window * 2, self.maximum)
+            self._pipeline = _Pipeline(self, start + len(data), self._window, self._spare)
+            self._spare = None
+        return True
 
     def read(self, offset: int, size: int) -> bytes:
         """Bytes ``[offset, offset+size)`` clipped to the object's size."""
@@ -160,44 +245,37 @@ class PartialReader(Reader):
             if offset >= self.size or size <= 0:
                 return b""
             size = min(size, self.size - offset)
-            hit = self._cached(offset, size)
-            if hit is not None:
-                if offset + size > self._start + len(self._buf) // 2:
-                    self._maybe_prefetch()
-                return hit
+            tail_end = self._tail_start + len(self._tail)
+            if self._tail and self._tail_start <= offset and offset + size <= tail_end:
+                return self._tail[offset - self._tail_start: offset - self._tail_start + size]
             end = self._start + len(self._buf)
-            if self._buf and self._start <= offset <= end + self._window:
-                # sequential (or close to it): continue the stream from the buffer's end
-                fetch_from = end
-                head = self._buf[offset - self._start:] if offset < end else b""
-                data = self._take_prefetch(end)
-                self._window = min(self._window * 2, self.maximum)
-                if data is None or (len(head) + len(data) < size and end + len(data) < self.size):
-                    got = bytes(data) if data is not None else b""
-                    want = max(self._window, offset + size - fetch_from)
-                    data = memoryview(got + bytes(self._fetch(fetch_from + len(got),
-                                                              want - len(got))))
-            else:
-                self._take_prefetch(-1)
+            if not (len(self._buf) and self._start <= offset <= end + self._window):
+                # a jump (or the first read): a fresh, small window here
+                self._stop_pipeline()
                 self._window = self.initial
-                fetch_from = offset
-                head = b""
-                data = self._fetch(fetch_from, max(self._window, size))
-            retired = self._prev.obj if len(self._prev) else None
-            self._prev, self._prev_start = self._buf, self._start
-            self._buf, self._start = data, fetch_from
-            if isinstance(retired, bytearray) and retired is not data.obj:
-                self._spare = retired
-            self._maybe_prefetch()
-            if head:
-                return bytes(head) + bytes(data[: size - len(head)])
-            skip = offset - fetch_from
-            return bytes(data[skip: skip + size])
+                self._tail = b""
+                data = self._fetch(offset, max(self._window, size), self._spare)
+                self._spare = None
+                self._install(offset, data)
+                self._tail = b""
+            pieces: list[bytes] = []
+            pos, stop = offset, offset + size
+            while pos < stop:
+                end = self._start + len(self._buf)
+                if self._start <= pos < end:
+                    take = min(stop, end) - pos
+                    pieces.append(bytes(self._buf[pos - self._start: pos - self._start + take]))
+                    pos += take
+                elif not self._advance():
+                    break
+            return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def close(self) -> None:
         with self._lock:
-            self._take_prefetch(-1)
-            self._buf = self._prev = memoryview(b"")
+            self._stop_pipeline(wait=True)
+            self._buf = memoryview(b"")
+            self._tail = b""
+            self._spare = None
         if self._eos and self.transactions:
             try:
                 self.session.eos_transfer_complete(self.handle)

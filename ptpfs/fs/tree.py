@@ -335,12 +335,28 @@ class Tree:
             self._storage_info.clear()
             self._folders.clear()
 
+    def reset(self) -> list[str]:
+        """Forget everything, nodes included: the session was reopened and
+        object handles may now name other objects.  Returns the paths that
+        were known, for the kernel's caches."""
+        with self._lock:
+            paths = ["/"] + [n.path for n in self._storage_nodes.values()]
+            paths += [n.path for n in self._nodes.values()]
+            self._storages = None
+            self._storage_info.clear()
+            self._folders.clear()
+            self._nodes.clear()
+            self._storage_nodes.clear()
+            self.root.mtime = time.time()
+        self.events.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} session reopened")
+        return paths
+
     # -------------------------------------------------------------------- events
     def start_events(self) -> None:
         """Subscribe to the session's events and apply them in a worker thread."""
         if self._worker is not None:
             return
-        self._unsubscribe = self.session.subscribe(self._queue.put)
+        self._unsubscribe = self.session.subscribe(self._enqueue)
         self._worker = threading.Thread(target=self._run_events, name="ptpfs-events", daemon=True)
         self._worker.start()
 
@@ -358,11 +374,21 @@ class Tree:
             self._worker.join(timeout=5)
             self._worker = None
 
+    def _generation(self) -> int:
+        return int(getattr(self.session, "generation", 0))
+
+    def _enqueue(self, event: Any) -> None:
+        # stamped, so events of a link that was since replaced are dropped
+        self._queue.put((self._generation(), event))
+
     def _run_events(self) -> None:
         while not self._stopping:
-            event = self._queue.get()
-            if event is None:
+            item = self._queue.get()
+            if item is None:
                 return
+            generation, event = item
+            if generation != self._generation():
+                continue
             try:
                 paths = self.apply_event(event)
             except PTPError as exc:

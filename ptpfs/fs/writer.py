@@ -15,14 +15,61 @@ import datetime as _dt
 import logging
 import os
 import threading
+import time
 from typing import Any
 
+from ptpfs.errors import ProtocolError, ResponseError
 from ptpfs.fs.spool import SpoolDir
 
 log = logging.getLogger("ptpfs.fs")
 
 U32_MAX = 0xFFFFFFFF
 ROOT = 0xFFFFFFFF
+INVALID_OBJECT_HANDLE = 0x2009
+#: How long an upload's predicted handle may take to appear (devices that register
+#: uploaded objects asynchronously, e.g. from a file watch).
+CONFIRM_WAIT = 2.0
+
+
+def confirm_upload(session: Any, storage_id: int, parent: int, name: str, predicted: int,
+                   wait: float = CONFIRM_WAIT) -> tuple[int, int | None]:
+    """Find the object just uploaded as *name* in *parent*: ``(handle, reported size)``.
+
+    Devices may answer SendObjectInfo with a handle they register only later, or
+    with another object's handle (an existing file whose name matches, written in
+    place).  The predicted handle is trusted only if the device lists it under
+    that name; otherwise the folder is listed and the object found by name.  The
+    size is ``None`` when the device reports 0xFFFFFFFF (4 GiB or more).
+    """
+    deadline = time.monotonic() + wait
+    delay = 0.005
+    while True:
+        try:
+            info = session.get_object_info(predicted)
+        except ResponseError as exc:
+            if exc.code != INVALID_OBJECT_HANDLE:
+                raise
+            if time.monotonic() < deadline:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+                continue
+        else:
+            if info.filename == name and info.storage_id in (storage_id, 0):
+                size = info.compressed_size
+                return predicted, (None if size == U32_MAX else size)
+        break
+    for handle in reversed(session.get_object_handles(storage_id, 0, parent or ROOT)):
+        if handle == predicted:
+            continue
+        try:
+            info = session.get_object_info(handle)
+        except ResponseError:
+            continue
+        if info.filename == name:
+            size = info.compressed_size
+            return handle, (None if size == U32_MAX else size)
+    raise ProtocolError(f"the device does not list {name!r} after the upload "
+                        f"(it announced handle 0x{predicted:08x})")
 
 
 class Upload:
@@ -43,6 +90,7 @@ class Upload:
         self.error: BaseException | None = None
         self.refs = 1
         self.cancelled = False  # unlinked before it was sent
+        self.orphan: int | None = None  # a half-sent object that could not be deleted
 
     # -- local data -------------------------------------------------------------
     def prefill(self, session: Any, handle: int) -> None:
@@ -94,26 +142,33 @@ class Upload:
         """Send the object if dirty; returns ``(new_handle, deleted_old_handle)``.
 
         Raises the library's exception on failure, after removing any
-        half-created object from the device.
+        half-created object from the device.  The new handle is confirmed by
+        name (:func:`confirm_upload`); a device that wrote over an existing
+        file of the same name without truncating it (the size it reports is
+        not ours) gets the object deleted and sent once more.
         """
         with self.lock:
             if not self.dirty and self.handle is not None:
                 return self.handle, None
-            info = self.object_info()
-            _, _, handle = session.send_object_info(self.storage_id, self.parent or ROOT, info)
-            try:
-                with os.fdopen(os.dup(self.fd), "rb", buffering=0) as source:
-                    session.send_object(source, self.size)
-            except BaseException:
-                try:
-                    session.delete_object(handle)
-                except Exception as exc:  # noqa: BLE001 - best effort cleanup
-                    log.info("could not remove partial object 0x%08x: %s", handle, exc)
-                raise
-            old = self.replaces if self.replaces not in (None, handle) else None
-            if old is None and self.handle not in (None, handle):
-                old = self.handle
+            if not self.dirty and self.replaces is not None:
+                return self.replaces, None   # opened for writing, nothing written yet
             deleted = None
+            handle, stored = self._send(session)
+            if stored is not None and self.size < U32_MAX and stored != self.size:
+                log.info("%s: device kept %d bytes of a %d-byte upload (wrote in place "
+                         "without truncating); deleting and sending again", self.name, stored,
+                         self.size)
+                session.delete_object(handle)
+                if handle in (self.replaces, self.handle):
+                    deleted = handle
+                handle, stored = self._send(session)
+                if stored is not None and stored != self.size:
+                    self._discard(session, handle)
+                    raise ProtocolError(f"{self.name}: the device stored {stored} bytes of "
+                                        f"{self.size}")
+            old = self.replaces if self.replaces not in (None, handle, deleted) else None
+            if old is None and self.handle not in (None, handle, deleted):
+                old = self.handle
             if old is not None:
                 try:
                     session.delete_object(old)
@@ -124,6 +179,41 @@ class Upload:
             self.replaces = None
             self.dirty = False
             return handle, deleted
+
+    def _send(self, session: Any) -> tuple[int, int | None]:
+        """SendObjectInfo + SendObject + confirmation: ``(handle, size the device reports)``."""
+        info = self.object_info()
+        _, _, predicted = session.send_object_info(self.storage_id, self.parent or ROOT, info)
+        try:
+            os.lseek(self.fd, 0, os.SEEK_SET)   # a dup shares the offset of an earlier send
+            with os.fdopen(os.dup(self.fd), "rb", buffering=0) as source:
+                session.send_object(source, self.size)
+        except BaseException as exc:
+            if getattr(exc, "data_delivered", False):
+                # Every byte went out but the device could not end the data phase
+                # (it refused the zero-length packet): keep the object if it is complete.
+                try:
+                    handle, stored = confirm_upload(session, self.storage_id, self.parent,
+                                                    self.name, predicted)
+                except Exception:  # noqa: BLE001 - fall through to cleanup
+                    handle, stored = predicted, None
+                if stored == self.size:
+                    log.info("%s: data phase not terminated but the object is complete",
+                             self.name)
+                    return handle, stored
+            self._discard(session, predicted)
+            raise
+        return confirm_upload(session, self.storage_id, self.parent, self.name, predicted)
+
+    def _discard(self, session: Any, predicted: int) -> None:
+        """Remove a half-sent object, found by name (never another object's handle)."""
+        try:
+            handle, _ = confirm_upload(session, self.storage_id, self.parent, self.name,
+                                       predicted, wait=0.2)
+            if handle not in (self.replaces, self.handle):   # never an object that existed
+                session.delete_object(handle)
+        except Exception as exc:  # noqa: BLE001 - best effort cleanup
+            log.info("could not remove partial object %r: %s", self.name, exc)
 
     def close(self) -> None:
         """Drop the spool file."""

@@ -289,6 +289,13 @@ class _UploadReceiver:
         return Reply(RC.OK)
 
     def abort(self) -> None:
+        keep = getattr(self._conn.camera.faults, "keep_partial_uploads", False)
+        if keep and self._error is None:
+            try:    # like many real cameras: what arrived before the link broke stays
+                self._upload.commit()
+                return
+            except StoreError:
+                pass
         self._upload.abort()
 
 

@@ -8,6 +8,15 @@
   then closes the connection (the in-process transport raises ``ConnectionLost``).
 * ``stall(seconds)`` / ``stall(None)``: the camera stops answering for a while or
   forever.  Adapters call :meth:`Faults.wait_while_stalled` before answering.
+* ``unplug()`` / ``replug()``: the camera goes away (the next bytes on any link drop it,
+  and ``present`` is false so reconnecting fails) and comes back.  The in-process
+  reconnect path and the PTP/IP server check ``present``.
+* ``keep_partial_uploads``: a SendObject broken off by a dropped link leaves the bytes
+  received so far as an object (as many real cameras do) instead of nothing.
+* ``corrupt_next(kind)``: the PTP/IP server corrupts its next reply (``"tid"``: wrong
+  transaction ID, ``"garbage"``: bytes that are no packet, ``"type"``: a Data packet
+  without StartData, ``"nodata"``: the response without the data phase).  The USB
+  backend has the same switch as ``SimUsbDevice.inject``.
 """
 
 from __future__ import annotations
@@ -15,6 +24,10 @@ from __future__ import annotations
 import math
 import threading
 import time
+
+
+#: Reply corruptions :meth:`Faults.corrupt_next` knows.
+CORRUPTIONS = ("tid", "garbage", "type", "nodata")
 
 
 class LinkDropped(Exception):
@@ -30,6 +43,10 @@ class Faults:
         self._drop_budget: int | None = None
         self._stall_until = 0.0  # monotonic deadline; math.inf = forever
         self.drops = 0  # how many times a drop was triggered
+        self.present = True
+        #: Keep what a broken SendObject received as a (truncated) object.
+        self.keep_partial_uploads = False
+        self._corrupt: str | None = None
 
     # -- DeviceBusy -----------------------------------------------------------
     def busy(self, count: int) -> None:
@@ -55,6 +72,8 @@ class Faults:
         """Account for *nbytes* about to cross a connection; raise
         :class:`LinkDropped` if that would exceed the armed budget (one-shot)."""
         with self._cond:
+            if not self.present:
+                raise LinkDropped("simulated camera unplugged")
             if self._drop_budget is None:
                 return
             if nbytes > self._drop_budget:
@@ -62,6 +81,34 @@ class Faults:
                 self.drops += 1
                 raise LinkDropped("simulated connection drop")
             self._drop_budget -= nbytes
+
+    # -- unplug / replug ---------------------------------------------------------
+    def unplug(self) -> None:
+        """The camera goes away: the next bytes on a link drop it, reconnects fail."""
+        with self._cond:
+            if self.present:
+                self.drops += 1
+            self.present = False
+            self._cond.notify_all()
+
+    def replug(self) -> None:
+        """The camera is back: new connections succeed again."""
+        with self._cond:
+            self.present = True
+
+    # -- corrupted replies -------------------------------------------------------
+    def corrupt_next(self, kind: str | None) -> None:
+        """Corrupt the next reply of the PTP/IP server (see the module docstring)."""
+        if kind not in CORRUPTIONS and kind is not None:
+            raise ValueError(f"unknown corruption {kind!r} (known: {', '.join(CORRUPTIONS)})")
+        with self._cond:
+            self._corrupt = kind
+
+    def take_corruption(self) -> str | None:
+        """The pending corruption (one-shot), for server adapters."""
+        with self._cond:
+            kind, self._corrupt = self._corrupt, None
+            return kind
 
     # -- stall -----------------------------------------------------------------
     def stall(self, seconds: float | None) -> None:
@@ -97,4 +144,7 @@ class Faults:
             self._busy = 0
             self._drop_budget = None
             self._stall_until = 0.0
+            self._corrupt = None
+            self.present = True
+            self.keep_partial_uploads = False
             self._cond.notify_all()

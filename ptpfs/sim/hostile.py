@@ -27,7 +27,7 @@ import socket
 import struct
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ptpfs.errors import PTPError
@@ -42,7 +42,8 @@ from ptpfs.sim.camera import Reply
 
 __all__ = [
     "Mutation", "Fabric", "Plan", "HostileCamera", "HostileUsbBackend", "HostilePtpipServer",
-    "HOSTILE_NAMES", "RESPONDER_KINDS", "USB_KINDS", "PTPIP_KINDS", "raw_string",
+    "HOSTILE_NAMES", "RESPONDER_KINDS", "USB_KINDS", "PTPIP_KINDS", "PTPIP_SPECIAL_KINDS",
+    "TARGET_OPS", "raw_string",
 ]
 
 ALL = 0xFFFFFFFF
@@ -77,6 +78,9 @@ PTPIP_KINDS: tuple[str, ...] = (
     "ip_probe_flood", "ip_event_on_cmd", "ip_data_len_lie", "ip_dribble", "ip_silence",
     "ip_bad_type", "ip_init_fail", "ip_init_garbage", "ip_event_garbage",
 )
+#: PTP/IP kinds that are never chosen at random: ``ip_probe_forever`` keeps sending
+#: ProbeRequests every 0.2 s instead of answering (a device that never lets go).
+PTPIP_SPECIAL_KINDS: tuple[str, ...] = ("ip_probe_forever",)
 
 #: Operations the client exercises (mutations target these).
 TARGET_OPS: tuple[int, ...] = (
@@ -136,6 +140,8 @@ class Fabric:
     source of cycles: list A, then B, then A again); otherwise each object has one fixed,
     possibly absurd, parent (itself, another object, a missing handle).  ``same_name`` gives
     every file the same name; otherwise names come from :data:`HOSTILE_NAMES`.
+    *listing* (``((folder, (child, ...)), ...)``, folder 0 = root) fixes the listings
+    instead of the seed, for minimal reproducers.
     """
 
     seed: int = 0
@@ -144,6 +150,7 @@ class Fabric:
     echo_parent: bool = True
     same_name: bool = False
     folder_ratio: float = 0.5
+    listing: tuple[tuple[int, tuple[int, ...]], ...] | None = None
 
     BASE = 0x10000
 
@@ -157,6 +164,8 @@ class Fabric:
         return random.Random(hash((self.seed,) + salt) & 0xFFFFFFFFFFFF)
 
     def is_folder(self, handle: int) -> bool:
+        if self.folder_ratio >= 1.0:
+            return True
         return self._rng(1, handle).random() < self.folder_ratio
 
     def name(self, handle: int) -> str:
@@ -177,6 +186,8 @@ class Fabric:
         if self.count == 0:
             return []
         parent = 0 if parent in (0, ALL) else parent
+        if self.listing is not None:
+            return list(dict(self.listing).get(parent, ()))
         rng = self._rng(5, parent)
         n = min(self.fanout, self.count)
         if parent == 0:
@@ -883,6 +894,10 @@ class HostilePtpipServer:
             except OSError as exc:
                 raise _Gone() from exc
             conn.settimeout(0.1)
+            try:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
             self._socks.append(conn)
             return conn
         raise _Gone()
@@ -927,6 +942,12 @@ class HostilePtpipServer:
             pass
         except Exception as exc:  # a harness bug: keep it for the test to see
             self.errors.append(exc)
+        finally:
+            for sock in list(self._socks):   # hang up, as a device that gives up would
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def _serve(self) -> None:
         hostile = self.hostile
@@ -965,7 +986,7 @@ class HostilePtpipServer:
             else:
                 reply = hostile.command(request)
             index = hostile.calls[request.code] - 1
-            muts = hostile.mutations_for(request.code, PTPIP_KINDS, index)
+            muts = hostile.mutations_for(request.code, PTPIP_KINDS + PTPIP_SPECIAL_KINDS, index)
             if self._reply(cmd, request, reply, muts[0] if muts else None):
                 return
 
@@ -1007,6 +1028,10 @@ class HostilePtpipServer:
         if kind == "ip_huge_control":
             self._send(sock, struct.pack("<II", rng.choice((0x7FFFFFFF, 70000, 0xFFFFFFFF)),
                                          pk.TYPE_OPERATION_RESPONSE) + b"\x01\x20")
+            return True
+        if kind == "ip_probe_forever":
+            while not self._stop.wait(0.2):
+                self._send(sock, pk.encode_packet(pk.ProbeRequest()))
             return True
         if kind == "ip_bad_type":
             self._send(sock, struct.pack("<II", 12, rng.choice((0, 15, 99, 0xFFFFFFFF)))

@@ -3,8 +3,18 @@
 Server adapters (and :class:`~ptpfs.transport.inprocess.InProcessTransport`)
 call :meth:`LinkModel.pace` once per chunk they move; the camera calls
 :meth:`LinkModel.delay_transaction` once per transaction.  Pacing is a virtual
-clock (a token bucket with a small burst) shared by every connection to the
-camera, so the long-run rate is exact and nothing busy-waits.
+clock shared by every connection to the camera: each chunk occupies the wire
+for ``nbytes / bandwidth`` seconds after the previous one, so the long-run
+rate is exact and nothing busy-waits.
+
+The sender may run up to :attr:`LinkModel.LEAD` seconds ahead of the modelled
+wire, as a real device keeps its DMA buffer filled while the wire drains it:
+the simulator's own work per chunk (producing the bytes, copying them, writing
+an upload to disk) then overlaps the wire time instead of being charged as
+idle wire.  Adapters call :meth:`LinkModel.drain` before they send a
+transaction's response, so a transaction never completes before all of its
+bytes would have crossed the wire; the lead therefore never shortens a
+transaction, it only lets data arrive at most ``LEAD`` early within one.
 """
 
 from __future__ import annotations
@@ -16,9 +26,8 @@ import time
 class LinkModel:
     """Bandwidth (bytes/s, ``None`` = unlimited) and latency (s per transaction)."""
 
-    #: How far (in seconds) the sender may run ahead of the modelled wire
-    #: before it is made to sleep; keeps sleeps few without hurting accuracy.
-    BURST = 0.002
+    #: How far (in seconds) a sender may run ahead of the modelled wire.
+    LEAD = 0.004
 
     def __init__(self, bandwidth: float | None = None, latency: float = 0.0) -> None:
         self._lock = threading.Lock()
@@ -63,8 +72,18 @@ class LinkModel:
             now = time.monotonic()
             start = max(now, self._next_free)
             self._next_free = start + nbytes / bandwidth
-            wait = self._next_free - now
-        if wait > self.BURST:
+            wait = self._next_free - now - self.LEAD
+        if wait > 0:
+            time.sleep(wait)
+
+    def drain(self) -> None:
+        """Sleep until every byte paced so far has crossed the wire (call
+        before a transaction's response)."""
+        with self._lock:
+            if self._bandwidth is None:
+                return
+            wait = self._next_free - time.monotonic()
+        if wait > 0:
             time.sleep(wait)
 
     def delay_transaction(self) -> None:

@@ -36,6 +36,9 @@ __all__ = ["PtpipServer"]
 _log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1 << 20
+#: The first Data packet of a reply is small, so the modelled wire starts while
+#: the rest is still being read (a camera streams; it does not read 1 MiB first).
+FIRST_CHUNK_SIZE = 64 << 10
 _MAX_CONTROL = 64 * 1024
 _RC_GENERAL_ERROR = 0x2002
 _FAIL_UNSPECIFIED = 3
@@ -77,6 +80,17 @@ def _close(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+def _sendall_parts(sock: socket.socket, parts: list[memoryview]) -> None:
+    """``sendall`` of several buffers with scatter/gather I/O (no joining copy)."""
+    while parts:
+        sent = sock.sendmsg(parts)
+        while parts and sent >= len(parts[0]):
+            sent -= len(parts[0])
+            parts.pop(0)
+        if parts and sent:
+            parts[0] = parts[0][sent:]
 
 
 def _recv_exact(sock: socket.socket, n: int, into: memoryview | None = None) -> bytes | None:
@@ -240,6 +254,9 @@ class PtpipServer:
             self._send_quiet(conn, pk.encode_packet(pk.InitFail(self.refuse)))
             _close(conn)
             return
+        if not getattr(getattr(self.camera, "faults", None), "present", True):
+            _close(conn)      # an unplugged camera: the host is gone
+            return
         number = next(self._numbers)
         pair = _Pair(number, conn)
         with self._lock:
@@ -327,12 +344,22 @@ class _CommandLoop:
             raise _Closed("simulated connection drop") from None
         self.camera.link.pace(n)
 
-    def _send(self, data: bytes | memoryview) -> None:
-        self._account(len(data))
+    def _send(self, data: bytes | memoryview, *more: bytes | memoryview) -> None:
+        """Send *data* (and *more* parts, gathered without copying)."""
+        self._account(len(data) + sum(len(m) for m in more))
         try:
-            self.sock.sendall(data)
+            if more:
+                _sendall_parts(self.sock, [memoryview(data), *map(memoryview, more)])
+            else:
+                self.sock.sendall(data)
         except OSError as exc:
             raise _Closed(str(exc)) from exc
+
+    def _drain(self) -> None:
+        """Wait until the modelled wire has carried everything sent so far."""
+        drain = getattr(self.camera.link, "drain", None)
+        if callable(drain):
+            drain()
 
     def _next_header(self) -> tuple[int, int]:
         if self.pending is not None:
@@ -443,7 +470,7 @@ class _CommandLoop:
                     _recv_exact(self.sock, k, view[:k])
                     self._account(k)
                     if receiver is not None:
-                        receiver.write(bytes(view[:k]))
+                        receiver.write(view[:k])     # receivers copy what they keep
                     n -= k
                     got += k
                 if ptype == pk.TYPE_END_DATA or got >= total:
@@ -463,20 +490,35 @@ class _CommandLoop:
             code, params, data = _RC_GENERAL_ERROR, (), None
         else:
             code, params, data = reply.code, tuple(reply.params), reply.data
+        take = getattr(self.camera.faults, "take_corruption", None)   # ptpfs.sim.faults hook
+        corrupt = take() if callable(take) else None
+        if corrupt == "garbage":
+            self._send(b"\x07\x00\x00\x00junk\xff\xff\xff\xff")
+            return
+        if corrupt == "type":
+            self._send(pk.encode_packet_header(pk.TYPE_DATA, 8) + struct.pack("<I", tid)
+                       + b"oops")
+        if corrupt == "tid":
+            tid = (tid + 7) & 0xFFFFFFFF
+        if corrupt == "nodata":
+            data = None
         if data is not None:
             self._send(pk.encode_packet(pk.StartData(tid, data.length)))
             remaining = data.length
+            step = FIRST_CHUNK_SIZE
             while True:
-                k = min(CHUNK_SIZE, remaining)
+                k = min(step, remaining)
+                step = CHUNK_SIZE
                 chunk = data.read(k) if k else b""
                 short = len(chunk) < k
                 remaining -= len(chunk)
                 last = remaining == 0 or short
                 ptype = pk.TYPE_END_DATA if last else pk.TYPE_DATA
                 self._send(pk.encode_packet_header(ptype, 4 + len(chunk))
-                           + struct.pack("<I", tid) + chunk)
+                           + struct.pack("<I", tid), chunk)
                 if last:
                     break
+        self._drain()    # the response cannot overtake the data on the wire
         self._send(pk.encode_packet(pk.OperationResponse(code, tid, params)))
 
 

@@ -18,6 +18,8 @@ deletion reports ``PartialDeletion``.
 
 from __future__ import annotations
 
+import collections
+import errno
 import hashlib
 import itertools
 import os
@@ -182,7 +184,20 @@ def validate_name(name: str) -> str:
 
 class Upload:
     """An object being received by SendObject.  Bytes go to a temporary file;
-    :meth:`commit` makes the object appear, :meth:`abort` leaves nothing behind."""
+    :meth:`commit` makes the object appear, :meth:`abort` leaves nothing behind.
+
+    Disk writes run in a background thread behind a bounded queue
+    (:attr:`QUEUE_LIMIT` bytes), so the link keeps receiving while the disk
+    catches up, as a camera's buffer does; a disk error surfaces at the next
+    :meth:`write` or at :meth:`commit`.  Free space is checked against a budget
+    refreshed whenever the upload would exceed it (and ``Storage.full`` on every
+    chunk), not recomputed per chunk.
+    """
+
+    #: Most bytes waiting for the disk at any time.
+    QUEUE_LIMIT = 8 << 20
+    #: Most bytes handed to one ``writev``.
+    WRITE_BATCH = 4 << 20
 
     def __init__(self, store: "ObjectStore", pending: "PendingObject", fd: int,
                  temp_name: str, dir_fd: int | None = None) -> None:
@@ -193,22 +208,89 @@ class Upload:
         self.dir_fd = dir_fd  # directory holding temp_name (DirStore), else None
         self.received = 0
         self.done = False
+        self._budget: int | None = None          # free space at the last check
+        self._cond = threading.Condition()
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._queued = 0
+        self._closing = False
+        self._error: OSError | None = None
+        self._writer: threading.Thread | None = None
 
     def write(self, data: bytes | memoryview) -> None:
-        """Append *data*; raises ``StoreError('StoreFull')`` if it does not fit."""
-        if self.received + len(data) > self.store.free_space(self.pending.storage_id):
+        """Append *data* (copied; the caller may reuse its buffer); raises
+        ``StoreError('StoreFull')`` if it does not fit, ``OSError`` if an
+        earlier disk write failed."""
+        n = len(data)
+        if n == 0:
+            return
+        sid = self.pending.storage_id
+        storage = self.store._storages.get(sid)
+        if storage is not None and storage.full:
             raise StoreError("StoreFull")
-        view = memoryview(data)
-        while view:
-            n = os.write(self.fd, view)
-            view = view[n:]
-        self.received += len(data)
+        if self._budget is None or self.received + n > self._budget:
+            self._budget = self.store.free_space(sid)
+            if self.received + n > self._budget:
+                raise StoreError("StoreFull")
+        chunk = bytes(data)
+        with self._cond:
+            while self._error is None and self._queued and self._queued + n > self.QUEUE_LIMIT:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+            self._queue.append(chunk)
+            self._queued += n
+            self._cond.notify_all()
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                                name="sim-upload-writer")
+                self._writer.start()
+        self.received += n
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch: list[bytes] = []
+                size = 0
+                while self._queue and size < self.WRITE_BATCH:
+                    batch.append(self._queue.popleft())
+                    size += len(batch[-1])
+            try:
+                _writev_all(self.fd, batch)
+            except OSError as exc:
+                with self._cond:
+                    self._error = exc
+                    self._queue.clear()
+                    self._queued = 0
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._queued -= size
+                self._cond.notify_all()
+
+    def _flush(self) -> OSError | None:
+        """Stop the writer after the queue is written; its error, if any."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            writer = self._writer
+        if writer is not None:
+            writer.join()
+        return self._error
 
     def commit(self) -> SimObject:
         """Close the file and publish the object under the reserved handle."""
+        error = self._flush()
         os.close(self.fd)
         self.done = True
         try:
+            if error is not None:
+                self.store._discard_upload(self)
+                raise StoreError("StoreFull" if error.errno in _NO_SPACE else "GeneralError",
+                                 f"writing the upload failed: {error}")
             return self.store._commit_upload(self)
         finally:
             self._close_dir()
@@ -218,6 +300,10 @@ class Upload:
         if self.done:
             return
         self.done = True
+        with self._cond:
+            self._queue.clear()
+            self._queued = 0
+        self._flush()
         os.close(self.fd)
         try:
             self.store._discard_upload(self)
@@ -228,6 +314,21 @@ class Upload:
         if self.dir_fd is not None:
             os.close(self.dir_fd)
             self.dir_fd = None
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _writev_all(fd: int, parts: list[bytes]) -> None:
+    """Write every byte of *parts* (scatter/gather, handling short writes)."""
+    views = [memoryview(p) for p in parts]
+    while views:
+        n = os.writev(fd, views[:1024])
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
 
 
 @dataclass

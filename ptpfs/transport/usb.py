@@ -5,11 +5,26 @@ returns a :class:`UsbTransport`.  Any pyusb backend may be passed in; the
 simulator provides one (``ptpfs.sim.usb_backend``) so this exact code runs in
 tests without hardware.
 
-Data phases stream: outgoing data is read from a file object into a 1 MiB
-buffer and written in transfers that are multiples of wMaxPacketSize (the
-first carries the 12-byte container header), followed by a zero-length packet
-when the container is an exact multiple of the packet size.  Incoming data is
-read into a preallocated 1 MiB buffer and handed to the sink chunk by chunk.
+Data phases stream: outgoing data is read from a file object into a 512 KiB
+buffer and written in transfers of exactly :data:`OUT_CHUNK_SIZE` bytes (the
+first carries the 12-byte container header), only the last one short,
+followed by a zero-length packet when the container is an exact multiple of
+the packet size.  Incoming data is read into a preallocated 1 MiB buffer and
+handed to the sink chunk by chunk.
+
+Device behaviour handled here, by observation rather than by device name
+(all seen on QEMU's usb-mtp, which behaves like several cheap MTP stacks):
+
+* responders that receive data into fixed 512 KiB buffers and accept only
+  part of a longer bulk-OUT transfer: :data:`OUT_CHUNK_SIZE` transfers line
+  up with such buffers (the first one, header included, fills the first);
+* responders that end a data phase only on a short packet and stall the
+  terminating zero-length packet: :class:`ZeroLengthPacketRefused` (every
+  data byte was accepted; the transaction is cancelled and the caller may
+  check whether the object arrived complete);
+* responders without the GetDeviceStatus / DeviceReset class requests
+  (stalled on endpoint 0): recovery then relies on the cancel request alone
+  instead of polling for two seconds.
 """
 
 from __future__ import annotations
@@ -32,11 +47,14 @@ from ptpfs.protocol.messages import Event, Request, Response
 from ptpfs.transport.base import DataSink, Transport
 from ptpfs.transport.usbspec import UsbSpec, format_busdev, parse_usb_spec
 
-__all__ = ["UsbDeviceInfo", "UsbTransport", "EndpointStalled", "find_devices", "open_usb",
-           "CHUNK_SIZE"]
+__all__ = ["UsbDeviceInfo", "UsbTransport", "EndpointStalled", "ZeroLengthPacketRefused",
+           "find_devices", "open_usb", "CHUNK_SIZE", "OUT_CHUNK_SIZE"]
 
-#: Size of one bulk transfer request in either direction (a multiple of 512).
+#: Size of one bulk-IN transfer request (a multiple of 512).
 CHUNK_SIZE = 1 << 20
+#: Size of every bulk-OUT data transfer but the last (a multiple of 512 and of 1024).
+#: Responders that receive into 512 KiB buffers accept only part of a longer transfer.
+OUT_CHUNK_SIZE = 512 << 10
 
 # Container types (USB Still Image class generic container).
 _T_COMMAND, _T_DATA, _T_RESPONSE, _T_EVENT = 1, 2, 3, 4
@@ -86,6 +104,18 @@ class UsbDeviceInfo:
 class EndpointStalled(TransportError):
     """The device stalled an endpoint (it refused the transfer).  The transport has
     already run :meth:`UsbTransport.recover`; the link is usable again."""
+
+
+class ZeroLengthPacketRefused(EndpointStalled):
+    """The device accepted every byte of a host-to-device data phase but stalled the
+    zero-length packet that ends it, and sent no response; the transaction was cancelled.
+
+    Some responders end a data phase only on a short packet, so a container whose length is
+    a multiple of the packet size cannot be terminated.  ``data_delivered`` is True: the
+    caller may check (by listing) whether the object arrived complete.
+    """
+
+    data_delivered = True
 
 
 def _usb_errno(exc: BaseException) -> int | None:
@@ -230,8 +260,11 @@ class UsbTransport(Transport):
         self._mps_in = max(1, int(self._ep_in.wMaxPacketSize) & 0x7FF)
         if CHUNK_SIZE % self._mps_out or CHUNK_SIZE % self._mps_in:
             raise ProtocolError(f"unsupported wMaxPacketSize {self._mps_out}/{self._mps_in}")
+        if OUT_CHUNK_SIZE % self._mps_out:
+            raise ProtocolError(f"unsupported wMaxPacketSize {self._mps_out}")
+        self._no_status_request = False   # GetDeviceStatus stalled once: not implemented
         self._inbuf = array.array("B", bytes(CHUNK_SIZE))
-        self._outbuf = array.array("B", bytes(CHUNK_SIZE))
+        self._outbuf = array.array("B", bytes(OUT_CHUNK_SIZE))
         self._respbuf = array.array("B", bytes(max(512, self._mps_in)))
         self._evbuf = array.array("B", bytes(max(64, int(self._ep_int.wMaxPacketSize) & 0x7FF)))
         self._claim()
@@ -422,18 +455,24 @@ class UsbTransport(Transport):
         remaining = length
         total = hs + length
         while True:
-            want = min(CHUNK_SIZE - fill, remaining)
+            want = min(OUT_CHUNK_SIZE - fill, remaining)
             if want:
                 self._fill(source, view[fill:fill + want], name)
                 fill += want
                 remaining -= want
-            data = buf if fill == CHUNK_SIZE else buf[:fill]
+            data = buf if fill == OUT_CHUNK_SIZE else buf[:fill]
             self._write(data, ms, f"{name}: sending data")
             fill = 0
             if not remaining:
                 break
         if total % self._mps_out == 0:
-            self._write(array.array("B"), ms, f"{name}: sending zero-length packet")
+            try:
+                self._write(array.array("B"), ms, f"{name}: sending zero-length packet")
+            except EndpointStalled as exc:   # transact() recovers (cancels) before re-raising
+                raise ZeroLengthPacketRefused(
+                    f"{name}: the device accepted all {length} data bytes but refused the "
+                    "zero-length packet ending the data phase (it ends data phases only on "
+                    "short packets); the transaction was cancelled") from exc
 
     @staticmethod
     def _fill(source: BinaryIO, target: memoryview, name: str) -> None:
@@ -500,8 +539,11 @@ class UsbTransport(Transport):
             raw = bytes(self.device.ctrl_transfer(0xA1, _REQ_GET_DEVICE_STATUS, 0, self._ifnum,
                                                   20, 1000))
         except usb.core.USBError as exc:
-            if isinstance(_map_usb_error(exc, ""), ConnectionLost):
-                raise _map_usb_error(exc, "getting device status") from exc
+            mapped = _map_usb_error(exc, "getting device status")
+            if isinstance(mapped, ConnectionLost):
+                raise mapped from exc
+            if isinstance(mapped, EndpointStalled):
+                self._no_status_request = True   # a stall on endpoint 0: not implemented
             return None
         if len(raw) < 4:
             return None
@@ -511,8 +553,12 @@ class UsbTransport(Transport):
         return code, eps
 
     def _wait_idle(self, limit: float) -> bool:
+        """Poll GetDeviceStatus until OK.  A device without that request is taken as idle
+        after the cancel request (nothing better can be known)."""
         deadline = time.monotonic() + limit
         while True:
+            if self._no_status_request:
+                return True
             status = self._device_status()
             if status is not None:
                 code, stalled = status

@@ -9,7 +9,8 @@ from pathlib import Path
 from . import cache, qmp, runner
 
 USAGE = """\
-usb-vm [--mtp-dir DIR] [--share DIR]... [--qmp SOCKET] [--timeout S] [--mem MB] [--smp N] [-v] [--] COMMAND...
+usb-vm [--mtp-dir DIR] [--share DIR]... [--qmp SOCKET] [--trace PATTERN]... [--trace-file FILE]
+       [--timeout S] [--mem MB] [--smp N] [-v] [--] COMMAND...
 usb-vm prepare
 usb-vm qmp SOCKET unplug|plug|status"""
 
@@ -24,6 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--share", type=Path, action="append", default=[],
                    help="host folder mounted read-write at the same path in the guest (repeatable)")
     p.add_argument("--qmp", type=Path, help="QMP unix socket to create (for 'usb-vm qmp')")
+    p.add_argument("--trace", action="append", default=[], metavar="PATTERN",
+                   help="enable QEMU trace events (e.g. 'usb_mtp_command'; globs allowed; repeatable; "
+                        "'qemu-system-x86_64 -trace help' lists them); written to --trace-file")
+    p.add_argument("--trace-file", type=Path,
+                   help="where QEMU writes the trace events (default: usb-vm's stderr)")
     p.add_argument("--timeout", type=float, default=600.0, help="kill the guest after S seconds (exit 124)")
     p.add_argument("--mem", type=int, default=1024, help="guest memory in MiB")
     p.add_argument("--smp", type=int, default=1, help="guest CPUs (default 1: TCG boots faster and more reliably)")
@@ -68,5 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         mem_mb=args.mem,
         smp=args.smp,
         verbose=args.verbose,
+        trace=list(args.trace),
+        trace_file=args.trace_file.absolute() if args.trace_file else None,
     )
     return runner.run(art, config)

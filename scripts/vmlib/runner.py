@@ -39,6 +39,8 @@ class VmConfig:
     smp: int = 1
     cwd: str = field(default_factory=os.getcwd)
     verbose: bool = False
+    trace: list[str] = field(default_factory=list)
+    trace_file: Path | None = None
 
 
 def mtp_properties(config: VmConfig) -> dict[str, object]:
@@ -92,6 +94,10 @@ def qemu_command(art: Artefacts, config: VmConfig, ctl: Path, fds: list[int]) ->
         cmd += ["-device", _device_arg(mtp_properties(config))]
     if config.qmp is not None:
         cmd += ["-qmp", f"unix:{config.qmp},server=on,wait=off"]
+    for pattern in config.trace:
+        cmd += ["-trace", f"enable={pattern.replace(',', ',,')}"]
+    if config.trace and config.trace_file is not None:
+        cmd += ["-D", str(config.trace_file)]   # the "log" trace backend writes to the -D file
     return cmd
 
 
