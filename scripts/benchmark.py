@@ -242,7 +242,7 @@ def bench_transfer(profile: str, size: int, bandwidth: float | None,
         values = sorted(r[key] for r in runs)
         result[key] = values[len(values) // 2] if key != "peak_rss_MB" else values[-1]
         if key.endswith("_ratio"):
-            result[key.replace("_ratio", "_ratio_min")] = values[0]
+            result[key + "_min"] = values[0]
     result["head_bytes"] = max(r["head_bytes"] for r in runs)
     return result
 
@@ -268,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         links.append((args.bandwidth, args.latency))
     if args.link in ("unlimited", "both"):
         links.append((None, 0.0))
-    report: dict[str, Any] = {"listing": [], "transfer": []}
+    report: dict[str, Any] = {"listing": [], "transfer": [], "cpus": os.cpu_count(),
+                              "loadavg_start": os.getloadavg()}
     for bandwidth, latency in links:
         link = "unlimited" if bandwidth is None else f"{bandwidth / MB:g} MB/s {latency * 1e3:g} ms"
         for profile in [] if args.no_listing else args.profiles.split(","):
@@ -283,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.json:
                 print(f"[{link} {profile}] read {r['read_MBps']:.1f} MB/s, "
                       f"write {r['write_MBps']:.1f} MB/s", file=sys.stderr)
+    report["loadavg_end"] = os.getloadavg()
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -294,15 +296,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['link']:<18} {r['profile']:<12} {r['objects']:>6} {r['seconds']:>8.2f} "
                   f"{r['transactions']:>13} {r['target']:>7}")
         print()
+    print(f"{report['cpus']} CPUs; load average {report['loadavg_start'][0]:.2f} at the start, "
+          f"{report['loadavg_end'][0]:.2f} at the end (other work on the machine slows the "
+          "CPU-bound parts: spooling, unlimited-link figures)")
     runs = len(report["transfer"][0]["runs"]) if report["transfer"] else 0
     print(f"transfers of {size / MB:g} MB: medians of {runs} run(s), min ratio in brackets; "
           "write = spool + upload")
     print(f"{'link':<18} {'profile':<12} {'read MB/s':>9} {'ratio':>12} {'write MB/s':>10} "
           f"{'ratio':>12} {'spool s':>8} {'upload s':>8} {'head bytes':>10} {'RSS MB':>7}")
-    nan = float("nan")
+    def ratio(r: dict[str, Any], key: str) -> str:
+        if key not in r:
+            return "n/a"
+        return f"{r[key]:.3f} [{r[key + '_min']:.3f}]"
+
     for r in report["transfer"]:
-        read_ratio = f"{r.get('read_ratio', nan):.3f} [{r.get('read_ratio_min', nan):.3f}]"
-        write_ratio = f"{r.get('write_ratio', nan):.3f} [{r.get('write_ratio_min', nan):.3f}]"
+        read_ratio, write_ratio = ratio(r, "read_ratio"), ratio(r, "write_ratio")
         print(f"{r['link']:<18} {r['profile']:<12} {r['read_MBps']:>9.1f} {read_ratio:>12} "
               f"{r['write_MBps']:>10.1f} {write_ratio:>12} {r['spool_seconds']:>8.2f} "
               f"{r['upload_seconds']:>8.2f} {r['head_bytes']:>10} {r['peak_rss_MB']:>7.1f}")

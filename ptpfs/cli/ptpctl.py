@@ -283,6 +283,17 @@ def _walk_storage(session: Any, storage_id: int) -> list[_Listed]:
         for h in handles:
             if h not in infos:
                 infos[h] = session.get_object_info(h)
+        folders = [h for h, i in infos.items() if i.is_folder]
+        if folders and not any(i.parent in folders for i in infos.values()):
+            # The device answered "all objects" with the root only (QEMU's usb-mtp does):
+            # walk the folders one at a time.
+            frontier = folders
+            while frontier:
+                for h in session.get_object_handles(storage_id, 0, frontier.pop()):
+                    if h not in infos:
+                        infos[h] = session.get_object_info(h)
+                        if infos[h].is_folder:
+                            frontier.append(h)
     children_of: dict[int, list[int]] = {}
     roots: list[int] = []
     for h, info in infos.items():
@@ -419,6 +430,11 @@ def _upload(run: _Run, session: Any, spec: str, parent: int | None) -> None:
             sid, 0xFFFFFFFF if parent is None else parent, info)
         with ProgressBar(st.st_size, base[:40]) as bar:
             session.send_object(f, st.st_size, progress=bar)
+    # Devices may announce a handle they register later (or another object's): confirm it.
+    from ptpfs.fs.writer import confirm_upload
+
+    handle, _ = confirm_upload(session, got_sid or sid,
+                               0 if parent in (None, 0xFFFFFFFF) else parent, base, handle)
     run.line(f"uploaded {filename} as 0x{handle:08x} (storage 0x{got_sid:08x}, "
              f"parent 0x{got_parent:08x}, {st.st_size} bytes)")
     run.doc["upload"] = {"file": filename, "handle": handle, "storage": got_sid,

@@ -111,7 +111,10 @@ class _Pipeline:
                 return
             with self._cond:
                 self._busy = False
-                if not self._stopped:
+                if len(data) < min(length, reader.size - start):
+                    # a device answering short: go on from where it stopped, or stop
+                    self._fetch_at = start + len(data) if len(data) else reader.size
+                if not self._stopped and len(data):
                     self._ready.append((start, data))
                 self._cond.notify_all()
 

@@ -42,32 +42,34 @@ def confirm_upload(session: Any, storage_id: int, parent: int, name: str, predic
     size is ``None`` when the device reports 0xFFFFFFFF (4 GiB or more).
     """
     deadline = time.monotonic() + wait
-    delay = 0.005
+    tries = 0
     while True:
         try:
             info = session.get_object_info(predicted)
         except ResponseError as exc:
             if exc.code != INVALID_OBJECT_HANDLE:
                 raise
-            if time.monotonic() < deadline:
-                time.sleep(delay)
-                delay = min(delay * 2, 0.1)
-                continue
         else:
             if info.filename == name and info.storage_id in (storage_id, 0):
                 size = info.compressed_size
                 return predicted, (None if size == U32_MAX else size)
-        break
-    for handle in reversed(session.get_object_handles(storage_id, 0, parent or ROOT)):
-        if handle == predicted:
+        tries += 1
+        if tries <= 3:   # registered a moment later (from the device's own file watch)
+            time.sleep(0.005 * 2 ** tries)
             continue
-        try:
-            info = session.get_object_info(handle)
-        except ResponseError:
-            continue
-        if info.filename == name:
-            size = info.compressed_size
-            return handle, (None if size == U32_MAX else size)
+        for handle in reversed(session.get_object_handles(storage_id, 0, parent or ROOT)):
+            if handle == predicted:
+                continue
+            try:
+                info = session.get_object_info(handle)
+            except ResponseError:
+                continue
+            if info.filename == name:
+                size = info.compressed_size
+                return handle, (None if size == U32_MAX else size)
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
     raise ProtocolError(f"the device does not list {name!r} after the upload "
                         f"(it announced handle 0x{predicted:08x})")
 

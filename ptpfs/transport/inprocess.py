@@ -112,6 +112,9 @@ class InProcessTransport(Transport):
                     if data_in is not None:
                         data_in.write(chunk)
                     left -= len(chunk)
+            drain = getattr(getattr(self.camera, "link", None), "drain", None)
+            if callable(drain):
+                drain()       # the response cannot overtake the data on the modelled wire
             self._move(HEADER + 4 * len(reply.params))
             return Response(reply.code, request.transaction_id, tuple(reply.params))
 

@@ -18,6 +18,11 @@ Device behaviour handled here, by observation rather than by device name
 * responders that receive data into fixed 512 KiB buffers and accept only
   part of a longer bulk-OUT transfer: :data:`OUT_CHUNK_SIZE` transfers line
   up with such buffers (the first one, header included, fills the first);
+* responders that stall bulk-OUT transfers shorter than a container header:
+  the last transfer of a data phase is never shorter than 12 bytes;
+* responders that take only transfers that are not a multiple of 64 bytes as
+  short (whatever the packet size) and never answer otherwise: if no reply
+  comes within 1.5 s of such a last transfer, a zero-length packet is offered;
 * responders that end a data phase only on a short packet and stall the
   terminating zero-length packet: :class:`ZeroLengthPacketRefused` (every
   data byte was accepted; the transaction is cancelled and the caller may
@@ -67,6 +72,8 @@ _REQ_GET_DEVICE_STATUS = 0x67
 _CANCEL_CODE = 0x4001
 _RC_OK = 0x2001
 _RC_DEVICE_BUSY = 0x2019
+#: How long to wait for a reply before offering a zero-length packet (see _probe_reply).
+_PROBE_MS = 1500
 
 _CLAIMED_HINT = ("another program holds the camera; on desktops this is usually "
                  "gvfs-gphoto2-volume-monitor (try: gio mount -s gphoto2, or "
@@ -359,9 +366,10 @@ class UsbTransport(Transport):
         name = f"0x{request.code:04x}"
         cmd = container.encode_command(request.code, tid, tuple(request.params))
         self._write(array.array("B", cmd), ms, f"sending command {name}")
-        if data_out is not None:
-            self._send_data(request, data_out, data_out_length, ms)
-        first = self._read_transfer(ms, f"reading reply to {name}")
+        if data_out is not None and self._send_data(request, data_out, data_out_length, ms):
+            first = self._probe_reply(ms, name)
+        else:
+            first = self._read_transfer(ms, f"reading reply to {name}")
         header = self._header(first, name)
         if header.type == _T_DATA:
             self._check_tid(header, tid, name)
@@ -442,7 +450,28 @@ class UsbTransport(Transport):
             if n and sink is not None:
                 sink.write(memoryview(self._inbuf)[:n])
 
-    def _send_data(self, request: Request, source: BinaryIO, length: int, ms: int) -> None:
+    def _probe_reply(self, ms: int, name: str) -> memoryview:
+        """The reply after a data phase whose last transfer was a multiple of 64 bytes but
+        shorter than a packet.  Some responders treat only non-multiples of 64 as short: they
+        never answer, and refuse the zero-length packet they wait for."""
+        try:
+            return self._read_transfer(min(ms, _PROBE_MS), f"reading reply to {name}")
+        except TransportTimeout:
+            pass
+        except EndpointStalled:   # "still awaiting data": it stalls bulk IN meanwhile
+            self._clear_halt(self._ep_in.bEndpointAddress)
+        try:
+            self._write(array.array("B"), ms, f"{name}: sending zero-length packet")
+        except EndpointStalled as exc:
+            raise ZeroLengthPacketRefused(
+                f"{name}: the device accepted every data byte but did not end the data phase "
+                "and refused the zero-length packet (it ends data phases only on transfers "
+                "that are not a multiple of 64 bytes); the transaction was cancelled") from exc
+        return self._read_transfer(ms, f"reading reply to {name}")
+
+    def _send_data(self, request: Request, source: BinaryIO, length: int, ms: int) -> bool:
+        """Send the data phase; True if the device may not have seen its end (the last
+        transfer was a multiple of 64 bytes yet shorter than a packet)."""
         if length < 0:
             raise InvalidValue(f"negative data length {length}")
         name = f"0x{request.code:04x}"
@@ -454,14 +483,23 @@ class UsbTransport(Transport):
         fill = hs
         remaining = length
         total = hs + length
+        last = 0
         while True:
             want = min(OUT_CHUNK_SIZE - fill, remaining)
+            if 0 < remaining - want < hs and remaining == length:
+                # Never end on a transfer shorter than a container header: some responders
+                # stall it.  Move one packet's worth into the last transfer instead.  Only
+                # when splitting the first transfer: such responders may receive into
+                # fixed buffers (the first sized to the object) and drop a transfer that
+                # crosses one, so later boundaries must stay where they are.
+                want -= self._mps_out
             if want:
                 self._fill(source, view[fill:fill + want], name)
                 fill += want
                 remaining -= want
             data = buf if fill == OUT_CHUNK_SIZE else buf[:fill]
             self._write(data, ms, f"{name}: sending data")
+            last = fill
             fill = 0
             if not remaining:
                 break
@@ -473,6 +511,8 @@ class UsbTransport(Transport):
                     f"{name}: the device accepted all {length} data bytes but refused the "
                     "zero-length packet ending the data phase (it ends data phases only on "
                     "short packets); the transaction was cancelled") from exc
+            return False
+        return last % 64 == 0
 
     @staticmethod
     def _fill(source: BinaryIO, target: memoryview, name: str) -> None:

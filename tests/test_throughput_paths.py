@@ -1,0 +1,237 @@
+"""The throughput paths: the link model's lead and drain, the pipelined
+read-ahead of :class:`PartialReader`, the simulator's background upload writer,
+and the PTP/IP server's pacing of whole transactions."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import pytest
+
+from ptpfs.errors import PTPError
+from ptpfs.fs.reader import PartialReader, _Pipeline
+from ptpfs.fs.tree import Tree
+from ptpfs.protocol.codes import OC
+from ptpfs.protocol.datasets import ObjectInfo
+from ptpfs.session import Session
+from ptpfs.sim import SD2, LinkModel, make_camera
+from ptpfs.sim.ptpip_server import PtpipServer
+from ptpfs.sim.store import StoreError
+from ptpfs.transport.inprocess import InProcessTransport
+from ptpfs.transport.ptpip import PtpipTransport
+
+MIB = 1 << 20
+
+
+# ------------------------------------------------------------------ link model
+def test_lead_is_bounded_and_drain_waits_for_the_wire() -> None:
+    link = LinkModel(bandwidth=10_000_000)
+    start = time.monotonic()
+    link.pace(200_000)                       # 20 ms of wire time
+    paced = time.monotonic() - start
+    assert paced >= 0.020 - link.LEAD             # never more than LEAD ahead of the wire
+    link.drain()
+    assert time.monotonic() - start >= 0.020  # but the wire is really done only now
+    start = time.monotonic()
+    link.drain()                              # nothing outstanding: no wait
+    assert time.monotonic() - start < 0.005
+
+
+def test_slow_sender_work_overlaps_the_wire() -> None:
+    """Work between chunks shorter than the lead is not charged as idle wire."""
+    link = LinkModel(bandwidth=20_000_000)
+    start = time.monotonic()
+    for _ in range(20):
+        link.pace(50_000)                     # 2.5 ms per chunk on the wire
+        time.sleep(0.001)                     # the sender's own work per chunk
+    link.drain()
+    # the old model (sleep to the wire's end, then work) took >= 20 x 3.56 ms = 71 ms
+    assert 0.050 <= time.monotonic() - start <= 0.068
+
+
+def test_ptpip_transaction_never_beats_the_wire() -> None:
+    camera = make_camera(None, "android-mtp", folders=1, files_per_folder=1, big_file=3_000_000,
+                         bandwidth=20_000_000, latency=0.001)
+    server = PtpipServer(camera).start()
+    try:
+        with Session(PtpipTransport("127.0.0.1", server.port)) as session:
+            handle = camera.store.find("DCIM/100CANON/MVI_9999.MP4").handle
+            for _ in range(2):
+                start = time.monotonic()
+                data = session.get_object(handle)
+                elapsed = time.monotonic() - start
+                assert len(data) == 3_000_000
+                assert 0.151 <= elapsed <= 0.3, elapsed    # 3 MB at 20 MB/s + 1 ms
+            info = ObjectInfo(storage_id=SD2, object_format=0x3000, compressed_size=2_000_000,
+                              parent=0, filename="up.bin")
+            payload = os.urandom(2_000_000)
+            start = time.monotonic()
+            session.send_object_info(SD2, 0xFFFFFFFF, info)
+            session.send_object(payload)
+            elapsed = time.monotonic() - start
+            assert 0.101 <= elapsed <= 0.25, elapsed       # 2 MB at 20 MB/s + 2 x 1 ms
+            assert camera.store.find("up.bin", SD2).read(0, 2_000_000) == payload
+    finally:
+        server.stop()
+        camera.store.close()
+
+
+# ------------------------------------------------------------------ pipelined read-ahead
+def _reader_setup(profile: str = "android-mtp", size: int = 12_000_000):
+    camera = make_camera(None, profile, folders=1, files_per_folder=1, big_file=size)
+    session = Session(InProcessTransport(camera)).open()
+    node = Tree(session).lookup("/SD1/DCIM/100CANON/MVI_9999.MP4")
+    expected = camera.store.get(node.handle).read(0, node.size)
+    return camera, session, node, expected
+
+
+@pytest.mark.parametrize("profile", ["generic", "canon-eos", "android-mtp"])
+def test_streaming_reader_is_exact_and_moves_each_byte_once(profile: str) -> None:
+    camera, session, node, expected = _reader_setup(profile)
+    try:
+        reader = PartialReader(session, node.handle, node.size, maximum=1 * MIB)
+        got = bytearray()
+        offset = 0
+        while chunk := reader.read(offset, 131072):
+            got += chunk
+            offset += len(chunk)
+        assert bytes(got) == expected
+        assert reader.transferred == len(expected)        # no byte fetched twice
+        assert reader.transactions <= 3 + len(expected) // MIB + 1
+        reader.close()
+    finally:
+        session.close()
+
+
+def test_reader_out_of_order_and_random_requests() -> None:
+    camera, session, node, expected = _reader_setup()
+    rng = random.Random(7)
+    try:
+        reader = PartialReader(session, node.handle, node.size, maximum=1 * MIB)
+        offset = 0
+        while offset < 6_000_000:                 # sequential with local reordering
+            order = [offset + 131072, offset]
+            for off in order:
+                assert reader.read(off, 131072) == expected[off:off + 131072]
+            offset += 2 * 131072
+        moved = reader.transferred
+        assert moved <= 6_000_000 + 3 * MIB       # the pipeline runs ahead by <= 2 windows
+        for _ in range(40):                       # then jumps anywhere, any size
+            off = rng.randrange(0, len(expected) + 1000)
+            n = rng.choice([1, 4096, 131072, 3 * MIB])
+            assert reader.read(off, n) == expected[off:off + n]
+        reader.close()
+    finally:
+        session.close()
+
+
+def test_pipeline_stops_depth_windows_ahead_of_a_paused_reader() -> None:
+    camera, session, node, expected = _reader_setup(size=40_000_000)
+    try:
+        reader = PartialReader(session, node.handle, node.size, maximum=1 * MIB)
+        offset = 0
+        while offset < 3 * MIB:
+            offset += len(reader.read(offset, 131072))
+        time.sleep(0.3)                           # the reader stalls; the worker must too
+        buffered_end = reader._start + len(reader._buf)
+        assert reader.transferred <= buffered_end + _Pipeline.DEPTH * MIB
+        before = reader.transferred
+        time.sleep(0.1)
+        assert reader.transferred == before
+        reader.close()
+        assert reader._pipeline is None
+    finally:
+        session.close()
+
+
+def test_pipeline_error_reaches_the_reader() -> None:
+    camera, session, node, expected = _reader_setup(size=40_000_000)
+    try:
+        reader = PartialReader(session, node.handle, node.size, maximum=1 * MIB)
+        offset = 0
+        while offset < 2 * MIB:
+            offset += len(reader.read(offset, 131072))
+        camera.faults.drop_after(1_500_000)
+        with pytest.raises(PTPError):
+            while offset < len(expected):
+                data = reader.read(offset, 131072)
+                assert data == expected[offset:offset + len(data)]
+                offset += len(data)
+        reader.close()                            # must not hang
+    finally:
+        camera.faults.clear()
+        session.close()
+
+
+def test_eos_reader_closes_with_transfer_complete() -> None:
+    camera, session, node, expected = _reader_setup("canon-eos")
+    try:
+        reader = PartialReader(session, node.handle, node.size, maximum=1 * MIB)
+        offset = 0
+        while offset < 4 * MIB:                   # a pipeline is in flight at close
+            offset += len(reader.read(offset, 131072))
+        before = camera.stats.count(OC.EOS_TransferComplete)
+        reader.close()
+        assert camera.stats.count(OC.EOS_TransferComplete) == before + 1
+    finally:
+        session.close()
+
+
+# ------------------------------------------------------------------ simulator upload writer
+def _pending(camera, name: str, size: int | None):
+    return camera.store.prepare_object(SD2, 0, name, 0x3000, size)
+
+
+def test_background_upload_writer_keeps_order_and_bounds_memory() -> None:
+    camera = make_camera(None, "generic", folders=1, files_per_folder=1)
+    try:
+        payload = os.urandom(3 * MIB + 12345)
+        upload = camera.store.begin_upload(_pending(camera, "a.bin", len(payload)))
+        buf = bytearray(256 * 1024)
+        view = memoryview(buf)
+        for pos in range(0, len(payload), len(buf)):
+            part = payload[pos:pos + len(buf)]
+            view[:len(part)] = part               # the caller reuses its buffer
+            upload.write(view[:len(part)])
+            assert upload._queued <= upload.QUEUE_LIMIT
+        obj = upload.commit()
+        assert obj.read(0, len(payload) + 1) == payload
+    finally:
+        camera.store.close()
+
+
+def test_upload_disk_error_surfaces_and_leaves_nothing() -> None:
+    camera = make_camera(None, "generic", folders=1, files_per_folder=1)
+    try:
+        upload = camera.store.begin_upload(_pending(camera, "b.bin", 2 * MIB))
+        good = upload.fd
+        upload.fd = os.open(os.devnull, os.O_RDONLY)     # writes now fail (EBADF)
+        try:
+            upload.write(b"x" * MIB)
+            time.sleep(0.05)                             # the writer thread fails meanwhile
+            with pytest.raises(OSError):                 # the next write reports it
+                upload.write(b"y" * MIB)
+            with pytest.raises(StoreError):              # and so does commit
+                upload.commit()
+        finally:
+            os.close(good)
+        names = [o.name for o in camera.store.children(SD2, 0)]
+        assert "b.bin" not in names
+    finally:
+        camera.store.close()
+
+
+def test_store_full_mid_upload() -> None:
+    camera = make_camera(None, "generic", folders=1, files_per_folder=1)
+    try:
+        upload = camera.store.begin_upload(_pending(camera, "c.bin", None))
+        upload.write(b"x" * 1000)
+        camera.set_full(SD2, True)
+        with pytest.raises(StoreError):
+            upload.write(b"y" * 1000)
+        upload.abort()
+        assert "c.bin" not in [o.name for o in camera.store.children(SD2, 0)]
+    finally:
+        camera.store.close()
