@@ -182,7 +182,7 @@ class PropListLister(Lister):
             props.setdefault(entry.handle, {})[entry.prop] = entry.value
         out = []
         for handle, p in props.items():
-            if OPC_FILENAME not in p or OPC_FORMAT not in p:
+            if not _well_typed(p):
                 meta = self.object_meta(handle)
             else:
                 fmt = int(p[OPC_FORMAT])
@@ -198,6 +198,15 @@ class PropListLister(Lister):
             if meta.storage_id == storage_id and meta.parent == parent:
                 out.append(meta)
         return out
+
+
+def _well_typed(props: dict[int, Any]) -> bool:
+    """Whether a device's property values have the types the MTP spec gives them
+    (a hostile or buggy device may send an array or a string where a number belongs)."""
+    if not isinstance(props.get(OPC_FILENAME), str) or not isinstance(props.get(OPC_FORMAT), int):
+        return False
+    numeric = (OPC_SIZE, OPC_STORAGE_ID, OPC_PARENT, OPC_PROTECTION)
+    return all(isinstance(props.get(c, 0), int) for c in numeric)
 
 
 class EosLister(Lister):

@@ -76,10 +76,12 @@ def unique_names(items: Iterable[tuple[int, str]],
         else:
             taken.add(name)
             result[key] = name
+    next_suffix: dict[str, int] = {}  # per base name, so thousands of twins stay linear
     for key, name in duplicates:
-        n = 2
+        n = next_suffix.get(name, 2)
         while (candidate := with_suffix(name, n)) in taken:
             n += 1
+        next_suffix[name] = n + 1
         taken.add(candidate)
         result[key] = candidate
     return result

@@ -16,6 +16,7 @@ import os
 import select
 import socket
 import struct
+import time
 import threading
 import uuid
 from pathlib import Path
@@ -263,7 +264,14 @@ class PtpipTransport(Transport):
                 except InvalidValue:
                     self._cancel(cmd)    # the camera waits for data that will never come
                     raise
+            wait = self.timeout if timeout is None else timeout
+            # Probes and stray events are not an answer: they must not keep a silent
+            # transaction alive past its timeout.
+            deadline = time.monotonic() + wait
             while True:
+                if time.monotonic() > deadline:
+                    raise TransportTimeout(f"{name}: no reply within {wait:g} s (the device "
+                                           "only sent probes or events)")
                 length, ptype = cmd.read_header(f"waiting for the reply to {name}")
                 if ptype == pk.TYPE_START_DATA:
                     start = cmd.read_control(length, ptype, f"{name}: StartData")
@@ -273,6 +281,7 @@ class PtpipTransport(Transport):
                         raise ProtocolError(f"{name}: device started a data phase during a "
                                             "host-to-device transaction")
                     self._receive_data(cmd, start.total_length, tid, data_in, name)
+                    deadline = time.monotonic() + wait
                     continue
                 if ptype in (pk.TYPE_DATA, pk.TYPE_END_DATA):
                     cmd.desynced = True
@@ -390,8 +399,13 @@ class PtpipTransport(Transport):
                                  "the middle of a packet; reconnect")
         cmd.send(pk.encode_packet(pk.CancelPacket(self._last_tid)), "sending Cancel")
         cmd.settimeout(0.2)
+        drain_until = time.monotonic() + max(self.timeout, 1.0)
         try:
             while True:
+                if time.monotonic() > drain_until:
+                    cmd.desynced = True
+                    raise ConnectionLost(f"{self.description}: the device keeps talking after "
+                                         "cancel; reconnect")
                 length, ptype = cmd.read_header("draining after cancel")
                 if ptype in (pk.TYPE_DATA, pk.TYPE_END_DATA):
                     self._skip(cmd, length - pk.PACKET_HEADER_SIZE)
