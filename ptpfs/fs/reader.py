@@ -82,8 +82,21 @@ class _Pipeline:
         self._stopped = False
         self._busy = False
         self._cond = threading.Condition()
+        # the worker's transactions belong to the session generation of the
+        # request that started it (a reconnect must not see old handles)
+        self._pinned = getattr(reader.session, "pinned", None)
+        self._generation: int | None = None
+        if callable(self._pinned):
+            with self._pinned() as generation:
+                self._generation = generation
         self._thread = threading.Thread(target=self._run, name="ptpfs-readahead", daemon=True)
         self._thread.start()
+
+    def _fetch(self, start: int, length: int, spare: bytearray | None) -> memoryview:
+        if callable(self._pinned):
+            with self._pinned(self._generation):
+                return self.reader._fetch(start, length, spare)
+        return self.reader._fetch(start, length, spare)
 
     def _run(self) -> None:
         reader = self.reader
@@ -102,7 +115,7 @@ class _Pipeline:
                 spare = self._spares.pop() if self._spares else None
                 self._busy = True
             try:
-                data = reader._fetch(start, length, spare)
+                data = self._fetch(start, length, spare)
             except BaseException as exc:  # noqa: BLE001 - handed to the reader
                 with self._cond:
                     self._error = exc
