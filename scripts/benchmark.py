@@ -131,15 +131,17 @@ def bench_listing(profile: str, folders: int, per_folder: int, bandwidth: float 
         with mounted(f"ptpip:127.0.0.1:{server.port}", []) as (mnt, _proc):
             before = camera.stats.transactions
             start = time.monotonic()
-            out = subprocess.run(["ls", "-lR", mnt], check=True, capture_output=True, text=True)
+            out = subprocess.run(["ls", "-lR", mnt], capture_output=True, text=True)
             elapsed = time.monotonic() - start
+            errors = [line for line in out.stderr.splitlines() if line.strip()]
             used = camera.stats.transactions - before
             files = sum(1 for line in out.stdout.splitlines() if line.startswith("-"))
     finally:
         server.stop()
     storages = 2
     return {"profile": profile, "objects": files, "folders": folders + 1, "seconds": elapsed,
-            "transactions": used, "target": folders + 1 + storages + 5}
+            "transactions": used, "target": folders + 1 + storages + 5,
+            "ls_status": out.returncode, "ls_errors": errors[:5]}
 
 
 class UploadWatch:
@@ -295,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in report["listing"]:
             print(f"{r['link']:<18} {r['profile']:<12} {r['objects']:>6} {r['seconds']:>8.2f} "
                   f"{r['transactions']:>13} {r['target']:>7}")
+            for line in r["ls_errors"]:
+                print(f"    ls -lR exit {r['ls_status']}: {line}")
         print()
     print(f"{report['cpus']} CPUs; load average {report['loadavg_start'][0]:.2f} at the start, "
           f"{report['loadavg_end'][0]:.2f} at the end (other work on the machine slows the "

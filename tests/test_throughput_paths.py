@@ -235,3 +235,22 @@ def test_store_full_mid_upload() -> None:
         assert "c.bin" not in [o.name for o in camera.store.children(SD2, 0)]
     finally:
         camera.store.close()
+
+
+def test_pipeline_keeps_the_generation_it_started_in() -> None:
+    """After a reconnect (a new session generation) the read-ahead worker must
+    not send the old handle to the device."""
+    camera, session, node, expected = _reader_setup(size=40_000_000)
+    try:
+        reader = PartialReader(session, node.handle, node.size, maximum=1 * MIB)
+        offset = 0
+        while offset < 2 * MIB:
+            offset += len(reader.read(offset, 131072))
+        assert reader._pipeline is not None
+        session.generation += 1                   # what a reconnect does
+        with pytest.raises(PTPError):
+            while offset < len(expected):
+                offset += len(reader.read(offset, 131072))
+        reader.close()
+    finally:
+        session.close()
