@@ -176,10 +176,12 @@ class Session:
 
     Link failures (see ``docs/reliability.md``): a transaction that times out
     or breaks the framing is followed by the transport's recovery (USB class
-    requests, PTP/IP cancel); if that fails, or *lost_after_timeouts*
-    transactions in a row time out, the link counts as lost and every call
-    fails at once with :class:`ConnectionLost`.  Callers that were waiting
-    for the session while a transaction timed out fail at once too.  With a
+    requests, PTP/IP cancel).  If that fails the link counts as lost and
+    every call fails at once with :class:`ConnectionLost`; otherwise the next
+    transaction is preceded by a quick probe (GetDeviceInfo, at most
+    *probe_timeout* seconds) and the link counts as lost if that goes
+    unanswered too.  Callers that were waiting for the session while a
+    transaction timed out fail at once.  With a
     *reopen* factory (``() -> Transport``, optionally with ``close()``), a
     background thread opens a new link every *reconnect_interval* seconds
     (backing off to 5 s) until the device answers, opens a new session on it
@@ -193,7 +195,7 @@ class Session:
                  timeout: float | None = None, busy_retries: int = 5,
                  busy_delay: float = 0.05, event_poll_interval: float = 0.5,
                  reopen: Callable[[], Transport] | None = None,
-                 reconnect_interval: float = 1.0, lost_after_timeouts: int = 2) -> None:
+                 reconnect_interval: float = 1.0, probe_timeout: float = 2.0) -> None:
         self.transport = transport
         self.session_id = session_id
         self.timeout = timeout
@@ -202,7 +204,7 @@ class Session:
         self.event_poll_interval = event_poll_interval
         self.reopen = reopen
         self.reconnect_interval = reconnect_interval
-        self.lost_after_timeouts = max(1, lost_after_timeouts)
+        self.probe_timeout = probe_timeout
         self.stats = SessionStats()
         self.is_open = False
         self.lost = False
@@ -224,7 +226,7 @@ class Session:
         self._event_thread: threading.Thread | None = None
         self._reconnect_thread: threading.Thread | None = None
         self._failures = 0            # transactions that timed out or lost the link
-        self._timeouts_in_row = 0
+        self._suspect = False         # a transaction timed out: probe before the next
         self._pins = threading.local()
         self._prop_types: dict[int, int] = {}
         #: Recent events, for callers that prefer polling to callbacks.
@@ -408,7 +410,7 @@ class Session:
             self.transport = transport
             self.is_open = False
             self._next_tid = 0
-            self._timeouts_in_row = 0
+            self._suspect = False
             with self._state_lock:
                 self.lost = False
             try:
@@ -504,6 +506,8 @@ class Session:
         seen_failures = self._failures
         with self._lock:
             self._check_usable(seen_failures)
+            if self._suspect and code != OC.GetDeviceInfo:
+                self._probe()
             tid = self._take_tid(code)
             request = Request(code, tid, params)
             started = time.monotonic()
@@ -517,10 +521,11 @@ class Session:
                 raise
             except TransportTimeout as exc:
                 self._failures += 1
-                self._timeouts_in_row += 1
+                if getattr(exc, "request_sent", True) is False and self._next_tid:
+                    self._next_tid = tid      # the device never saw this transaction ID
                 log.warning("%s timed out (%s); recovering the link", operation_name(code), exc)
-                if self._recover() and self._timeouts_in_row >= self.lost_after_timeouts:
-                    self._mark_lost(f"{self._timeouts_in_row} transactions in a row timed out")
+                if self._recover():
+                    self._suspect = True
                 raise
             except ProtocolError as exc:
                 log.warning("%s failed (%s); recovering the link", operation_name(code), exc)
@@ -532,7 +537,7 @@ class Session:
                 raise ProtocolError(
                     f"{operation_name(code)}: response for transaction {response.transaction_id},"
                     f" expected {tid}")
-            self._timeouts_in_row = 0
+            self._suspect = False
             self.stats.transactions += 1
             self.stats.per_operation[code] += 1
             self.stats.bytes_in += counter.count
@@ -544,6 +549,27 @@ class Session:
                       counter.count, out.count if out else 0, elapsed * 1000)
         data = bytes(collector.buf) if collector is not None else b""
         return Result(response.code, tuple(response.params), data, code, counter.count)
+
+    def _probe(self) -> None:
+        """After a timeout: is anybody there?  GetDeviceInfo with a short
+        timeout; no answer means the link is lost."""
+        quick = min(self.timeout or self.probe_timeout, self.probe_timeout)
+        tid = self._take_tid(OC.GetDeviceInfo)
+        request = Request(OC.GetDeviceInfo, tid, ())
+        try:
+            self.transport.transact(request, data_in=None, timeout=quick)
+        except ConnectionLost as exc:
+            self._failures += 1
+            self._mark_lost(f"probe: {exc}")
+            raise
+        except (TransportTimeout, ProtocolError) as exc:
+            if getattr(exc, "request_sent", True) is False and self._next_tid:
+                self._next_tid = tid
+            self._failures += 1
+            self._recover()
+            self._mark_lost(f"the device stopped answering ({exc})")
+            raise ConnectionLost(f"the device stopped answering ({exc})") from exc
+        self._suspect = False
 
     def _take_tid(self, code: int) -> int:
         if code == OC.OpenSession or not self.is_open:

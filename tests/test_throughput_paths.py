@@ -254,3 +254,50 @@ def test_pipeline_keeps_the_generation_it_started_in() -> None:
         reader.close()
     finally:
         session.close()
+
+
+# ------------------------------------------------------------------ ptpfs upload spool writer
+def test_spool_writes_in_background_read_back_truncate_and_send(tmp_path) -> None:
+    from ptpfs.fs.spool import SpoolDir
+    from ptpfs.fs.writer import Upload
+
+    camera = make_camera(None, "generic", folders=1, files_per_folder=1)
+    session = Session(InProcessTransport(camera)).open()
+    try:
+        upload = Upload(SpoolDir(str(tmp_path / "spool")), SD2, 0, "spooled.bin")
+        payload = os.urandom(20 * MIB + 77)
+        for pos in range(0, len(payload), MIB):
+            upload.write(payload[pos:pos + MIB], pos)
+            assert upload._spool._queued <= upload._spool.LIMIT
+        assert upload.size == len(payload)
+        assert upload.read(5 * MIB - 3, 10) == payload[5 * MIB - 3:5 * MIB + 7]   # sees queued data
+        upload.write(b"tail", len(payload) - 4)
+        upload.truncate(len(payload) - 2)                # after the queued write, not before
+        expected = payload[:-4] + b"ta"
+        handle, _ = upload.commit(session)
+        assert camera.store.get(handle).read(0, len(expected) + 10) == expected
+        upload.close()
+    finally:
+        session.close()
+        camera.store.close()
+
+
+def test_spool_write_error_fails_the_commit(tmp_path) -> None:
+    from ptpfs.fs.spool import SpoolDir
+    from ptpfs.fs.writer import Upload
+
+    camera = make_camera(None, "generic", folders=1, files_per_folder=1)
+    session = Session(InProcessTransport(camera)).open()
+    try:
+        upload = Upload(SpoolDir(str(tmp_path / "spool")), SD2, 0, "broken.bin")
+        good = upload.fd
+        upload.fd = upload._spool.fd = os.open(os.devnull, os.O_RDONLY)   # writes fail
+        upload.write(b"x" * 1000, 0)
+        with pytest.raises(OSError):
+            upload.commit(session)
+        assert "broken.bin" not in [o.name for o in camera.store.children(SD2, 0)]
+        upload.close()
+        os.close(good)
+    finally:
+        session.close()
+        camera.store.close()

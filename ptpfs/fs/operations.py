@@ -245,10 +245,19 @@ class PtpFs(Operations):
                 continue   # may be the file the upload was to replace
             log.warning("deleting partial upload %s (%d of %d bytes)", child.path, child.size,
                         orphan.size)
+            path = child.path
             self.session.delete_object(child.handle)
             self.tree.remove_object(child.handle)
+            self._invalidate_soon([path, orphan.parent_path])
             removed += 1
         return removed
+
+    def _invalidate_soon(self, paths: list[str]) -> None:
+        """Kernel cache invalidation from outside the FUSE request in progress
+        (notifying from inside a request handler can deadlock the kernel)."""
+        if self._fuse_ptr:
+            threading.Thread(target=self._kernel_invalidate, args=(paths,),
+                             name="ptpfs-invalidate", daemon=True).start()
 
     # ---------------------------------------------------------------- helpers
     def _new_fh(self, obj: Any) -> int:
@@ -499,7 +508,14 @@ class PtpFs(Operations):
             flags = fi.flags
             accmode = flags & os.O_ACCMODE
             writing = accmode != os.O_RDONLY
-            target = self._resolve(path)
+            try:
+                target = self._resolve(path)
+            except FileNotFoundError:
+                if writing and flags & os.O_TRUNC and self._virtual_parts(path) is None:
+                    # the kernel still had a name that is gone (a failed upload, a
+                    # deleted object): it sends open without O_CREAT, so create here
+                    return self.create(path, 0o644, fi)
+                raise
             if isinstance(target, VNode):
                 if target.is_dir:
                     raise FuseOSError(errno.EISDIR)
@@ -700,6 +716,8 @@ class PtpFs(Operations):
             finally:
                 if self._pending.get(handle.path) is upload:
                     del self._pending[handle.path]
+                    if upload.dirty:      # never arrived: the kernel must forget the name
+                        self._invalidate_soon([handle.path])
                 upload.close()
 
     # ---------------------------------------------------------------- namespace

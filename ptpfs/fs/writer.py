@@ -11,6 +11,7 @@ deletes the old one only after success.
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import logging
 import os
@@ -74,6 +75,83 @@ def confirm_upload(session: Any, storage_id: int, parent: int, name: str, predic
                         f"(it announced handle 0x{predicted:08x})")
 
 
+class _SpoolWriter:
+    """Writes an upload's data into its spool file from a background thread.
+
+    The FUSE write handler only queues the bytes (at most :attr:`LIMIT` of
+    them), so the page-cache write of the spool overlaps the kernel handing
+    over the next request.  :meth:`drain` waits until everything queued is in
+    the file and raises the first write error (``OSError``), which therefore
+    reaches the next write, read, truncate or the commit at ``close()``.
+    """
+
+    LIMIT = 8 << 20
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._queue: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._queued = 0
+        self._cond = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self._writing = False
+        self.error: OSError | None = None
+
+    def put(self, data: bytes, offset: int) -> None:
+        """Queue *data* for *offset* (waits while the queue is full)."""
+        with self._cond:
+            while self.error is None and self._queued and self._queued + len(data) > self.LIMIT:
+                self._cond.wait()
+            if self.error is not None:
+                raise self.error
+            self._queue.append((data, offset))
+            self._queued += len(data)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="ptpfs-spool",
+                                                daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._queue or self.error is not None:
+                    self._worker = None           # a later put starts a new one
+                    self._cond.notify_all()
+                    return
+                data, offset = self._queue.popleft()
+                self._writing = True
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.pwrite(self.fd, view, offset)
+                    view, offset = view[n:], offset + n
+            except OSError as exc:
+                with self._cond:
+                    self.error = exc
+                    self._queue.clear()
+                    self._queued = 0
+            with self._cond:
+                self._writing = False
+                self._queued = max(0, self._queued - len(data))
+                self._cond.notify_all()
+
+    def drain(self) -> None:
+        """Wait until every queued byte is in the file; raise a write error."""
+        with self._cond:
+            while (self._queue or self._writing) and self.error is None:
+                self._cond.wait()
+            if self.error is not None:
+                raise self.error
+
+    def discard(self) -> None:
+        """Drop what is queued and wait for a write in progress."""
+        with self._cond:
+            self._queue.clear()
+            self._queued = 0
+            while self._writing:
+                self._cond.wait()
+
+
 class Upload:
     """A file being written: spooled locally, sent to the device at commit."""
 
@@ -93,6 +171,7 @@ class Upload:
         self.refs = 1
         self.cancelled = False  # unlinked before it was sent
         self.orphan: int | None = None  # a half-sent object that could not be deleted
+        self._spool = _SpoolWriter(self.fd)
 
     # -- local data -------------------------------------------------------------
     def prefill(self, session: Any, handle: int) -> None:
@@ -109,21 +188,23 @@ class Upload:
         self.dirty = False
 
     def write(self, data: bytes, offset: int) -> int:
-        """Write into the spool; marks the upload dirty."""
+        """Write into the spool (queued for the spool thread); marks the upload dirty."""
         with self.lock:
-            n = os.pwrite(self.fd, data, offset)
-            self.size = max(self.size, offset + n)
+            self._spool.put(bytes(data), offset)
+            self.size = max(self.size, offset + len(data))
             self.dirty = True
-            self.mtime = _dt.datetime.now().timestamp()
-            return n
+            self.mtime = time.time()
+            return len(data)
 
     def read(self, offset: int, size: int) -> bytes:
         """Read back what was written."""
+        self._spool.drain()
         return os.pread(self.fd, max(0, min(size, self.size - offset)), offset)
 
     def truncate(self, length: int) -> None:
         """Set the spooled length."""
         with self.lock:
+            self._spool.drain()
             os.ftruncate(self.fd, length)
             self.size = length
             self.dirty = True
@@ -150,6 +231,7 @@ class Upload:
         not ours) gets the object deleted and sent once more.
         """
         with self.lock:
+            self._spool.drain()       # a spool write error fails the close
             if not self.dirty and self.handle is not None:
                 return self.handle, None
             if not self.dirty and self.replaces is not None:
@@ -216,9 +298,11 @@ class Upload:
                 session.delete_object(handle)
         except Exception as exc:  # noqa: BLE001 - best effort cleanup
             log.info("could not remove partial object %r: %s", self.name, exc)
+            self.orphan = predicted     # ptpfs.fs.operations cleans it up after a reconnect
 
     def close(self) -> None:
         """Drop the spool file."""
+        self._spool.discard()
         try:
             os.close(self.fd)
         except OSError:

@@ -76,7 +76,9 @@ class InProcessTransport(Transport):
             limit = self.timeout if timeout is None else timeout
             faults = getattr(self.camera, "faults", None)
             if faults is not None and not faults.wait_while_stalled(limit):
-                raise TransportTimeout(f"simulated camera did not answer within {limit} s")
+                exc = TransportTimeout(f"simulated camera did not answer within {limit} s")
+                exc.request_sent = False    # type: ignore[attr-defined]  # tid not used
+                raise exc
             self._move(HEADER + 4 * len(request.params))
             responder = self._responder
             if data_out is not None:
