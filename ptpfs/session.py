@@ -411,8 +411,8 @@ class Session:
             self.is_open = False
             self._next_tid = 0
             self._suspect = False
-            with self._state_lock:
-                self.lost = False
+            # ``lost`` stays true until the new session is complete: only this
+            # thread may use the link meanwhile (see _check_usable)
             try:
                 self._open_link()
                 info = self._device_info
@@ -423,14 +423,14 @@ class Session:
                                          f"{info.serial_number}); waiting for the original")
             except Exception as exc:  # noqa: BLE001 - not back yet
                 log.info("reconnect: opening the session failed: %s", exc)
-                with self._state_lock:
-                    self.lost = True
                 self.is_open = False
                 self._device_info, self._capabilities = old_info, None
                 return False
-            self.generation += 1
-            self.reconnects += 1
-            self._failures += 1
+            with self._state_lock:
+                self.generation += 1
+                self.reconnects += 1
+                self._failures += 1
+                self.lost = False
         log.warning("device reconnected (session generation %d)", self.generation)
         self._start_events()
         self._notify_link("reconnected")
@@ -486,7 +486,7 @@ class Session:
 
     def _check_usable(self, seen_failures: int) -> None:
         """Raise at once if this transaction must not reach the device."""
-        if self.lost:
+        if self.lost and threading.current_thread() is not self._reconnect_thread:
             raise ConnectionLost("the device is not connected"
                                  + (" (reconnecting)" if self.reopen is not None else ""))
         pinned = getattr(self._pins, "generation", None)

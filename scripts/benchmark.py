@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -242,7 +243,7 @@ def bench_transfer(profile: str, size: int, bandwidth: float | None,
                               "latency": latency, "runs": runs}
     for key in runs[0]:
         values = sorted(r[key] for r in runs)
-        result[key] = values[len(values) // 2] if key != "peak_rss_MB" else values[-1]
+        result[key] = statistics.median(values) if key != "peak_rss_MB" else values[-1]
         if key.endswith("_ratio"):
             result[key + "_min"] = values[0]
     result["head_bytes"] = max(r["head_bytes"] for r in runs)

@@ -684,7 +684,15 @@ class PtpFs(Operations):
         with self._op("flush", path):
             handle = self._handles.get(fi.fh)
             if isinstance(handle, UploadHandle):
-                self._commit(handle.path, handle.upload)
+                try:
+                    self._commit(handle.path, handle.upload)
+                except Exception:
+                    # close() reports the failure: from now on the name does not exist
+                    # (release comes later, asynchronously, and must not retry)
+                    if self._pending.get(handle.path) is handle.upload:
+                        del self._pending[handle.path]
+                        self._invalidate_soon([handle.path])
+                    raise
             elif isinstance(handle, VirtualHandle) and handle.writing and not handle.applied:
                 self._apply_property(handle)
             return 0

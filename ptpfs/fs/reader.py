@@ -20,6 +20,7 @@ import os
 import threading
 from typing import Any
 
+from ptpfs.errors import ProtocolError
 from ptpfs.fs.spool import SpoolDir
 
 log = logging.getLogger("ptpfs.fs")
@@ -205,6 +206,12 @@ class PartialReader(Reader):
             return memoryview(b"")
         sink = _BufferSink(length, reuse)
         self.session.read_partial(self.handle, start, length, sink)
+        while sink.pos < length:       # a device that sends less than asked: ask for the rest
+            got = sink.pos
+            self.session.read_partial(self.handle, start + got, length - got, sink)
+            if sink.pos == got:        # nothing more: never hand out a silently short file
+                raise ProtocolError(f"the device sent {got} of the {length} bytes asked for "
+                                    f"at offset {start}")
         data = sink.view()
         with self._counter_lock:
             self.transactions += 1
@@ -347,6 +354,9 @@ class Spool:
             if self.error is not None and self.written < offset + size:
                 raise self.error
             available = self.written
+            if available < min(offset + size, self.size):
+                raise ProtocolError(f"the device sent {available} of the {self.size} bytes "
+                                    "of the object")
         if offset >= available:
             return b""
         return os.pread(self.fd, min(size, available - offset), offset)
