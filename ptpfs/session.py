@@ -35,7 +35,7 @@ from ptpfs.errors import (
     TransportTimeout,
 )
 from ptpfs.protocol import eos
-from ptpfs.protocol.codes import EC, OC, RC, operation_name, response_name
+from ptpfs.protocol.codes import OC, RC, operation_name, response_name
 from ptpfs.protocol.datasets import (
     DeviceInfo,
     DevicePropDesc,

@@ -108,6 +108,7 @@ class Soak:
         self.proc: subprocess.Popen | None = None
         self.expected: dict[str, str] = {}
         self.uploads_alive: dict[str, str] = {}     # name -> sha256 (uploaded, not deleted)
+        self.attempted: dict[str, str] = {}         # name -> sha256 of every upload tried
         self.reader_error_events: list[float] = []
         self.ev_lock = threading.Lock()
 
@@ -168,6 +169,7 @@ class Soak:
             name = f"soak-{i:05d}.bin"
             data = rng.randbytes(rng.choice([0, 1, 4096, 100_000, 1_000_000, 3_000_000]))
             digest = hashlib.sha256(data).hexdigest()
+            self.attempted[name] = digest
             path = os.path.join(folder, name)
             try:
                 with open(path, "wb") as f:
@@ -274,18 +276,24 @@ class Soak:
             time.sleep(0.5)
         return False
 
-    def leftovers(self) -> list[str]:
-        """Objects in the upload folder that are not complete, kept uploads."""
-        out = []
+    def leftovers(self) -> tuple[list[str], list[str]]:
+        """Objects in the upload folder that are partial (an error), and complete
+        objects whose close() had failed (the data did arrive; kept by design)."""
+        partial: list[str] = []
+        complete: list[str] = []
         try:
             folder = self.camera.store.find(UPLOAD_DIR)
         except Exception:  # noqa: BLE001
-            return out
+            return partial, complete
         for obj in self.camera.store.children(SD1, folder.handle):
-            want = self.uploads_alive.get(obj.name)
-            if want is None or obj.sha256() != want:
-                out.append(f"{obj.name} ({obj.size} bytes)")
-        return out
+            digest = obj.sha256()
+            if self.uploads_alive.get(obj.name) == digest:
+                continue                       # uploaded fine, delete failed: fine
+            if self.attempted.get(obj.name) == digest:
+                complete.append(obj.name)
+            else:
+                partial.append(f"{obj.name} ({obj.size} bytes)")
+        return partial, complete
 
     def run(self) -> dict[str, Any]:
         self.mount()
@@ -306,9 +314,10 @@ class Soak:
             t.join(60)
         healthy = self.healthy()
         leftovers: list[str] = []
+        complete: list[str] = []
         deadline = time.monotonic() + 10      # orphan clean-up runs after reconnects
         while time.monotonic() < deadline:
-            leftovers = self.leftovers()
+            leftovers, complete = self.leftovers()
             if not leftovers:
                 break
             time.sleep(0.5)
@@ -323,6 +332,7 @@ class Soak:
             "reconnects": max(0, self.server.connections - 1),
             "mismatches": s.mismatches,
             "leftover_partial_uploads": leftovers,
+            "complete_despite_failed_close": len(complete),
             "unplug_to_eio_max_s": round(max(s.unplug_to_eio), 3) if s.unplug_to_eio else None,
             "unplug_to_eio_samples": len(s.unplug_to_eio),
             "healthy_at_end": healthy,
@@ -390,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         print("data mismatches:", len(report["mismatches"]), *report["mismatches"][:10])
         print("leftover partial uploads:", len(report["leftover_partial_uploads"]),
               *report["leftover_partial_uploads"][:10])
+        print("complete uploads whose close() failed (kept, the data arrived):",
+              report["complete_despite_failed_close"])
         print("healthy at end:", report["healthy_at_end"], "| ptpfs exit status:", exit_code)
         print("RESULT:", "OK" if not bad else "FAILED")
     return 1 if bad else 0

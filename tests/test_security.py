@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -273,7 +272,8 @@ def test_no_format_or_firmware_through_the_filesystem(tmp_path) -> None:
                         f.write("0\n")
                 except OSError:
                     pass
-            for target in (os.path.join(mnt, ".ptp", "format"), os.path.join(mnt, ".ptp", "device")):
+            for target in (os.path.join(mnt, ".ptp", "format"),
+                           os.path.join(mnt, ".ptp", "device")):
                 with pytest.raises(OSError):
                     with open(target, "w") as f:
                         f.write("format\n")
