@@ -263,10 +263,33 @@ def reopener(spec: str | DeviceSpec, transport: Any, *, usb_backend: Any = None,
     if s.kind == "ptpip":
         return lambda: _open_ptpip(s.host, s.port, timeout)
     serial = getattr(getattr(transport, "info", None), "serial", None)
-    selector = s.usb
-    if serial and _usable_serial(serial):
-        selector = f"usb:{serial}"
-    return lambda: _open_usb(selector, usb_backend, timeout)
+    selectors = [s.usb]
+    if serial and _usable_serial(serial) and f"usb:{serial}" != s.usb:
+        selectors.insert(0, f"usb:{serial}")
+
+    def reopen() -> Any:
+        # The USB serial first; some devices present a new one after a replug, so
+        # then the original spec.  Either way the session checks that DeviceInfo
+        # (model and serial number) is the same camera before using it.  Real USB
+        # is searched with a new libusb context each time (see fresh_libusb_backend).
+        from ptpfs.transport.usb import fresh_libusb_backend, release_libusb_backend
+
+        backend = usb_backend
+        fresh = None
+        if backend is None and _usb_sim_backend(None) is None:
+            backend = fresh = fresh_libusb_backend()
+        try:
+            for selector in selectors[:-1]:
+                try:
+                    return _open_usb(selector, backend, timeout)
+                except DeviceNotFound:
+                    continue
+            return _open_usb(selectors[-1], backend, timeout)
+        except BaseException:
+            if fresh is not None:
+                release_libusb_backend(fresh)
+            raise
+    return reopen
 
 
 def _usable_serial(serial: str) -> bool:

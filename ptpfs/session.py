@@ -381,12 +381,15 @@ class Session:
 
     def _reconnect_loop(self) -> None:
         delay = self.reconnect_interval
+        last = ""
         while not self._closing.wait(delay):
             delay = min(delay * 1.5, 5.0)
             try:
                 transport = self.reopen()  # type: ignore[misc]
             except PTPError as exc:
-                log.info("reconnect: %s", exc)
+                # say why once, not every attempt: "not found" is the normal wait
+                (log.warning if str(exc) != last else log.debug)("reconnect: %s", exc)
+                last = str(exc)
                 continue
             except Exception:  # noqa: BLE001 - keep trying
                 log.exception("reconnect failed")
@@ -422,7 +425,7 @@ class Session:
                     raise ConnectionLost(f"another device answered ({info.model} "
                                          f"{info.serial_number}); waiting for the original")
             except Exception as exc:  # noqa: BLE001 - not back yet
-                log.info("reconnect: opening the session failed: %s", exc)
+                log.warning("reconnect: opening the session failed: %s", exc)
                 self.is_open = False
                 self._device_info, self._capabilities = old_info, None
                 return False

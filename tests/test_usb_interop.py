@@ -144,7 +144,13 @@ def unmount(proc, timeout=30):
         subprocess.run(["fusermount3", "-u", "-z", MNT])
     return {"fusermount": r["rc"], "fusermount_err": r["stderr"], "exit": rc,
             "unmount_seconds": round(time.monotonic() - t0, 3),
-            "log": open("/tmp/ptpfs.log", "rb").read().decode("utf-8", "replace")[-3000:]}
+            "log": _log_digest(open("/tmp/ptpfs.log", "rb").read().decode("utf-8", "replace"))}
+
+def _log_digest(text):
+    """The log's tail, plus every line about the link (lost, reconnect) from before it."""
+    tail = text[-3000:]
+    link = [l for l in text[:-3000].splitlines() if "reconnect" in l.lower() or "lost" in l.lower()]
+    return "\n".join(link[-40:]) + "\n" + tail
 
 def storage_dir():
     names = [n for n in os.listdir(MNT) if n != ".ptp"]

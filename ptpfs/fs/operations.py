@@ -613,7 +613,7 @@ class PtpFs(Operations):
         handle.applied = True
         text = handle.buffer.decode("utf-8", "replace")
         self.virtual.write_property(handle.node, text)
-        self._kernel_invalidate([f"/{VIRTUAL_DIR}/properties.d/{handle.node.name}"])
+        self._invalidate_soon([f"/{VIRTUAL_DIR}/properties.d/{handle.node.name}"])
 
     def truncate(self, path: str, length: int, fh: Any = None) -> int:
         with self._op("truncate", path):

@@ -647,3 +647,30 @@ class UsbTransport(Transport):
             except (usb.core.USBError, NotImplementedError, ValueError):
                 pass
         self._dispose()
+
+
+def fresh_libusb_backend() -> Any | None:
+    """A pyusb libusb-1.0 backend with a context of its own (``None`` if libusb is missing).
+
+    pyusb shares one libusb context per process, and that context's device list
+    follows hotplug notifications from the udev daemon.  Where none runs
+    (containers, minimal systems, the test guest) a device plugged in after the
+    first scan never appears there; a new context scans the bus afresh.  Free an
+    unused one with :func:`release_libusb_backend`.
+    """
+    import usb.backend.libusb1 as libusb1
+
+    if libusb1.get_backend() is None:
+        return None
+    try:
+        return libusb1._LibUSB(libusb1._lib)  # pyusb has no public constructor for this
+    except Exception:  # noqa: BLE001 - the caller falls back to the shared context
+        return None
+
+
+def release_libusb_backend(backend: Any) -> None:
+    """Free a context made by :func:`fresh_libusb_backend` that opened nothing."""
+    ctx = getattr(backend, "ctx", None)
+    if ctx is not None and getattr(ctx, "value", None):
+        backend.lib.libusb_exit(ctx)
+        backend.ctx = None

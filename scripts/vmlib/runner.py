@@ -50,6 +50,9 @@ def mtp_properties(config: VmConfig) -> dict[str, object]:
         "driver": "usb-mtp",
         "id": MTP_ID,
         "bus": f"{XHCI_ID}.0",
+        # a fixed port: QEMU derives the device's USB serial number from it, and a
+        # camera re-plugged keeps its serial number
+        "port": "1",
         "rootdir": str(config.mtp_dir),
         "readonly": False,
         "desc": config.mtp_desc,
