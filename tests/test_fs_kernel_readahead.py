@@ -20,13 +20,13 @@ def _bdi_readahead(mountpoint: str) -> int:
 
 
 def test_option_parsing() -> None:
-    assert parse_options([]).kernel_readahead == 4 << 20
+    assert parse_options([]).kernel_readahead == 512 << 10
     assert parse_options(["kernel_readahead=1M"]).kernel_readahead == 1 << 20
     assert parse_options(["kernel_readahead=0"]).kernel_readahead == 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the bdi read-ahead can only be set by root")
-@pytest.mark.parametrize("option, expected_kb", [([], 4096), (["-o", "kernel_readahead=1M"], 1024)])
+@pytest.mark.parametrize("option, expected_kb", [([], 512), (["-o", "kernel_readahead=1M"], 1024)])
 def test_mount_sets_the_bdi_readahead(option: list[str], expected_kb: int) -> None:
     with mounted_process(["--simulate", *option]) as (mnt, _proc):
         deadline = time.monotonic() + 5

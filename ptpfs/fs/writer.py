@@ -257,6 +257,13 @@ class Upload:
                 try:
                     session.delete_object(old)
                     deleted = old
+                except ResponseError as exc:
+                    if exc.code == INVALID_OBJECT_HANDLE:
+                        # the device replaced it itself (same name): it is gone all the same,
+                        # and the tree must forget it now, not when the event comes
+                        deleted = old
+                    else:
+                        log.warning("replaced object 0x%08x could not be deleted: %s", old, exc)
                 except Exception as exc:  # noqa: BLE001 - the new object is there
                     log.warning("replaced object 0x%08x could not be deleted: %s", old, exc)
             self.handle = handle
