@@ -15,31 +15,32 @@ from mfusepy import FuseOSError
 
 from ptpfs.errors import (InvalidValue, NotSupported, PTPError, ProtocolError,
                           ResponseError, TransportError)
+from ptpfs.protocol.codes import RC
 
 log = logging.getLogger("ptpfs.fs")
 
 #: PTP/MTP response code -> errno.  Anything not listed is EIO.
 RESPONSE_ERRNO: dict[int, int] = {
-    0x2005: errno.ENOTSUP,    # OperationNotSupported
-    0x2006: errno.EINVAL,     # ParameterNotSupported
-    0x2008: errno.ENOENT,     # InvalidStorageID
-    0x2009: errno.ENOENT,     # InvalidObjectHandle
-    0x200A: errno.ENOTSUP,    # DevicePropNotSupported
-    0x200B: errno.EINVAL,     # InvalidObjectFormatCode
-    0x200C: errno.ENOSPC,     # StoreFull
-    0x200D: errno.EACCES,     # ObjectWriteProtected
-    0x200E: errno.EROFS,      # StoreReadOnly
-    0x200F: errno.EACCES,     # AccessDenied
-    0x2013: errno.ENODEV,     # StoreNotAvailable
-    0x2019: errno.EBUSY,      # DeviceBusy
-    0x201A: errno.ENOENT,     # InvalidParentObject
-    0x201B: errno.EINVAL,     # InvalidDevicePropFormat
-    0x201C: errno.EINVAL,     # InvalidDevicePropValue
-    0x201D: errno.EINVAL,     # InvalidParameter
-    0xA801: errno.ENOTSUP,    # InvalidObjectPropCode
-    0xA802: errno.EINVAL,     # InvalidObjectPropFormat
-    0xA803: errno.EINVAL,     # InvalidObjectPropValue
-    0xA809: errno.EFBIG,      # ObjectTooLarge
+    RC.OperationNotSupported: errno.ENOTSUP,
+    RC.ParameterNotSupported: errno.EINVAL,
+    RC.InvalidStorageID: errno.ENOENT,
+    RC.InvalidObjectHandle: errno.ENOENT,
+    RC.DevicePropNotSupported: errno.ENOTSUP,
+    RC.InvalidObjectFormatCode: errno.EINVAL,
+    RC.StoreFull: errno.ENOSPC,
+    RC.ObjectWriteProtected: errno.EACCES,
+    RC.StoreReadOnly: errno.EROFS,
+    RC.AccessDenied: errno.EACCES,
+    RC.StoreNotAvailable: errno.ENODEV,
+    RC.DeviceBusy: errno.EBUSY,
+    RC.InvalidParentObject: errno.ENOENT,
+    RC.InvalidDevicePropFormat: errno.EINVAL,
+    RC.InvalidDevicePropValue: errno.EINVAL,
+    RC.InvalidParameter: errno.EINVAL,
+    RC.InvalidObjectPropCode: errno.ENOTSUP,
+    RC.InvalidObjectPropFormat: errno.EINVAL,
+    RC.InvalidObjectPropValue: errno.EINVAL,
+    RC.ObjectTooLarge: errno.EFBIG,
 }
 
 

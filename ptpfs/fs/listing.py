@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ptpfs.errors import ProtocolError, ResponseError
+from ptpfs.protocol.codes import RC
 
 log = logging.getLogger("ptpfs.fs")
 
@@ -141,7 +142,7 @@ class GenericLister(Lister):
             try:
                 info = self.session.get_object_info(handle)
             except ResponseError as exc:
-                if exc.code == 0x2009:  # vanished meanwhile
+                if exc.code == RC.InvalidObjectHandle:  # vanished meanwhile
                     continue
                 raise
             except ProtocolError as exc:  # one unreadable object must not hide the folder

@@ -21,6 +21,7 @@ from typing import Any
 from cachetools import TTLCache
 
 from ptpfs.errors import PTPError, ResponseError
+from ptpfs.protocol.codes import RC
 from ptpfs.fs.listing import Lister, ObjectMeta, choose_lister, norm_parent
 from ptpfs.fs.naming import sanitize, unique_names
 
@@ -418,7 +419,7 @@ class Tree:
             try:
                 meta = self.lister.object_meta(p0)
             except ResponseError as exc:
-                if exc.code == 0x2009:
+                if exc.code == RC.InvalidObjectHandle:
                     node = self.remove_object(p0)
                     return changed + ([node.parent.path] if node and node.parent else [])
                 raise

@@ -20,13 +20,13 @@ import time
 from typing import Any
 
 from ptpfs.errors import ProtocolError, ResponseError
+from ptpfs.protocol.codes import RC
 from ptpfs.fs.spool import SpoolDir
 
 log = logging.getLogger("ptpfs.fs")
 
 U32_MAX = 0xFFFFFFFF
 ROOT = 0xFFFFFFFF
-INVALID_OBJECT_HANDLE = 0x2009
 #: How long an upload's predicted handle may take to appear (devices that register
 #: uploaded objects asynchronously, e.g. from a file watch).
 CONFIRM_WAIT = 2.0
@@ -48,7 +48,7 @@ def confirm_upload(session: Any, storage_id: int, parent: int, name: str, predic
         try:
             info = session.get_object_info(predicted)
         except ResponseError as exc:
-            if exc.code != INVALID_OBJECT_HANDLE:
+            if exc.code != RC.InvalidObjectHandle:
                 raise
         else:
             if info.filename == name and info.storage_id in (storage_id, 0):
@@ -258,7 +258,7 @@ class Upload:
                     session.delete_object(old)
                     deleted = old
                 except ResponseError as exc:
-                    if exc.code == INVALID_OBJECT_HANDLE:
+                    if exc.code == RC.InvalidObjectHandle:
                         # the device replaced it itself (same name): it is gone all the same,
                         # and the tree must forget it now, not when the event comes
                         deleted = old
