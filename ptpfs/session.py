@@ -317,13 +317,17 @@ class Session:
 
     def add_link_listener(self, callback: Callable[[str], None]) -> Callable[[], None]:
         """Call *callback(state)* with ``"lost"`` or ``"reconnected"``; returns a remover."""
+        return self._register(self._link_listeners, callback)
+
+    def _register(self, listeners: list[Any], callback: Any) -> Callable[[], None]:
+        """Add *callback* to *listeners* under the subscriber lock; return its remover."""
         with self._sub_lock:
-            self._link_listeners.append(callback)
+            listeners.append(callback)
 
         def remove() -> None:
             with self._sub_lock:
-                if callback in self._link_listeners:
-                    self._link_listeners.remove(callback)
+                if callback in listeners:
+                    listeners.remove(callback)
         return remove
 
     def _notify_link(self, state: str) -> None:
@@ -604,14 +608,7 @@ class Session:
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call *callback(event)* for every device event; returns an unsubscribe function."""
-        with self._sub_lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._sub_lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-        return unsubscribe
+        return self._register(self._subscribers, callback)
 
     def _dispatch(self, event: Event) -> None:
         try:

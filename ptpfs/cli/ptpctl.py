@@ -209,24 +209,24 @@ def _show_info(run: _Run, session: Any) -> None:
         run.line(text)
 
 
-def _show_operations(run: _Run, session: Any) -> None:
-    ops = session.device_info.operations_supported
+def _show_codes(run: _Run, key: str, header: str, kind: str, codes: Any) -> None:
+    """One ``0xCODE/Name`` token per line under a ``+ header`` (or a JSON list)."""
     if run.json_mode:
-        run.doc["operations"] = [output.code_json("operation", c) for c in ops]
+        run.doc[key] = [output.code_json(kind, c) for c in codes]
         return
-    run.line("+ operations_supported")
-    for code in ops:
-        run.line(output.code_token("operation", code))
+    run.line(f"+ {header}")
+    for code in codes:
+        run.line(output.code_token(kind, code))
+
+
+def _show_operations(run: _Run, session: Any) -> None:
+    _show_codes(run, "operations", "operations_supported", "operation",
+                session.device_info.operations_supported)
 
 
 def _show_properties(run: _Run, session: Any) -> None:
-    props = session.device_info.device_properties_supported
-    if run.json_mode:
-        run.doc["properties"] = [output.code_json("property", c) for c in props]
-        return
-    run.line("+ device_prop_supported")
-    for code in props:
-        run.line(output.code_token("property", code))
+    _show_codes(run, "properties", "device_prop_supported", "property",
+                session.device_info.device_properties_supported)
 
 
 def _show_descriptions(run: _Run, session: Any) -> None:
@@ -269,16 +269,20 @@ def _object_size(session: Any, handle: int, info: ObjectInfo) -> int:
 def _walk_storage(session: Any, storage_id: int) -> list[_Listed]:
     """Every object of a storage in tree order (folders before their contents)."""
     infos: dict[int, ObjectInfo] = {}
-    try:
-        handles = session.get_object_handles(storage_id, 0, 0)
-    except ResponseError:  # no "all objects" listing: walk one folder at a time
-        frontier = [0xFFFFFFFF]
+
+    def walk(frontier: list[int]) -> None:
+        """List folder by folder, from *frontier* down."""
         while frontier:
             for h in session.get_object_handles(storage_id, 0, frontier.pop()):
                 if h not in infos:
                     infos[h] = session.get_object_info(h)
                     if infos[h].is_folder:
                         frontier.append(h)
+
+    try:
+        handles = session.get_object_handles(storage_id, 0, 0)
+    except ResponseError:  # no "all objects" listing: walk one folder at a time
+        walk([0xFFFFFFFF])
     else:
         for h in handles:
             if h not in infos:
@@ -287,13 +291,7 @@ def _walk_storage(session: Any, storage_id: int) -> list[_Listed]:
         if folders and not any(i.parent in folders for i in infos.values()):
             # The device answered "all objects" with the root only (QEMU's usb-mtp does):
             # walk the folders one at a time.
-            frontier = folders
-            while frontier:
-                for h in session.get_object_handles(storage_id, 0, frontier.pop()):
-                    if h not in infos:
-                        infos[h] = session.get_object_info(h)
-                        if infos[h].is_folder:
-                            frontier.append(h)
+            walk(folders)
     children_of: dict[int, list[int]] = {}
     roots: list[int] = []
     for h, info in infos.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import BinaryIO, Protocol
 
+from ptpfs.errors import InvalidValue
 from ptpfs.protocol.messages import Event, Request, Response
 
 
@@ -61,3 +62,20 @@ class Transport(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def fill_from(source: BinaryIO, target: memoryview, name: str) -> None:
+    """Fill *target* completely from an outgoing data source (``readinto`` where it
+    has one); a source that ends early raises :class:`InvalidValue`."""
+    pos = 0
+    readinto = getattr(source, "readinto", None)
+    while pos < len(target):
+        if readinto is not None:
+            n = readinto(target[pos:])
+        else:
+            chunk = source.read(len(target) - pos)
+            n = len(chunk) if chunk else 0
+            target[pos:pos + n] = chunk
+        if not n:
+            raise InvalidValue(f"{name}: data source ended {len(target) - pos} bytes early")
+        pos += n

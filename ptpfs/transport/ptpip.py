@@ -20,13 +20,13 @@ import time
 import threading
 import uuid
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
                           InvalidValue, ProtocolError, TransportError, TransportTimeout)
 from ptpfs.protocol import ptpip as pk
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request, Response
-from ptpfs.transport.base import DataSink, Transport
+from ptpfs.transport.base import DataSink, Transport, fill_from
 
 __all__ = ["PtpipTransport", "load_guid", "CHUNK_SIZE"]
 
@@ -215,26 +215,25 @@ class PtpipTransport(Transport):
         where = self.description
         cmd = self._cmd = _Channel(_connect(self.host, self.port, connect_timeout, where),
                                    "command connection")
-        cmd.settimeout(self.timeout)
-        cmd.send(pk.encode_packet(pk.InitCommandRequest(self.guid, self.name)),
-                 "sending InitCommandRequest")
-        reply = cmd.read_packet("waiting for InitCommandAck")
-        if isinstance(reply, pk.InitFail):
-            raise _init_fail_error(reply.reason, where)
-        if not isinstance(reply, pk.InitCommandAck):
-            raise ProtocolError(f"{where}: expected InitCommandAck, got {type(reply).__name__}")
+        reply = self._init(cmd, pk.InitCommandRequest(self.guid, self.name), pk.InitCommandAck,
+                           where)
         self.connection_number = reply.connection_number
         self.camera_guid, self.camera_name = reply.guid, reply.name
         evt = self._evt = _Channel(_connect(self.host, self.port, connect_timeout, where),
                                    "event connection")
-        evt.settimeout(self.timeout)
-        evt.send(pk.encode_packet(pk.InitEventRequest(self.connection_number)),
-                 "sending InitEventRequest")
-        reply = evt.read_packet("waiting for InitEventAck")
+        self._init(evt, pk.InitEventRequest(self.connection_number), pk.InitEventAck, where)
+
+    def _init(self, channel: "_Channel", request: Any, expected: type, where: str) -> Any:
+        """Send one init request and return the peer's acknowledgement of type *expected*."""
+        channel.settimeout(self.timeout)
+        channel.send(pk.encode_packet(request), f"sending {type(request).__name__}")
+        reply = channel.read_packet(f"waiting for {expected.__name__}")
         if isinstance(reply, pk.InitFail):
             raise _init_fail_error(reply.reason, where)
-        if not isinstance(reply, pk.InitEventAck):
-            raise ProtocolError(f"{where}: expected InitEventAck, got {type(reply).__name__}")
+        if not isinstance(reply, expected):
+            raise ProtocolError(f"{where}: expected {expected.__name__}, got "
+                                f"{type(reply).__name__}")
+        return reply
 
     def _channel(self) -> _Channel:
         if self._closed or self._cmd is None:
@@ -314,7 +313,7 @@ class PtpipTransport(Transport):
         remaining = length
         while True:
             k = min(CHUNK_SIZE, remaining)
-            _fill(source, view[12:12 + k], name)
+            fill_from(source, view[12:12 + k], name)
             remaining -= k
             ptype = pk.TYPE_END_DATA if remaining == 0 else pk.TYPE_DATA
             view[:12] = pk.encode_packet_header(ptype, 4 + k) + struct.pack("<I", tid)
@@ -442,17 +441,3 @@ class PtpipTransport(Transport):
         self._closed = True
         self._shutdown()
 
-
-def _fill(source: BinaryIO, target: memoryview, name: str) -> None:
-    pos = 0
-    readinto = getattr(source, "readinto", None)
-    while pos < len(target):
-        if readinto is not None:
-            n = readinto(target[pos:])
-        else:
-            chunk = source.read(len(target) - pos)
-            n = len(chunk) if chunk else 0
-            target[pos:pos + n] = chunk
-        if not n:
-            raise InvalidValue(f"{name}: data source ended {len(target) - pos} bytes early")
-        pos += n

@@ -49,7 +49,7 @@ from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DeviceP
                           InvalidValue, ProtocolError, TransportError, TransportTimeout)
 from ptpfs.protocol import container
 from ptpfs.protocol.messages import Event, Request, Response
-from ptpfs.transport.base import DataSink, Transport
+from ptpfs.transport.base import DataSink, Transport, fill_from
 from ptpfs.transport.usbspec import UsbSpec, format_busdev, parse_usb_spec
 
 __all__ = ["UsbDeviceInfo", "UsbTransport", "EndpointStalled", "ZeroLengthPacketRefused",
@@ -494,7 +494,7 @@ class UsbTransport(Transport):
                 # crosses one, so later boundaries must stay where they are.
                 want -= self._mps_out
             if want:
-                self._fill(source, view[fill:fill + want], name)
+                fill_from(source, view[fill:fill + want], name)
                 fill += want
                 remaining -= want
             data = buf if fill == OUT_CHUNK_SIZE else buf[:fill]
@@ -513,21 +513,6 @@ class UsbTransport(Transport):
                     "short packets); the transaction was cancelled") from exc
             return False
         return last % 64 == 0
-
-    @staticmethod
-    def _fill(source: BinaryIO, target: memoryview, name: str) -> None:
-        pos = 0
-        readinto = getattr(source, "readinto", None)
-        while pos < len(target):
-            if readinto is not None:
-                n = readinto(target[pos:])
-            else:
-                chunk = source.read(len(target) - pos)
-                n = len(chunk) if chunk else 0
-                target[pos:pos + n] = chunk
-            if not n:
-                raise InvalidValue(f"{name}: data source ended {len(target) - pos} bytes early")
-            pos += n
 
     # ---------------------------------------------------------------- events
     def read_event(self, timeout: float) -> Event | None:
