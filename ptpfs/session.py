@@ -356,6 +356,15 @@ class Session:
         finally:
             self._pins.generation = None
 
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Within the block, only this thread's transactions reach the device:
+        for operations that span several transactions (SendObjectInfo, then
+        SendObject and its confirmation), which another transaction in
+        between would break."""
+        with self._lock:
+            yield
+
     def _mark_lost(self, reason: str, generation: int | None = None) -> None:
         """The link is gone: fail fast from now on, reconnect if we can."""
         if threading.current_thread() is self._reconnect_thread:
