@@ -1,5 +1,4 @@
-"""Filesystem pieces tested without mounting: errno mapping, property value
-forms, mount options, command-line parsing, listing and reading strategies
+"""Filesystem pieces tested without mounting: errno mapping, mount options, command-line parsing, listing and reading strategies
 against the simulated camera."""
 
 from __future__ import annotations
@@ -15,9 +14,6 @@ from ptpfs.fs.mount import parse_options, parse_size
 from ptpfs.fs.reader import PartialReader, SpoolCache, SpoolReader
 from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import Tree
-from ptpfs.fs.virtual import (format_exposure, format_fnumber, parse_exposure, parse_fnumber,
-                              parse_value, snap, validate)
-from ptpfs.protocol.datasets import DevicePropDesc, PropEnum, PropRange
 from ptpfs.sim import make_camera
 from ptpfs.transport.inprocess import InProcessTransport
 
@@ -38,49 +34,7 @@ def test_other_errno() -> None:
     assert errno_for(RuntimeError("?")) == errno.EIO
 
 
-# ------------------------------------------------------------------ values
-def test_exposure_forms() -> None:
-    assert parse_exposure("1/250") == 40
-    assert parse_exposure("0.5") == 5000
-    assert parse_exposure('2"') == 20000
-    assert parse_exposure("2s") == 20000
-    assert format_exposure(40) == "1/250"
-    assert format_exposure(20000) == '2"'
-    assert format_exposure(5000) == "1/2"
-    assert format_exposure(166) == "1/60"
-    for bad in ("fast", "1/0", "-1", ""):
-        with pytest.raises(InvalidValue):
-            parse_exposure(bad)
-
-
-def test_fnumber_forms() -> None:
-    assert parse_fnumber("5.6") == 560
-    assert parse_fnumber("f/5.6") == 560
-    assert parse_fnumber("F8") == 800
-    assert format_fnumber(560) == "5.6"
-    with pytest.raises(InvalidValue):
-        parse_fnumber("wide")
-
-
-def test_parse_plain_values() -> None:
-    assert parse_value(0x5001, 0x0002, " 42\n") == 42
-    assert parse_value(0xD402, 0xFFFF, "My camera\n") == "My camera"
-    assert parse_value(0x5001, 0x0002, "0x10") == 16
-    with pytest.raises(InvalidValue):
-        parse_value(0x5001, 0x0002, "many")
-
-
-def test_validate_against_form() -> None:
-    rng = DevicePropDesc(0x5001, 0x0002, 1, 50, 50, PropRange(0, 100, 5))
-    validate(rng, 55)
-    for bad in (101, 53):
-        with pytest.raises(InvalidValue):
-            validate(rng, bad)
-    enum = DevicePropDesc(0x500D, 0x0006, 1, 40, 40, PropEnum((40, 80, 166)))
-    validate(enum, 80)
-    with pytest.raises(InvalidValue):
-        validate(enum, 81)
-    assert snap(enum, parse_exposure("1/60")) == 166
+# property value forms: tests/test_properties.py (ptpfs.services.properties)
 
 
 # ------------------------------------------------------------------ options / CLI
