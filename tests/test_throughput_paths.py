@@ -264,7 +264,7 @@ def test_spool_writes_in_background_read_back_truncate_and_send(tmp_path) -> Non
     camera = make_camera(None, "generic", folders=1, files_per_folder=1)
     session = Session(InProcessTransport(camera)).open()
     try:
-        upload = Upload(SpoolDir(str(tmp_path / "spool")), SD2, 0, "spooled.bin")
+        upload = Upload(SpoolDir(str(tmp_path)), SD2, 0, "spooled.bin")
         payload = os.urandom(20 * MIB + 77)
         for pos in range(0, len(payload), MIB):
             upload.write(payload[pos:pos + MIB], pos)
@@ -289,7 +289,7 @@ def test_spool_write_error_fails_the_commit(tmp_path) -> None:
     camera = make_camera(None, "generic", folders=1, files_per_folder=1)
     session = Session(InProcessTransport(camera)).open()
     try:
-        upload = Upload(SpoolDir(str(tmp_path / "spool")), SD2, 0, "broken.bin")
+        upload = Upload(SpoolDir(str(tmp_path)), SD2, 0, "broken.bin")
         good = upload.fd
         upload.fd = upload._spool.fd = os.open(os.devnull, os.O_RDONLY)   # writes fail
         upload.write(b"x" * 1000, 0)
