@@ -82,3 +82,18 @@ def test_readme_library_example(cameras: list[Any], capsys: pytest.CaptureFixtur
     (camera,) = cameras
     obj = camera.store.get(namespace["h"])               # the last object listed
     assert Path("out.jpg").read_bytes() == obj.read(0, obj.size) and obj.size > 0
+
+
+@pytest.mark.parametrize("name", ["DeviceInfo", "StorageInfo", "ObjectInfo", "DevicePropDesc",
+                                  "ObjectPropEntry", "PropRange", "PropEnum"])
+def test_every_dataset_field_is_documented(name: str) -> None:
+    import dataclasses
+
+    from ptpfs.protocol import datasets
+
+    cls = getattr(datasets, name)
+    page = (PROJECT / "docs" / "library.md").read_text(encoding="utf-8")
+    for field in dataclasses.fields(cls):
+        assert field.name in (cls.__doc__ or ""), f"{name}.{field.name} not in its docstring"
+        assert f"`{field.name}`" in page or f"({field.name}" in page or f", {field.name}" in page, \
+            f"{name}.{field.name} not in docs/library.md"
