@@ -29,7 +29,12 @@ RANK = {
 IO_MODULES = {"socket", "select", "usb", "threading", "subprocess", "os", "mfusepy", "fuse"}
 
 
+#: Modules that belong to another module's layer.
+SAME_LAYER = {"ptpfs.session_link": "ptpfs.session"}
+
+
 def _layer(module: str) -> str | None:
+    module = SAME_LAYER.get(module, module)
     for name in sorted(RANK, key=len, reverse=True):
         if module == name or module.startswith(name + "."):
             return name
