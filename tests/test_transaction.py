@@ -69,8 +69,8 @@ def test_no_data_transaction() -> None:
 
 
 @pytest.mark.parametrize("events, message", [
-    ([Command(0x1001, 3), Response(OK, 4)], "transaction 4, expected 3"),
-    ([Command(0x1001, 3), DataStart(9, 4)], "data for transaction 9"),
+    ([Command(0x1001, 3), Response(OK, 4)], "transaction ID 4, expected 3"),
+    ([Command(0x1001, 3), DataStart(9, 4)], "data with transaction ID 9"),
     ([Command(0x1001, 3), DataStart(3, 4), DataChunk(5)], "more than the 4 announced"),
     ([Command(0x1001, 3), DataStart(3, 4), DataChunk(2), DataEnd()], "after 2 of the 4"),
     ([Command(0x1001, 3), DataStart(3, 4), Response(OK, 3)], "response while waiting for data"),

@@ -33,6 +33,8 @@ from typing import Union
 
 from ptpfs.errors import ProtocolError
 
+from . import container
+from . import ptpip as pk
 from .messages import DATA_IN, DATA_OUT, NO_DATA
 
 __all__ = ["INITIATOR", "RESPONDER", "Role", "Expect", "Command", "DataStart", "DataChunk",
@@ -213,7 +215,7 @@ class Transaction:
     def _check_tid(self, tid: int, what: str) -> None:
         assert self.command is not None
         if tid != self.command.transaction_id:
-            raise ProtocolError(f"{self._what()}: {what} for transaction {tid}, "
+            raise ProtocolError(f"{self._what()}: {what} with transaction ID {tid}, "
                                 f"expected {self.command.transaction_id}")
 
     def _on_data_start(self, event: DataStart, by: Role) -> None:
@@ -277,3 +279,65 @@ class Transaction:
                 and event.transaction_id != self.command.transaction_id):
             raise ProtocolError(f"{self._what()}: cancel for transaction {event.transaction_id}")
         self.reset()
+
+
+# --------------------------------------------------------------------- wire adapters
+def usb_container_event(first: bytes | bytearray | memoryview,
+                        direction: int = NO_DATA) -> TransactionEvent:
+    """The transaction event a USB container stands for, from its first transfer.
+
+    *first* holds at least the container header; a command or response must
+    be whole (the transfer carries exactly the container).  A data header
+    gives :class:`DataStart` (``None`` length for the all-ones "over 4 GiB"
+    marker).  *direction* is what a decoded command declares (USB commands do
+    not say).  Events and unknown types raise :class:`ProtocolError`.
+    """
+    if len(first) < container.HEADER_SIZE:
+        raise ProtocolError(f"short container ({len(first)} bytes)")
+    header = container.parse_header(bytes(first[:container.HEADER_SIZE]))
+    if header.type == container.TYPE_DATA:
+        unknown = header.length == container.LENGTH_UNKNOWN
+        return DataStart(header.transaction_id, None if unknown else header.payload_length)
+    if header.type in (container.TYPE_RESPONSE, container.TYPE_COMMAND):
+        if header.length != len(first):
+            raise ProtocolError(f"{'response' if header.type == container.TYPE_RESPONSE else 'command'}"
+                                f" container says {header.length} bytes, transfer carried "
+                                f"{len(first)}")
+        if header.type == container.TYPE_COMMAND:
+            req = container.decode_command(bytes(first))
+            return Command(req.code, req.transaction_id, tuple(req.params), direction)
+        resp = container.decode_response(bytes(first))
+        return Response(resp.code, resp.transaction_id, tuple(resp.params))
+    raise ProtocolError(f"expected a command, data or response container, got type {header.type}")
+
+
+def ptpip_events(packet: object, direction: int = NO_DATA) -> list[TransactionEvent]:
+    """The transaction events a decoded PTP/IP packet stands for (``[]`` for packets outside
+    the transaction sequence: probes, events, init packets).  A Data or EndData packet
+    gives a :class:`DataChunk` of its payload (:func:`ptpip_data_events` for streamed ones)."""
+    if isinstance(packet, pk.OperationRequest):
+        declared = DATA_OUT if packet.data_phase == pk.DATA_PHASE_SEND else direction
+        return [Command(packet.code, packet.transaction_id, packet.params, declared)]
+    if isinstance(packet, pk.OperationResponse):
+        return [Response(packet.code, packet.transaction_id, packet.params)]
+    if isinstance(packet, pk.StartData):
+        unknown = packet.total_length == pk.UNKNOWN_TOTAL_LENGTH
+        return [DataStart(packet.transaction_id, None if unknown else packet.total_length)]
+    if isinstance(packet, (pk.DataPacket, pk.EndData)):
+        return ptpip_data_events(packet.transaction_id, len(packet.payload),
+                                 isinstance(packet, pk.EndData), None)
+    if isinstance(packet, pk.CancelPacket):
+        return [Cancel(packet.transaction_id)]
+    return []
+
+
+def ptpip_data_events(transaction_id: int, size: int, end: bool,
+                      machine: Transaction | None) -> list[TransactionEvent]:
+    """Events for a PTP/IP Data (``end`` false) or EndData packet of *size* payload bytes;
+    with *machine*, its transaction ID is checked against the one in progress."""
+    if machine is not None and machine.command is not None:
+        machine._check_tid(transaction_id, "data packet")
+    out: list[TransactionEvent] = [DataChunk(size)]
+    if end:
+        out.append(DataEnd())
+    return out
