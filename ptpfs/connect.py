@@ -172,11 +172,14 @@ def _parse_sim(rest: str) -> DeviceSpec:
 # --------------------------------------------------------------------------- opening
 
 def open_transport(spec: str | DeviceSpec, *, usb_backend: Any = None,
-                   profile: str | None = None, timeout: float | None = None) -> Any:
+                   profile: str | None = None, timeout: float | None = None,
+                   min_rate: float | None = None) -> Any:
     """Open the transport a spec names, without opening a PTP session.
 
     *usb_backend* is a pyusb backend for ``usb`` specs (the simulated backend
-    in tests); *profile* chooses the simulator profile for ``sim`` specs.
+    in tests); *profile* chooses the simulator profile for ``sim`` specs;
+    *min_rate* (bytes/s) sets the transaction deadline of USB and PTP/IP
+    transports (see ``docs/reliability.md``).
     """
     s = parse_spec(spec) if isinstance(spec, str) else spec
     if s.kind == "sim":
@@ -187,13 +190,14 @@ def open_transport(spec: str | DeviceSpec, *, usb_backend: Any = None,
             return InProcessTransport(camera, close_camera=True)
         return InProcessTransport(camera, timeout=timeout, close_camera=True)
     if s.kind == "usb":
-        return _open_usb(s.usb, usb_backend, timeout)
-    return _open_ptpip(s.host, s.port, timeout)
+        return _open_usb(s.usb, usb_backend, timeout, min_rate)
+    return _open_ptpip(s.host, s.port, timeout, min_rate)
 
 
 def open_session(spec: str | DeviceSpec, *, usb_backend: Any = None,
                  profile: str | None = None, timeout: float | None = None,
-                 open: bool = True, reconnect: bool = False) -> Any:
+                 open: bool = True, reconnect: bool = False,
+                 min_rate: float | None = None) -> Any:
     """Open the device a spec names and return a :class:`~ptpfs.session.Session`.
 
     The session is opened (OpenSession sent) unless ``open=False``; on any
@@ -204,10 +208,11 @@ def open_session(spec: str | DeviceSpec, *, usb_backend: Any = None,
     from ptpfs.session import Session
 
     s = parse_spec(spec) if isinstance(spec, str) else spec
-    transport = open_transport(s, usb_backend=usb_backend, profile=profile, timeout=timeout)
+    transport = open_transport(s, usb_backend=usb_backend, profile=profile, timeout=timeout,
+                               min_rate=min_rate)
     try:
-        factory = reopener(s, transport, usb_backend=usb_backend, timeout=timeout) \
-            if reconnect else None
+        factory = reopener(s, transport, usb_backend=usb_backend, timeout=timeout,
+                           min_rate=min_rate) if reconnect else None
         session = Session(transport, timeout=timeout, reopen=factory)
         if open:
             session.open()
@@ -249,7 +254,7 @@ class _SimReopener:
 
 
 def reopener(spec: str | DeviceSpec, transport: Any, *, usb_backend: Any = None,
-             timeout: float | None = None) -> Any:
+             timeout: float | None = None, min_rate: float | None = None) -> Any:
     """A ``() -> Transport`` factory that reaches the same device again.
 
     PTP/IP reconnects to the same host and port; USB finds the device again
@@ -261,7 +266,7 @@ def reopener(spec: str | DeviceSpec, transport: Any, *, usb_backend: Any = None,
     if s.kind == "sim":
         return _SimReopener(transport)
     if s.kind == "ptpip":
-        return lambda: _open_ptpip(s.host, s.port, timeout)
+        return lambda: _open_ptpip(s.host, s.port, timeout, min_rate)
     serial = getattr(getattr(transport, "info", None), "serial", None)
     selectors = [s.usb]
     if serial and _usable_serial(serial) and f"usb:{serial}" != s.usb:
@@ -281,10 +286,10 @@ def reopener(spec: str | DeviceSpec, transport: Any, *, usb_backend: Any = None,
         try:
             for selector in selectors[:-1]:
                 try:
-                    return _open_usb(selector, backend, timeout)
+                    return _open_usb(selector, backend, timeout, min_rate)
                 except DeviceNotFound:
                     continue
-            return _open_usb(selectors[-1], backend, timeout)
+            return _open_usb(selectors[-1], backend, timeout, min_rate)
         except BaseException:
             if fresh is not None:
                 release_libusb_backend(fresh)
@@ -338,22 +343,28 @@ def _usb_sim_backend(backend: Any) -> Any:
     return _usb_sim_backends[key]
 
 
-def _open_usb(selector: str, backend: Any, timeout: float | None) -> Any:
+def _open_usb(selector: str, backend: Any, timeout: float | None,
+              min_rate: float | None = None) -> Any:
     from ptpfs.transport.usb import open_usb
 
     backend = _usb_sim_backend(backend)
     kwargs: dict[str, Any] = {"backend": backend}
     if timeout is not None:
         kwargs["timeout"] = timeout
+    if min_rate is not None:
+        kwargs["min_rate"] = min_rate
     return open_usb(selector, **kwargs)
 
 
-def _open_ptpip(host: str, port: int, timeout: float | None) -> Any:
+def _open_ptpip(host: str, port: int, timeout: float | None,
+                min_rate: float | None = None) -> Any:
     from ptpfs.transport.ptpip import PtpipTransport
 
+    kwargs: dict[str, Any] = {} if min_rate is None else {"min_rate": min_rate}
     if timeout is None:
-        return PtpipTransport(host, port)
-    return PtpipTransport(host, port, timeout=timeout, connect_timeout=min(timeout, 5.0))
+        return PtpipTransport(host, port, **kwargs)
+    return PtpipTransport(host, port, timeout=timeout, connect_timeout=min(timeout, 5.0),
+                          **kwargs)
 
 
 # --------------------------------------------------------------------------- discovery

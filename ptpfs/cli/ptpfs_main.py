@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Device specs: usb, usb:BUS,DEV, usb:VVVV:PPPP, usb:SERIAL, ptpip:HOST[:PORT], "
                "sim[:DIR]. Options (-o): ro, allow_other, uid=, gid=, umask=, attr_timeout=, "
                "entry_timeout=, cache_ttl=, readahead_max=, readahead_min=, spool_dir=, "
-               "timeout=SECONDS (default 5), reconnect, noreconnect.")
+               "timeout=SECONDS (default 5), min_rate=BYTES/S (default 16k), reconnect, "
+               "noreconnect.")
     p.add_argument("args", nargs="+", metavar="[DEVICE] MOUNTPOINT",
                    help="mount point, optionally preceded by a device spec")
     p.add_argument("--device", "-D", help="device spec (default: the first USB camera)")
@@ -75,7 +76,8 @@ def _serve(spec: str, profile: str | None, mountpoint: str, opts: Any, debug: bo
     try:
         if reconnect is None:
             reconnect = opts.reconnect if opts.reconnect is not None else default_reconnect(spec)
-        session = open_session(spec, profile=profile, timeout=opts.timeout, reconnect=reconnect)
+        session = open_session(spec, profile=profile, timeout=opts.timeout, reconnect=reconnect,
+                               min_rate=opts.min_rate)
     except PTPError as exc:
         print(f"ptpfs: cannot open device {spec}: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ from ptpfs.errors import InvalidValue
 log = logging.getLogger("ptpfs.fs")
 
 OWN_OPTIONS = {"cache_ttl", "readahead_max", "readahead_min", "spool_dir", "device", "profile",
-               "timeout", "kernel_readahead"}
+               "timeout", "kernel_readahead", "min_rate"}
 OWN_FLAGS = {"reconnect": True, "noreconnect": False}
 #: Seconds a transaction may stay silent before it fails with EIO (``-o timeout=``).
 DEFAULT_TIMEOUT = 5.0
@@ -60,6 +60,9 @@ class MountOptions:
     umask: int | None = None
     timeout: float = DEFAULT_TIMEOUT
     reconnect: bool | None = None      # None: the default for the device kind
+    #: Slowest progress a transaction may make after its first ``timeout`` seconds, bytes/s
+    #: (``-o min_rate=``, e.g. ``16k``; 0: no transaction deadline).  None: the transport's.
+    min_rate: int | None = None
     kernel_readahead: int = 512 << 10  # the mount's bdi read-ahead (root only); 0 = leave it
 
 
@@ -111,6 +114,8 @@ def parse_options(values: list[str]) -> MountOptions:
                     opts.timeout = float(val)
                     if not 0 < opts.timeout <= 3600:
                         raise InvalidValue(f"timeout={val}: expected seconds between 0 and 3600")
+                elif key == "min_rate":
+                    opts.min_rate = parse_size(val.removesuffix("/s"))
                 continue
             if key in MOUNT8_ONLY or key.startswith("x-") or key == "comment":
                 continue

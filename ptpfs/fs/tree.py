@@ -140,17 +140,19 @@ class Tree:
 
     # ------------------------------------------------------------------ storages
     def storages(self) -> dict[str, Node]:
-        """Present storages by display name (cached until a store event)."""
+        """Present storages by display name (cached until a store event).  The tree lock is
+        not held while the device answers: cached folders stay answerable meanwhile."""
         with self._lock:
             if self._storages is not None and time.monotonic() - self._storages_at < self.cache_ttl:
                 return self._storages
-            ids = [sid for sid in self.session.get_storage_ids() if sid & 0xFFFF]
-            infos = {}
-            for sid in ids:
-                try:
-                    infos[sid] = self.session.get_storage_info(sid)
-                except ResponseError as exc:
-                    log.info("storage 0x%08x unavailable: %s", sid, exc)
+        ids = [sid for sid in self.session.get_storage_ids() if sid & 0xFFFF]
+        infos = {}
+        for sid in ids:
+            try:
+                infos[sid] = self.session.get_storage_info(sid)
+            except ResponseError as exc:
+                log.info("storage 0x%08x unavailable: %s", sid, exc)
+        with self._lock:
             names = unique_names(((sid, storage_label(info, sid)) for sid, info in infos.items()),
                                  reserved=(VIRTUAL_DIR,))
             result: dict[str, Node] = {}
@@ -201,14 +203,21 @@ class Tree:
 
     # ------------------------------------------------------------------- folders
     def _folder(self, node: Node) -> Folder:
+        """The cached listing of *node*, listed from the device if absent (without the tree
+        lock held while the device answers; the caller must not hold it either)."""
         key = node.folder_key
-        folder = self._folders.get(key)
-        if folder is None:
-            metas = self.lister.list_folder(node.storage_id, node.handle)
-            folder = Folder(metas={m.handle: m for m in metas})
-            self._rename_children(node, folder)
-            self._folders[key] = folder
-        return folder
+        with self._lock:
+            folder = self._folders.get(key)
+            if folder is not None:
+                return folder
+        metas = self.lister.list_folder(node.storage_id, node.handle)
+        with self._lock:
+            folder = self._folders.get(key)
+            if folder is None:          # nobody listed it meanwhile
+                folder = Folder(metas={m.handle: m for m in metas})
+                self._rename_children(node, folder)
+                self._folders[key] = folder
+            return folder
 
     def _rename_children(self, parent: Node, folder: Folder) -> None:
         """(Re)assign the unique names of *folder*'s children, reusing nodes."""
@@ -242,8 +251,7 @@ class Tree:
         """Name -> node of a directory's children (storages for the root)."""
         if node.kind == "root":
             return self.storages()
-        with self._lock:
-            return self._folder(node).by_name
+        return self._folder(node).by_name
 
     def lookup(self, path: str) -> Node:
         """Resolve an absolute path; raises FileNotFoundError."""

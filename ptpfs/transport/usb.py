@@ -236,7 +236,8 @@ def find_devices(spec: str = "usb", backend: Any = None) -> list[UsbDeviceInfo]:
     return [info for _dev, _intf, info in _scan(parse_usb_spec(spec), backend)]
 
 
-def open_usb(spec: str = "usb", backend: Any = None, timeout: float = 5.0) -> "UsbTransport":
+def open_usb(spec: str = "usb", backend: Any = None, timeout: float = 5.0,
+             min_rate: float = DEFAULT_MIN_RATE) -> "UsbTransport":
     """Open and claim the first device matching *spec*.
 
     Raises :class:`DeviceNotFound`, :class:`DeviceClaimed` (another program
@@ -247,7 +248,7 @@ def open_usb(spec: str = "usb", backend: Any = None, timeout: float = 5.0) -> "U
     if not found:
         raise DeviceNotFound(f"no PTP/MTP USB device matches {spec!r}")
     dev, intf, info = found[0]
-    return UsbTransport(dev, intf, info, timeout=timeout)
+    return UsbTransport(dev, intf, info, timeout=timeout, min_rate=min_rate)
 
 
 # --------------------------------------------------------------------------- transport
