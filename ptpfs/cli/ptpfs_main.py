@@ -145,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isdir(mountpoint):
         print(f"ptpfs: mount point {mountpoint} is not a directory", file=sys.stderr)
         return 1
+    if opts.spool_dir is not None:  # refused before forking, so background mode says it too
+        from ptpfs.fs.spool import check_spool_base
+        try:
+            check_spool_base(opts.spool_dir)
+        except InvalidValue as exc:
+            print(f"ptpfs: {exc}", file=sys.stderr)
+            return 2
     try:
         spec = _device_spec(args, positional_device, opts.device)
     except PTPError as exc:

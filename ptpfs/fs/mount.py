@@ -223,4 +223,5 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
             return False
     finally:
         ops.tree.stop_events()
+        ops.spool_dir.close()
     return state["ready"]
