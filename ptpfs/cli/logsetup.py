@@ -3,8 +3,9 @@
 In the foreground: stderr.  In the background: ``-o logfile=PATH`` if given,
 else syslog/journal through ``/dev/log`` (``ptpfs[PID]: message``), else --
 no syslog socket, as in containers -- the file ``$XDG_STATE_HOME/ptpfs/ptpfs.log``
-(``~/.local/state/ptpfs/ptpfs.log``).  Levels: warnings and the mount's own
-lifecycle lines by default; ``-v`` adds one line per PTP transaction and the
+(``~/.local/state/ptpfs/ptpfs.log``).  Levels: warnings, the mount's own
+lifecycle lines and device actions (property writes, refused uploads:
+``ptpfs.fs.activity``) by default; ``-v`` adds one line per PTP transaction and the
 filesystem's informational messages; ``-d`` everything (and libfuse's own
 request log on stderr).
 """
@@ -41,7 +42,8 @@ def set_levels(verbose: bool, debug: bool) -> None:
     root = logging.getLogger("ptpfs")
     root.setLevel(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
     logging.getLogger("ptpfs.session").setLevel(logging.DEBUG if verbose or debug else logging.NOTSET)
-    logging.getLogger(CLI_LOGGER).setLevel(logging.INFO if not debug else logging.DEBUG)
+    for name in (CLI_LOGGER, "ptpfs.activity"):
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.INFO)
     root.propagate = False
 
 
