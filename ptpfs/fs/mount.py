@@ -70,7 +70,10 @@ def _human(size: int) -> str:
 
 
 def _size_in(key: str, val: str, low: int, high: int, zero_ok: bool = False) -> int:
-    size = parse_size(val)
+    try:
+        size = parse_size(val)
+    except InvalidValue as exc:
+        raise InvalidValue(f"{key}={val}: {exc}") from None
     if zero_ok and size == 0:
         return 0
     if not low <= size <= high:
