@@ -65,13 +65,14 @@ def to_stderr() -> logging.Handler:
     return _install(handler)
 
 
-def to_file(path: str) -> logging.Handler:
+def to_file(path: str, make_dirs: bool = False) -> logging.Handler:
     """Log to *path* (appending), one ``date ptpfs[PID]: message`` line per record.
 
-    Raises OSError when the file cannot be opened."""
+    Raises OSError when the file cannot be opened (its folder is created only
+    with *make_dirs*)."""
     directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
+    if directory and make_dirs:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8", delay=False)
     handler.setFormatter(logging.Formatter("%(asctime)s ptpfs[%(process)d]: %(message)s",
                                            datefmt="%Y-%m-%dT%H:%M:%S%z"))
@@ -99,12 +100,14 @@ def for_background(logfile: str | None) -> str:
     """Switch to the background destination; returns a description of it
     (``syslog``, or the file path).  Raises OSError if *logfile* cannot be opened."""
     if logfile:
-        to_file(logfile)
+        if not (isinstance(_handler, logging.FileHandler)
+                and _handler.baseFilename == os.path.abspath(logfile)):
+            to_file(logfile)
         return logfile
     if to_syslog() is not None:
         return "syslog"
     path = fallback_log_path()
-    to_file(path)
+    to_file(path, make_dirs=True)
     return path
 
 

@@ -302,9 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if opts.logfile:
         try:
-            with open(opts.logfile, "a", encoding="utf-8"):
-                pass
+            logsetup.to_file(opts.logfile)     # from now on, also before going to the background
         except OSError as exc:
+            logsetup.to_stderr()
             _say(f"cannot write the log file {opts.logfile}: {exc.strerror}")
             return EXIT_USAGE
     try:
@@ -321,9 +321,6 @@ def main(argv: list[str] | None = None) -> int:
                       args.reconnect)
 
     if args.foreground or args.debug:
-        if opts.logfile:
-            logsetup.to_file(opts.logfile)
-
         def ready_fg() -> None:
             announce()
         return serve(ready_fg)
