@@ -202,7 +202,8 @@ def _daemonize_and_serve(serve: Callable[[Callable[[], None] | None], int],
             where = logsetup.for_background(logfile)
         except OSError as exc:
             where = "nowhere"
-            _say(f"cannot open the log ({exc.strerror}); logging to stderr, which is discarded")
+            _say(f"no syslog socket and cannot write {exc.filename or logsetup.fallback_log_path()}"
+                 f" ({exc.strerror}): background messages are discarded; use -o logfile=PATH")
         os.write(write_fd, b"1")
         os.close(write_fd)
         null = os.open(os.devnull, os.O_RDWR)
@@ -217,6 +218,9 @@ def _daemonize_and_serve(serve: Callable[[Callable[[], None] | None], int],
     code = EXIT_ERROR
     try:
         code = serve(ready)
+    except BaseException as exc:  # noqa: BLE001 - the child must report, then exit
+        log.critical("ptpfs stopped by an unexpected error: %s: %s", type(exc).__name__, exc,
+                     exc_info=True)
     finally:
         logging.shutdown()
         os._exit(code)
