@@ -227,3 +227,35 @@ echo "== ls"; {n} ls {world}/mnt
     assert sections["readahead"] == ("ptpfs: kernel_readahead ignored: only root can set the "
                                      "kernel's read-ahead (the kernel's default applies)\n")
     assert sections["ls"].split() == ["SD1", "SD2"]
+
+
+def test_readme_extras_block_installs_man_pages_and_completion(world: Path) -> None:
+    """The README's "Installing the extras" commands, verbatim, with an empty
+    folder bound over /usr/local/share: man(1) finds the pages and bash
+    completes with the installed file."""
+    import re
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Installing the extras", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"^```sh\n(.*?)\n```$", section, re.M | re.S)
+    assert block, "README lost its extras block"
+    (world / "share").mkdir()
+    script = f"""
+mount --bind {world}/share /usr/local/share
+cd {ROOT}
+{block.group(1)}
+cd /
+echo "== man"; man -w ptpfs 2>&1 || true; man -w ptpctl 2>&1 || true
+echo "== complete"; bash --norc -c 'source /usr/local/share/bash-completion/completions/ptpctl; \\
+  COMP_WORDS=(ptpctl --list-d); COMP_CWORD=1; _ptpctl; echo "${{COMPREPLY[@]}}"'
+echo "== zsh"; ls /usr/local/share/zsh/site-functions
+"""
+    res = _in_namespace(script)
+    assert res.returncode == 0, res.stdout + res.stderr
+    sections = {s.split("\n", 1)[0]: s.split("\n", 1)[1] if "\n" in s else ""
+                for s in res.stdout.split("== ")[1:]}
+    if shutil.which("man"):
+        found = sections["man"].split()     # /usr/local/man is Debian's link to share/man
+        assert len(found) == 2 and all(p.startswith("/usr/local/") for p in found), found
+        assert found[0].endswith("/man1/ptpfs.1") and found[1].endswith("/man1/ptpctl.1")
+    assert sections["complete"].split() == ["--list-devices"]
+    assert sections["zsh"].split() == ["_ptpctl", "_ptpfs"]

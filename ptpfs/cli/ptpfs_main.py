@@ -56,7 +56,7 @@ mount options (-o OPT[,OPT...], also the options field of an fstab line):
   timeout=S             a device silent for S seconds fails the request with EIO (default 5)
   reconnect, noreconnect  reopen the device by itself after the link was lost
                         (default: on for usb and ptpip, off for sim)
-  spool_dir=DIR         where uploads are spooled (a private folder is made inside DIR)
+  spool_dir=DIR         where upload and download spool files are kept
   device=SPEC           the device, for fstab lines (same as the DEVICE argument)
   profile=NAME          simulator profile, for fstab lines
   logfile=PATH          log to PATH instead of syslog/journal
