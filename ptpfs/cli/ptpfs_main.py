@@ -147,9 +147,9 @@ def _fail(exc: BaseException, spec: str | None = None) -> int:
         from ptpfs.cli.holders import describe_holders
         held = describe_holders(str(exc))
         message += held
-    prefix = (f"cannot open device {spec}: " if spec and code != EXIT_USAGE
-              and spec not in message else "")
-    _say(prefix + message)
+    if spec and code != EXIT_USAGE:
+        message = f"cannot open device {spec}: {message.removeprefix(spec + ': ')}"
+    _say(message)
     return code
 
 
