@@ -97,7 +97,7 @@ def _wait_gone(pid: int) -> None:
 
 
 def _log_pid(text: str) -> int:
-    m = re.search(r"ptpfs\[(\d+)\]: mounted sim on", text)
+    m = re.search(r"ptpfs\[(\d+)\]: mounted \S+ on", text)
     assert m, text
     return int(m.group(1))
 
@@ -185,3 +185,50 @@ def test_refused_upload_is_logged_with_path_and_response(caplog: pytest.LogCaptu
     lines = [r.getMessage() for r in caplog.records if r.name == "ptpfs.activity"]
     assert any(re.fullmatch(r"/SD1/DCIM/100CANON/big\.bin: upload failed: (PTP_)?"
                             r"SendObjectInfo: StoreFull \(0x200c\)", line) for line in lines), lines
+
+
+def _serve(port: int = 0) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, "-m", "ptpfs.cli.ptpctl", "serve", "--listen",
+                             f"127.0.0.1:{port}"], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+    assert m, line
+    return proc, int(m.group(1))
+
+
+def _wait_for(path: Path, pattern: str) -> str:
+    """Wait (bounded) until the log at *path* matches *pattern*; returns the log."""
+    for _ in range(600):
+        text = path.read_text() if path.exists() else ""
+        if re.search(pattern, text):
+            return text
+        time.sleep(0.05)
+    raise AssertionError(f"{pattern!r} never appeared in the log:\n{text}")
+
+
+def test_link_loss_and_reconnect_reach_the_background_log(tmp_path: Path) -> None:
+    log = tmp_path / "link.log"
+    server, port = _serve()
+    second: subprocess.Popen[str] | None = None
+    try:
+        with _mountpoint() as mnt:
+            res = _ptpfs("--device", f"ptpip:127.0.0.1:{port}", "-o",
+                         f"logfile={log},timeout=2", mnt)
+            assert res.returncode == 0, res.stderr
+            assert "SD1" in os.listdir(mnt)
+            pid = _log_pid(log.read_text())
+            server.terminate()                    # the camera goes away
+            server.wait(timeout=30)
+            _wait_for(log, rf"ptpfs\[{pid}\]: device connection lost")
+            second, _ = _serve(port)              # and comes back on the same address
+            text = _wait_for(log, rf"ptpfs\[{pid}\]: device reconnected")
+            assert "Traceback" not in text
+            unmount(mnt)
+            _wait_gone(pid)
+    finally:
+        for proc in (server, second):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
