@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 import ptpfs
-from ptpfs.cli import holders, logsetup
+from ptpfs.cli import holders, logsetup, ptpfs_main
 from ptpfs.cli import ptpctl as ptpctl_cli
-from ptpfs.cli import ptpfs_main
 from ptpfs.fs.mount import DOCUMENTED_OPTIONS, fuse_conf_allows_other, parse_options
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +28,7 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHO
 
 
 def _run(module: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+    return subprocess.run(check=False, args=[sys.executable, "-m", module, *args], capture_output=True, text=True,
                           env=ENV, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
@@ -51,8 +50,8 @@ def test_version_has_one_source_read_by_pyproject() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+", ptpfs.__version__)
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'dynamic = ["version"]' in text
-    assert re.search(r'^version\s*=\s*\{\s*attr\s*=\s*"ptpfs\.__version__"\s*\}', text, re.M)
-    assert not re.search(r'^version\s*=\s*"', text, re.M)   # no second, literal version
+    assert re.search(r'^version\s*=\s*\{\s*attr\s*=\s*"ptpfs\.__version__"\s*\}', text, re.MULTILINE)
+    assert not re.search(r'^version\s*=\s*"', text, re.MULTILINE)   # no second, literal version
 
 
 @pytest.mark.parametrize("module,prog", [("ptpfs.cli.ptpfs_main", "ptpfs"),
@@ -81,9 +80,9 @@ def test_ptpfs_help_lists_every_option_and_a_clear_usage_line() -> None:
     for opt in _option_strings(ptpfs_main.build_parser()):
         assert opt in out, opt
     for name in DOCUMENTED_OPTIONS:
-        assert re.search(rf"(^|[\s,]){re.escape(name)}", out, re.M), name
+        assert re.search(rf"(^|[\s,]){re.escape(name)}", out, re.MULTILINE), name
     for code in range(8):
-        assert re.search(rf"^\s+{code}\s+\S", out, re.M), f"exit code {code}"
+        assert re.search(rf"^\s+{code}\s+\S", out, re.MULTILINE), f"exit code {code}"
 
 
 def test_every_mount_option_ptpfs_parses_is_documented() -> None:
@@ -99,7 +98,7 @@ def test_ptpfs_man_page_matches_the_parser() -> None:
     for name in DOCUMENTED_OPTIONS:
         assert name.rstrip("=") in man, name
     exit_section = man.split(".SH EXIT STATUS", 1)[1].split(".SH", 1)[0]
-    listed = {int(c) for c in re.findall(r"^\.B (\d+)$", exit_section, re.M)}
+    listed = {int(c) for c in re.findall(r"^\.B (\d+)$", exit_section, re.MULTILINE)}
     assert listed == set(range(8))
     for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "SEE ALSO"):
         assert f".SH {section}" in man
@@ -112,15 +111,15 @@ def test_ptpctl_man_page_matches_the_parsers() -> None:
         assert opt in main_part, opt
     for opt in _option_strings(ptpctl_cli.build_serve_parser()):
         assert opt in serve_part, f"serve {opt}"
-    codes = {int(c) for c in re.findall(r"^  (\d+)  ", ptpctl_cli.EXIT_CODES_HELP, re.M)}
+    codes = {int(c) for c in re.findall(r"^  (\d+)  ", ptpctl_cli.EXIT_CODES_HELP, re.MULTILINE)}
     exit_section = man.split(".SH EXIT STATUS", 1)[1].split(".SH", 1)[0]
-    assert codes <= {int(c) for c in re.findall(r"^\.B (\d+)$", exit_section, re.M)}
+    assert codes <= {int(c) for c in re.findall(r"^\.B (\d+)$", exit_section, re.MULTILINE)}
 
 
 @pytest.mark.skipif(shutil.which("man") is None, reason="man(1) is not installed")
 @pytest.mark.parametrize("name", ["ptpfs.1", "ptpctl.1"])
 def test_man_pages_render_without_warnings(name: str) -> None:
-    res = subprocess.run(["man", "--warnings", "-l", str(MAN / name)], capture_output=True,
+    res = subprocess.run(check=False, args=["man", "--warnings", "-l", str(MAN / name)], capture_output=True,
                          text=True, env=dict(os.environ, MANPAGER="cat", PAGER="cat",
                                              MANWIDTH="100"), timeout=60)
     assert res.returncode == 0, res.stderr
@@ -133,11 +132,11 @@ def test_completion_files_cover_every_option() -> None:
     zsh_ptpfs = (COMPLETION / "_ptpfs").read_text(encoding="utf-8")
     zsh_ptpctl = (COMPLETION / "_ptpctl").read_text(encoding="utf-8")
     for opt in _option_strings(ptpfs_main.build_parser()):
-        assert re.search(rf"(^|[\s'(]){re.escape(opt)}([\s'=+\[\"]|$)", bash, re.M), opt
+        assert re.search(rf"(^|[\s'(]){re.escape(opt)}([\s'=+\[\"]|$)", bash, re.MULTILINE), opt
         assert opt in zsh_ptpfs, opt
     for opt in _option_strings(ptpctl_cli.build_parser()) | _option_strings(
             ptpctl_cli.build_serve_parser()):
-        assert re.search(rf"(^|[\s'(]){re.escape(opt)}([\s'=+\[\"]|$)", bash, re.M), opt
+        assert re.search(rf"(^|[\s'(]){re.escape(opt)}([\s'=+\[\"]|$)", bash, re.MULTILINE), opt
         assert opt in zsh_ptpctl, opt
     for name in DOCUMENTED_OPTIONS:
         assert name in bash and name.rstrip("=") in zsh_ptpfs, name
@@ -148,7 +147,7 @@ def _bash_complete(words: list[str]) -> list[str]:
     script = (f"source {COMPLETION / 'ptpfs.bash'}\n"
               f"COMP_WORDS=({' '.join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}\n"
               f"_{words[0]}\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n")
-    res = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, text=True,
+    res = subprocess.run(check=False, args=["bash", "--norc", "-c", script], capture_output=True, text=True,
                          timeout=30)
     assert res.returncode == 0, res.stderr
     return res.stdout.split()
@@ -228,8 +227,13 @@ def test_no_camera_is_exit_3(tmp_path: Path) -> None:
 
 
 def test_exit_codes_follow_ptpctl() -> None:
-    from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound,
-                              DevicePermissionError, ResponseError)
+    from ptpfs.errors import (
+        ConnectionLost,
+        DeviceClaimed,
+        DeviceNotFound,
+        DevicePermissionError,
+        ResponseError,
+    )
     cases = [(DeviceNotFound("no camera"), 3), (DeviceClaimed("opening usb:001,002: busy"), 4),
              (DevicePermissionError("opening usb:001,002: denied"), 5),
              (ResponseError(0x2019, 0x1002), 6), (ConnectionLost("gone"), 7)]
@@ -243,9 +247,8 @@ def test_busy_device_names_the_holding_process(tmp_path: Path, capsys: pytest.Ca
                                                ) -> None:
     node = tmp_path / "usbnode"
     node.write_bytes(b"")
-    holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys,time; f=open(sys.argv[1]); print('x', flush=True); "
-                               "time.sleep(60)", str(node)], stdout=subprocess.PIPE)
+    code = "import sys,time; f=open(sys.argv[1]); print('x', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(node)], stdout=subprocess.PIPE)
     try:
         assert holder.stdout is not None and holder.stdout.readline()
         found = holders.holders(str(node))
@@ -342,7 +345,7 @@ def test_install_mount_helper_writes_working_launchers(tmp_path: Path) -> None:
     for prog in ("ptpfs", "ptpctl"):
         launcher = tmp_path / "bin" / prog
         assert os.access(launcher, os.X_OK)
-        out = subprocess.run([str(launcher), "--version"], capture_output=True, text=True,
+        out = subprocess.run(check=False, args=[str(launcher), "--version"], capture_output=True, text=True,
                              env={"PATH": "/usr/bin:/bin"}, timeout=60)
         assert out.stdout.strip() == f"{prog} {ptpfs.__version__}", out.stderr
     # again: replaces its own launchers
@@ -369,7 +372,7 @@ def test_files_a_project_needs_exist() -> None:
 def test_readme_setup_is_two_one_line_commands_run_by_ci() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Set-up", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"^```sh\n(.*?)\n```$", section, re.M | re.S)
+    blocks = re.findall(r"^```sh\n(.*?)\n```$", section, re.MULTILINE | re.DOTALL)
     assert len(blocks) >= 2 and all("\n" not in b for b in blocks[:2])
     first, second = blocks[:2]
     assert "pip install ." not in first and "pipx install" in first      # PEP 668

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from fuse_helpers import is_mounted, mounted_process, mounted_session, unmount
+
 from ptpfs.session import Session
 from ptpfs.sim import SampleStore, SimCamera
 from ptpfs.transport.inprocess import InProcessTransport
@@ -37,7 +37,7 @@ pytestmark = [
 
 
 def _ptpfs(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ptpfs.cli.ptpfs_main", *args],
+    return subprocess.run(check=False, args=[sys.executable, "-m", "ptpfs.cli.ptpfs_main", *args],
                           capture_output=True, text=True, env=env or ENV, timeout=60,
                           stdin=subprocess.DEVNULL)
 
@@ -82,7 +82,7 @@ def test_foreground_has_no_libfuse_thread_warning() -> None:
     assert proc.stderr is not None
     err = proc.stderr.read().decode()
     assert "Ignoring invalid max threads" not in err
-    assert re.search(rf"^ptpfs: mounted sim on {re.escape(mnt)} \(ptpfs ", err, re.M), err
+    assert re.search(rf"^ptpfs: mounted sim on {re.escape(mnt)} \(ptpfs ", err, re.MULTILINE), err
 
 
 def _wait_gone(pid: int) -> None:
@@ -111,9 +111,8 @@ def test_background_log_file_with_verbose_transactions(tmp_path: Path) -> None:
         prop = f"{mnt}/.ptp/properties.d/ExposureTime"
         with open(prop, "w") as f:
             f.write("1/250\n")
-        with pytest.raises(OSError):
-            with open(prop, "w") as f:
-                f.write("7/3\n")
+        with pytest.raises(OSError), open(prop, "w") as f:
+            f.write("7/3\n")
         pid = _log_pid(log.read_text())
         os.kill(pid, 0)                      # the daemon that logs is the one serving
         assert pid != os.getpid()
@@ -122,7 +121,7 @@ def test_background_log_file_with_verbose_transactions(tmp_path: Path) -> None:
     text = log.read_text()
     assert re.search(rf"ptpfs\[{pid}\]: (PTP_)?GetStorageIDs\(.*\) -> OK", text), text
     assert re.search(rf"ptpfs\[{pid}\]: /\.ptp/properties\.d/ExposureTime: set to '1/250'", text)
-    assert re.search(rf"/\.ptp/properties\.d/ExposureTime: setting '7/3' refused: ", text)
+    assert re.search(r"/\.ptp/properties\.d/ExposureTime: setting '7/3' refused: ", text)
     assert re.search(rf"ptpfs\[{pid}\]: unmounted sim from ", text)
 
 
@@ -174,11 +173,11 @@ def test_refused_upload_is_logged_with_path_and_response(caplog: pytest.LogCaptu
     session = Session(InProcessTransport(SimCamera(store, "generic")))
     session.open()
     try:
-        with mounted_session(session) as mnt:
-            with caplog.at_level(logging.INFO, logger="ptpfs.activity"):
-                with pytest.raises(OSError) as err:
-                    with open(f"{mnt}/SD1/DCIM/100CANON/big.bin", "wb") as f:
-                        f.write(b"x" * 100_000)
+        with mounted_session(session) as mnt, \
+                caplog.at_level(logging.INFO, logger="ptpfs.activity"), \
+                pytest.raises(OSError) as err, \
+                open(f"{mnt}/SD1/DCIM/100CANON/big.bin", "wb") as f:
+            f.write(b"x" * 100_000)
     finally:
         session.close()
     assert err.value.errno == errno.ENOSPC

@@ -52,7 +52,7 @@ def _in_namespace(script: str, timeout: float = 120) -> subprocess.CompletedProc
     """Run *script* with sh in a private mount namespace."""
     full = ("set -eu\ncd /\n"
             "mount --make-rprivate /\n" + script)
-    return subprocess.run(["unshare", "-m", "sh", "-c", full], capture_output=True, text=True,
+    return subprocess.run(check=False, args=["unshare", "-m", "sh", "-c", full], capture_output=True, text=True,
                           timeout=timeout, env=dict(os.environ,
                                                     PYTHONPATH=str(ROOT) + os.pathsep
                                                     + os.environ.get("PYTHONPATH", "")),
@@ -137,7 +137,7 @@ def _user_install(world: Path) -> tuple[str, str]:
 def _nobody_can_run(python: str, lib: str) -> str | None:
     if not os.access(python, os.X_OK):
         return f"no {python}"
-    probe = subprocess.run(
+    probe = subprocess.run(check=False, args=
         ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", python,
          "-c", "import ptpfs.cli.ptpfs_main, mfusepy"],
         capture_output=True, text=True, timeout=60, cwd="/",
@@ -236,7 +236,7 @@ def test_readme_extras_block_installs_man_pages_and_completion(world: Path) -> N
     import re
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Installing the extras", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"^```sh\n(.*?)\n```$", section, re.M | re.S)
+    block = re.search(r"^```sh\n(.*?)\n```$", section, re.MULTILINE | re.DOTALL)
     assert block, "README lost its extras block"
     (world / "share").mkdir()
     script = f"""

@@ -23,8 +23,13 @@ from typing import TYPE_CHECKING
 
 from ptpfs import __version__
 from ptpfs.cli import logsetup
-from ptpfs.cli.ptpctl import (EXIT_ERROR, EXIT_OK, EXIT_PERMISSION, EXIT_USAGE,
-                              error_exit_code)
+from ptpfs.cli.ptpctl import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PERMISSION,
+    EXIT_USAGE,
+    error_exit_code,
+)
 from ptpfs.errors import DeviceClaimed, InvalidValue, PTPError
 
 if TYPE_CHECKING:
@@ -218,7 +223,7 @@ def _daemonize_and_serve(serve: Callable[[Callable[[], None] | None], int],
     code = EXIT_ERROR
     try:
         code = serve(ready)
-    except BaseException as exc:  # noqa: BLE001 - the child must report, then exit
+    except BaseException as exc:
         log.critical("ptpfs stopped by an unexpected error: %s: %s", type(exc).__name__, exc,
                      exc_info=True)
     finally:
@@ -244,8 +249,8 @@ def _check_privileged_options(opts: MountOptions) -> str | None:
     if os.geteuid() == 0:
         return None
     if opts.kernel_readahead_given:
-        _say(f"kernel_readahead ignored: only root can set the kernel's read-ahead "
-             f"(the kernel's default applies)")
+        _say("kernel_readahead ignored: only root can set the kernel's read-ahead "
+             "(the kernel's default applies)")
     if ("allow_other" in opts.fuse or "allow_root" in opts.fuse) and not fuse_conf_allows_other():
         which = "allow_other" if "allow_other" in opts.fuse else "allow_root"
         return (f"-o {which} needs 'user_allow_other' in /etc/fuse.conf "

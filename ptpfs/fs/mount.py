@@ -192,9 +192,9 @@ def parse_options(values: list[str]) -> MountOptions:
             opts.umask = int(str(val), 8)
         elif key in ("attr_timeout", "entry_timeout", "negative_timeout"):
             _seconds(key, str(val), KERNEL_TIMEOUT_MAX)
-        elif key in ("max_idle_threads", "max_threads"):
-            if not re.fullmatch(r"\d{1,6}", str(val)) or not 1 <= int(str(val)) <= 100000:
-                raise InvalidValue(f"{key}={val}: expected a number from 1 to 100000")
+        elif key in ("max_idle_threads", "max_threads") and (
+                not re.fullmatch(r"\d{1,6}", str(val)) or not 1 <= int(str(val)) <= 100000):
+            raise InvalidValue(f"{key}={val}: expected a number from 1 to 100000")
         opts.fuse[key] = True if val is None else val
     if opts.readahead_min > opts.readahead_max and not min_given:
         opts.readahead_min = opts.readahead_max   # a small readahead_max alone lowers both
