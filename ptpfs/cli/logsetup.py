@@ -12,10 +12,12 @@ request log on stderr).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
 import socket
+from collections.abc import Iterator
 
 #: The syslog socket (the ``PTPFS_SYSLOG_SOCKET`` environment variable overrides it).
 SYSLOG_SOCKET = "/dev/log"
@@ -45,6 +47,28 @@ def set_levels(verbose: bool, debug: bool) -> None:
     for name in (CLI_LOGGER, "ptpfs.activity"):
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.INFO)
     root.propagate = False
+
+
+@contextlib.contextmanager
+def scoped() -> Iterator[None]:
+    """Restore the ptpfs loggers' levels, handlers and propagation afterwards
+    (for callers of ``main()`` inside a longer-lived process, such as tests)."""
+    global _handler
+    names = ("ptpfs", "ptpfs.session", CLI_LOGGER, "ptpfs.activity")
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in names]
+    root = logging.getLogger("ptpfs")
+    handlers, propagate, current = list(root.handlers), root.propagate, _handler
+    try:
+        yield
+    finally:
+        for logger, level in saved:
+            logger.setLevel(level)
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
+                h.close()
+        root.propagate = propagate
+        _handler = current
 
 
 def _install(handler: logging.Handler) -> logging.Handler:

@@ -295,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         _say("expected [DEVICE] MOUNTPOINT, got " + " ".join(args.args))
         return EXIT_USAGE
+    with logsetup.scoped():
+        return _mount_main(args)
+
+
+def _mount_main(args: argparse.Namespace) -> int:
     positional_device = args.args[0] if len(args.args) == 2 else None
     mountpoint = os.path.abspath(args.args[-1])
     logsetup.set_levels(args.verbose, args.debug)
