@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, NoReturn, Sequence, TextIO
 
-from ptpfs import connect
+from ptpfs import __version__, connect
 from ptpfs.cli import output
 from ptpfs.cli.progress import ProgressBar
 from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                 description="Talk to a PTP/MTP camera (USB, PTP/IP or the simulator). "
                             "Subcommand: `ptpctl serve --help`.",
                 epilog=EXIT_CODES_HELP)
+    p.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("-o", "--list-operations", action="store_true",
                    help="list supported operations")
     p.add_argument("-p", "--list-properties", action="store_true",
