@@ -48,7 +48,7 @@ ID_MAX = 0xFFFFFFFE                             # uid= / gid= (0xFFFFFFFF is "no
 #: Every -o option ptpfs knows, for --help, the man page and completion.
 DOCUMENTED_OPTIONS = ("ro", "rw", "allow_other", "allow_root", "uid=", "gid=", "umask=",
                       "attr_timeout=", "entry_timeout=", "negative_timeout=", "cache_ttl=",
-                      "readahead_min=", "readahead_max=", "kernel_readahead=", "timeout=",
+                      "readahead_min=", "readahead_max=", "kernel_readahead=", "timeout=", "min_rate=",
                       "reconnect", "noreconnect", "spool_dir=", "device=", "profile=",
                       "logfile=", "max_idle_threads=", "max_threads=")
 
