@@ -23,6 +23,7 @@ from ptpfs.sim.dirstore import TEMP_PREFIX, unique_host_name
 from ptpfs.sim.ptpip_server import PtpipServer
 
 from test_inprocess import Client
+from test_ptpctl import _env
 from test_sim_dir import SID, names, upload
 
 
@@ -222,9 +223,11 @@ def test_serve_name_defaults_to_model_and_can_be_set(tmp_path: Path) -> None:
     for extra, expected in (([], "Canon EOS R6"), (["--name", "EOSR6_TEST"], "EOSR6_TEST")):
         proc = subprocess.Popen([sys.executable, "-m", "ptpfs.cli.ptpctl", "serve", "--listen",
                                  "127.0.0.1:0", "--profile", "canon-eos", *extra],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=_env())
         try:
             line = proc.stdout.readline()
+            assert line.startswith("listening on "), line + proc.stderr.read()
             port = int(line.split()[2].rsplit(":", 1)[1])
             req = pk.encode_packet(pk.InitCommandRequest(b"\x04" * 16, "host"))
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:

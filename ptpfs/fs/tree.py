@@ -289,7 +289,8 @@ class Tree:
         key = node.folder_key
         folder = self._folders.get(key)
         if folder is None:
-            metas = self.lister.list_folder(node.storage_id, node.handle)
+            iter_folder = getattr(self.lister, "iter_folder", self.lister.list_folder)
+            metas = iter_folder(node.storage_id, node.handle)
             folder = Folder()
             self._name_children(node, folder, self._nodes_for(node, metas))
             self._folders[key] = folder
@@ -324,8 +325,21 @@ class Tree:
 
     def _name_children(self, parent: Node, folder: Folder, nodes: list[Node]) -> None:
         """(Re)assign the unique display names of *folder*'s children."""
-        names = unique_names((n.handle, n.raw_name) for n in nodes)
         by_name: dict[str, Node] = {}
+        for node in nodes:      # the common case, without a temporary per child
+            safe = sanitize(node.raw_name)
+            if safe in by_name:
+                break
+            by_name[safe] = node
+        else:
+            for safe, node in by_name.items():
+                raw = node.raw_name
+                node.name = safe
+                node.raw_name = raw
+            folder.by_name = by_name
+            return
+        names = unique_names((n.handle, n.raw_name) for n in nodes)   # twins: ~2, ~3...
+        by_name = {}
         for node in nodes:
             raw = node.raw_name
             node.name = names[node.handle]
