@@ -210,7 +210,7 @@ def flood(seconds: float, rate: float, count: int, new_share: float = 0.5,
                 break
             due = int(elapsed / period) + 1
             while sent < due and (max_events is None or sent < max_events):
-                camera.announce(new=(sent * new_share) % 1 < new_share)
+                camera.announce(new=((sent + 1) * new_share) % 1 < new_share)
                 sent += 1
             time.sleep(0.001)
         # let the worker finish what is queued, then list once more
@@ -246,12 +246,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=20_000.0, help="events per second")
     p.add_argument("--count", type=int, default=10_000, help="files in the folder first")
     p.add_argument("--max-events", type=int)
+    p.add_argument("--new-share", type=float, default=0.0,
+                   help="share of events announcing new files (the rest re-announce "
+                        "existing ones; default 0: the folder does not grow)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args(argv)
     if args.what == "listing":
         result = listing(args.count)
     else:
-        result = flood(args.seconds, args.rate, args.count, max_events=args.max_events)
+        result = flood(args.seconds, args.rate, args.count, args.new_share,
+                       max_events=args.max_events)
     if args.json:
         print(json.dumps(result))
     else:
