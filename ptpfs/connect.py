@@ -18,7 +18,10 @@ Spec grammar (the ``--device`` option of ``ptpctl`` and ``ptpfs``):
     files under ``DIR``.  The simulator profile is chosen with the *profile*
     argument (``--profile`` on the command lines) or in the spec itself:
     ``sim?profile=canon-eos``, ``sim:DIR?profile=android-mtp``.  A profile in
-    the spec wins over the argument.
+    the spec wins over the argument.  ``uploads=1`` (or ``0``) makes the
+    simulated camera accept (refuse) uploads whatever its profile's default
+    (``canon-eos`` refuses them, as the real R6 does):
+    ``sim:DIR?profile=canon-eos&uploads=1``.
 
 Connection failures are reported as library exceptions: nothing at the
 address (a refused PTP/IP connection, no matching USB device) raises
@@ -55,7 +58,7 @@ USB_SIM_ENV = "PTPFS_TEST_USB_SIM"
 #: Optional directory the simulated USB camera serves.
 USB_SIM_ROOT_ENV = "PTPFS_TEST_USB_SIM_ROOT"
 
-_SIM_OPTIONS = frozenset({"profile"})
+_SIM_OPTIONS = frozenset({"profile", "uploads"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class DeviceSpec:
     port: int = PTPIP_PORT
     root: str | None = None
     profile: str | None = None
+    uploads: bool | None = None    # sim: accept uploads (None: the profile's default)
 
     def __str__(self) -> str:
         return describe_spec(self)
@@ -119,7 +123,9 @@ def describe_spec(spec: DeviceSpec | str) -> str:
         host = f"[{s.host}]" if ":" in s.host else s.host
         return f"ptpip:{host}:{s.port}"
     text = "sim" if s.root is None else f"sim:{s.root}"
-    return f"{text}?profile={s.profile}" if s.profile else text
+    query = ([f"profile={s.profile}"] if s.profile else []) + (
+        [] if s.uploads is None else [f"uploads={int(s.uploads)}"])
+    return f"{text}?{'&'.join(query)}" if query else text
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -162,11 +168,14 @@ def _parse_sim(rest: str) -> DeviceSpec:
             raise InvalidValue(f"bad simulator options {query!r}: expected profile=NAME") from None
         for key, value in pairs:
             if key not in _SIM_OPTIONS:
-                raise InvalidValue(f"unknown simulator option {key!r} (known: profile)")
+                raise InvalidValue(f"unknown simulator option {key!r} (known: profile, uploads)")
             if not value:
                 raise InvalidValue(f"empty simulator option {key!r}")
+            if key == "uploads" and value not in ("0", "1"):
+                raise InvalidValue(f"bad simulator option uploads={value!r}: expected 0 or 1")
             options[key] = value
-    return DeviceSpec("sim", root=root, profile=options.get("profile"))
+    uploads = None if "uploads" not in options else options["uploads"] == "1"
+    return DeviceSpec("sim", root=root, profile=options.get("profile"), uploads=uploads)
 
 
 # --------------------------------------------------------------------------- opening
@@ -185,7 +194,7 @@ def open_transport(spec: str | DeviceSpec, *, usb_backend: Any = None,
     if s.kind == "sim":
         from ptpfs.transport.inprocess import InProcessTransport
 
-        camera = _make_sim_camera(s.root, s.profile or profile or DEFAULT_PROFILE)
+        camera = _make_sim_camera(s.root, s.profile or profile or DEFAULT_PROFILE, s.uploads)
         if timeout is None:
             return InProcessTransport(camera, close_camera=True)
         return InProcessTransport(camera, timeout=timeout, close_camera=True)
@@ -305,7 +314,7 @@ def _usable_serial(serial: str) -> bool:
     return parsed.serial == serial
 
 
-def _make_sim_camera(root: str | None, profile: str) -> Any:
+def _make_sim_camera(root: str | None, profile: str, uploads: bool | None = None) -> Any:
     from ptpfs.sim import make_camera
 
     if root is None:
@@ -314,6 +323,8 @@ def _make_sim_camera(root: str | None, profile: str) -> Any:
         options = {"watch_interval": None}  # rescan folders when they are listed
     else:
         raise DeviceNotFound(f"simulator root {root!r} is not a directory")
+    if uploads is not None:
+        options["uploads"] = uploads
     try:
         return make_camera(root, profile, **options)
     except ValueError as exc:  # unknown profile

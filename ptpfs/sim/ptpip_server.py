@@ -44,6 +44,7 @@ FIRST_CHUNK_SIZE = 64 << 10
 _MAX_CONTROL = 64 * 1024
 _RC_GENERAL_ERROR = 0x2002
 _FAIL_UNSPECIFIED = 3
+_FAIL_REJECTED = 1      # "rejected initiator": e.g. an unsupported protocol version
 _SERVER_GUID = bytes.fromhex("70747066732d73696d2d63616d657261")  # "ptpfs-sim-camera"
 
 
@@ -255,15 +256,23 @@ class PtpipServer:
                 self._socks.discard(conn)
 
     def _dispatch(self, conn: socket.socket) -> None:
+        ptype = 0
         try:
             conn.settimeout(10.0)
             packet = PacketReader(conn, stream_data=False).next_item()
             conn.settimeout(None)
         except Exception as exc:  # whatever a stranger sends, the server carries on
             _log.debug("PTP/IP handshake failed: %s", exc)
+            if ptype == pk.TYPE_INIT_COMMAND_REQUEST:
+                # a malformed InitCommandRequest gets a reason, not a silent close
+                self._send_quiet(conn, pk.encode_packet(pk.InitFail(_FAIL_UNSPECIFIED)))
             _close(conn)
             return
-        if isinstance(packet, pk.InitCommandRequest):
+        if isinstance(packet, pk.InitCommandRequest) and packet.version >> 16 != 1:
+            _log.debug("PTP/IP InitCommandRequest of version 0x%08x refused", packet.version)
+            self._send_quiet(conn, pk.encode_packet(pk.InitFail(_FAIL_REJECTED)))
+            _close(conn)
+        elif isinstance(packet, pk.InitCommandRequest):
             self._serve_command(conn, packet)
         elif isinstance(packet, pk.InitEventRequest):
             self._serve_events(conn, packet.connection_number)
