@@ -13,6 +13,7 @@ Any number of threads may share a session; a lock serialises transactions.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -20,7 +21,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -318,6 +319,15 @@ class Session(LinkSupervision):
                 if callback in listeners:
                     listeners.remove(callback)
         return remove
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Within the block, only this thread's transactions reach the device:
+        for operations that span several transactions (SendObjectInfo, then
+        SendObject and its confirmation), which another transaction in
+        between would break."""
+        with self._lock:
+            yield
 
     # -- transactions ----------------------------------------------------------------
 
