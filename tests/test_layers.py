@@ -37,7 +37,12 @@ PTPCTL_FROM_FS = {"ptpfs.fs.naming", "ptpfs.fs.writer"}
 IO_MODULES = {"socket", "select", "usb", "threading", "subprocess", "os", "mfusepy", "fuse"}
 
 
+#: Modules that belong to another module's layer.
+SAME_LAYER = {"ptpfs.session_link": "ptpfs.session"}
+
+
 def _layer(module: str) -> str | None:
+    module = SAME_LAYER.get(module, module)
     for name in sorted(RANK, key=len, reverse=True):
         if module == name or module.startswith(name + "."):
             return name
@@ -93,6 +98,44 @@ def test_filesystem_never_builds_containers(path: Path) -> None:
     for imported in _imports(path):
         assert imported not in {"ptpfs.protocol.container", "ptpfs.protocol.ptpip"}, imported
         assert not imported.startswith("ptpfs.transport"), f"{path.name} imports {imported}"
+
+
+#: Modules that move PTP bytes over a wire, on either side; they leave the transaction
+#: sequence to ``ptpfs.protocol.transaction`` (``transport/inprocess.py`` has no wire: it
+#: calls the responder's methods).
+WIRE_PUMPS = ["transport/usb.py", "transport/ptpip.py", "sim/usb_backend.py",
+              "sim/ptpip_server.py", "sim/hostile.py"]
+
+
+def _names(node: ast.AST) -> set[str]:
+    """Every identifier and attribute name in an expression."""
+    out: set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            out.add(sub.id)
+        elif isinstance(sub, ast.Attribute):
+            out.add(sub.attr)
+    return out
+
+
+def _sequencing(name: str) -> bool:
+    """Names that carry the transaction sequence: transaction IDs, container and packet types."""
+    return (name in {"transaction_id", "tid", "type", "ptype", "ctype"}
+            or name.startswith(("TYPE_", "_T_")) or name.endswith("_tid"))
+
+
+@pytest.mark.parametrize("rel", WIRE_PUMPS)
+def test_wire_pumps_do_not_sequence_transactions(rel: str) -> None:
+    """Transports and servers use the one transaction machine and compare no transaction
+    IDs or container/packet types themselves (building packets with them is fine)."""
+    path = PACKAGE / rel
+    assert "ptpfs.protocol.transaction" in _imports(path), f"{rel} bypasses the machine"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            found = {n for part in [node.left, *node.comparators] for n in _names(part)
+                     if _sequencing(n)}
+            assert not found, f"{rel}:{node.lineno} compares {sorted(found)} itself"
 
 
 @pytest.mark.parametrize("path", sorted(p for p in (PACKAGE / "cli").glob("*.py")

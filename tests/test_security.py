@@ -187,7 +187,7 @@ DANGEROUS = (OC.FormatStore, OC.EOS_FormatStore, OC.EOS_UpdateFirmware, OC.Updat
 
 
 def test_no_format_or_firmware_through_the_filesystem(tmp_path) -> None:
-    camera = make_camera(None, "canon-eos", folders=2, files_per_folder=3)
+    camera = make_camera(None, "canon-eos", folders=2, files_per_folder=3, uploads=True)
     session = Session(InProcessTransport(camera)).open()
     try:
         with mounted_session(session) as mnt:

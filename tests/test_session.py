@@ -25,7 +25,7 @@ def profile(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def camera(profile: str):
-    cam = make_camera(None, profile)
+    cam = make_camera(None, profile, uploads=True)   # canon-eos refuses them by default
     yield cam
     cam.close()
 

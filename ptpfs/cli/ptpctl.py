@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, NoReturn, Sequence, TextIO
 
-from ptpfs import connect
+from ptpfs import __version__, connect
 from ptpfs.cli import output
 from ptpfs.cli.progress import ProgressBar
 from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
@@ -67,7 +67,7 @@ examples:
   ptpctl -g 0001000a -O photo.jpg
   ptpctl -u 0,notes.txt --parent 00010001
   ptpctl --set-property ExposureTime=1/250 --set-property FNumber=f/5.6
-  ptpctl serve --listen 127.0.0.1:15740 --root ~/Pictures --profile canon-eos
+  ptpctl serve --listen 127.0.0.1:15740 --profile canon-eos
 """
 
 _BUSY_HINT = ("hint: if gvfs-gphoto2-volume-monitor holds it, unmount the camera with "
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                 description="Talk to a PTP/MTP camera (USB, PTP/IP or the simulator). "
                             "Subcommand: `ptpctl serve --help`.",
                 epilog=EXIT_CODES_HELP)
+    p.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("-o", "--list-operations", action="store_true",
                    help="list supported operations")
     p.add_argument("-p", "--list-properties", action="store_true",
@@ -153,16 +154,54 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _profile_names() -> list[str]:
+    from ptpfs.sim.profiles import PROFILES
+    return list(PROFILES)
+
+
+#: Hosts meaning "every interface"; ``--listen`` takes them only when spelled out.
+ALL_INTERFACES = ("0.0.0.0", "::")
+
+
+def serve_address(text: str) -> tuple[str, int, str | None]:
+    """``--listen`` of ``ptpctl serve``: ``(host, port, warning)``.  A bare ``0``
+    or an empty host (which would bind every interface silently) is refused;
+    ``0.0.0.0:PORT`` / ``[::]:PORT`` bind every interface with a warning."""
+    host, port = connect.parse_host_port(text, connect.PTPIP_PORT)
+    if host in ("0", "") or not host.strip("0.:") and host not in ALL_INTERFACES:
+        raise InvalidValue(f"--listen {text!r}: ambiguous host; give 127.0.0.1:PORT for this "
+                           "machine only, or 0.0.0.0:PORT to listen on every interface")
+    if host in ALL_INTERFACES:
+        return host, port, (f"listening on every interface ({text}): anyone on the network "
+                            "can use the simulated camera")
+    return host, port, None
+
+
 def build_serve_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ptpctl serve``."""
     p = _Parser(prog=f"{PROG} serve",
                 description="Serve the simulated camera over PTP/IP until SIGINT/SIGTERM.",
-                epilog="The first line on stdout is 'listening on HOST:PORT'.")
+                epilog="The first line on stdout is 'listening on HOST:PORT'.  "
+                       "WARNING: with --root, every client that can connect may change and "
+                       "delete the files under DIR (uploads never overwrite a file and "
+                       "FormatStore is refused, but DeleteObject deletes); serve a copy or a "
+                       "scratch folder, not your only photos.  All interfaces only when asked "
+                       "for explicitly: --listen 0.0.0.0:PORT or [::]:PORT.")
     p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:15740",
                    help="address to listen on (default 127.0.0.1:15740; port 0 picks a free one)")
-    p.add_argument("--root", metavar="DIR", help="serve the files under DIR (default: sample content)")
+    p.add_argument("--root", metavar="DIR",
+                   help="serve the files under DIR, read-write (default: a generated sample "
+                        "card); see the warning below")
     p.add_argument("--profile", metavar="NAME", default=connect.DEFAULT_PROFILE,
-                   help="simulator profile: generic, canon-eos, android-mtp")
+                   help="simulator profile: " + ", ".join(_profile_names()))
+    p.add_argument("--name", metavar="NAME",
+                   help="the camera's name in the PTP/IP handshake (default: the profile's "
+                        "model name)")
+    uploads = p.add_mutually_exclusive_group()
+    uploads.add_argument("--allow-uploads", dest="uploads", action="store_const", const=True,
+                         help="accept uploads even where the profile refuses them (canon-eos)")
+    uploads.add_argument("--deny-uploads", dest="uploads", action="store_const", const=False,
+                         help="refuse uploads (SendObjectInfo answers AccessDenied)")
     p.add_argument("--bandwidth", metavar="BYTES/S", type=_parse_rate,
                    help="model a link of this speed (suffixes k, M, G allowed)")
     p.add_argument("--latency", metavar="MS", type=float, default=0.0,
@@ -631,7 +670,7 @@ def serve_main(argv: Sequence[str]) -> int:
     parser = build_serve_parser()
     try:
         args = parser.parse_args(list(argv))
-        host, port = connect.parse_host_port(args.listen, connect.PTPIP_PORT)
+        host, port, warning = serve_address(args.listen)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         return _fail(exc)
@@ -641,6 +680,11 @@ def serve_main(argv: Sequence[str]) -> int:
         return int(exc.code or 0)
     if args.root is not None and not os.path.isdir(args.root):
         return _fail(FileNotFoundError(f"{args.root}: not a directory"))
+    if warning:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    if args.root is not None:
+        print(f"{PROG}: note: clients may change and delete the files under {args.root} "
+              "(serve a copy to keep the originals safe)", file=sys.stderr)
     from ptpfs.sim import make_camera
     from ptpfs.sim.ptpip_server import PtpipServer
 
@@ -651,7 +695,8 @@ def serve_main(argv: Sequence[str]) -> int:
             logging.getLogger("ptpfs").setLevel(logging.DEBUG)
         try:
             camera = _make_camera(make_camera, args)
-            server = PtpipServer(camera, host=host, port=port)
+            server = PtpipServer(camera, host=host, port=port,
+                                 name=args.name or camera.profile.model)
             server.start()
         except (PTPError, OSError, ValueError) as exc:
             return _fail(exc)
@@ -680,7 +725,8 @@ def serve_main(argv: Sequence[str]) -> int:
 
 
 def _make_camera(make_camera: Callable[..., Any], args: argparse.Namespace) -> Any:
-    camera = make_camera(args.root, args.profile)
+    options = {} if args.uploads is None else {"uploads": args.uploads}
+    camera = make_camera(args.root, args.profile, **options)
     if args.bandwidth is not None:
         camera.link.bandwidth = args.bandwidth
     if args.latency:
