@@ -12,6 +12,7 @@ Any number of threads may share a session; a lock serialises transactions.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -19,13 +20,14 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from ptpfs.capabilities import Capabilities
 from ptpfs.errors import (
     ConnectionLost,
+    Interrupted,
     InvalidValue,
     ProtocolError,
     ResponseError,
@@ -228,6 +230,9 @@ class Session(LinkSupervision):
         self._suspect = False         # a transaction timed out: probe before the next
         self._pins = threading.local()
         self._prop_types: dict[int, int] = {}
+        #: ``() -> bool``: has the current thread's caller been interrupted?  Asked while a
+        #: transaction waits for the session (the filesystem sets it to FUSE's check).
+        self.interrupted: Callable[[], bool] | None = None
         #: Recent events, for callers that prefer polling to callbacks.
         self.events: queue.Queue[Event] = queue.Queue(maxsize=1024)
 
@@ -374,7 +379,7 @@ class Session(LinkSupervision):
         counter = _CountingSink(sink if sink is not None else collector, progress)
         out = _CountingSource(source, progress) if source is not None else None
         seen_failures = self._failures
-        with self._lock:
+        with self._queued(code):
             self._check_usable(seen_failures)
             if self._suspect and code != OC.GetDeviceInfo:
                 self._probe()
@@ -406,6 +411,25 @@ class Session(LinkSupervision):
                       counter.count, out.count if out else 0, elapsed * 1000)
         data = bytes(collector.buf) if collector is not None else b""
         return Result(response.code, tuple(response.params), data, code, counter.count)
+
+    @contextlib.contextmanager
+    def _queued(self, code: int) -> Iterator[None]:
+        """Hold the session lock; while waiting for it (another transaction is running),
+        give up with :class:`Interrupted` as soon as :attr:`interrupted` says the caller
+        was interrupted (a FUSE request whose program got a signal)."""
+        check = self.interrupted
+        if check is None:
+            with self._lock:
+                yield
+            return
+        while not self._lock.acquire(timeout=0.1):
+            if check():
+                raise Interrupted(f"{operation_name(code)}: interrupted while waiting for "
+                                  "the device")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _take_tid(self, code: int) -> int:
         if code == OC.OpenSession or not self.is_open:

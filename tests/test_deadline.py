@@ -13,6 +13,7 @@ import concurrent.futures
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -157,3 +158,54 @@ def test_sigterm_ends_a_mount_stuck_on_a_trickling_camera() -> None:
 
 def test_errors_are_ptp_errors() -> None:
     assert issubclass(TransportTimeout, PTPError)
+
+
+@pytest.mark.fuse
+def test_a_signal_ends_a_request_queued_behind_a_trickling_one() -> None:
+    """A program whose request waits for the device (behind a trickling transaction) and
+    gets SIGINT ends while the trickling one is still waiting (FUSE interrupt -> EINTR)."""
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("no /dev/fuse")
+    with hostile_server("ip_trickle", OC.GetObjectHandles, nth=1) as server, \
+            mounted_process(["--device", f"ptpip:127.0.0.1:{server.port}",
+                             "-o", "timeout=8,noreconnect"]) as (mnt, proc):
+        storage = _storage_dir(mnt)
+        os.listdir(storage)
+        dcim = os.path.join(storage, "DCIM")
+        stuck = subprocess.Popen(["ls", dcim], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        queued = None
+        try:
+            _wait_until(lambda: _waiting_in_fuse(stuck.pid), stuck)
+            queued = subprocess.Popen(["stat", os.path.join(dcim, "x")],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            _wait_until(lambda: _waiting_in_fuse(queued.pid), queued)
+            queued.send_signal(signal.SIGINT)
+            queued.wait(timeout=BOUND)
+            assert stuck.poll() is None, "the queued program ended only with the stuck one"
+            stuck.communicate(timeout=BOUND)
+        finally:
+            for p in (stuck, queued):
+                if p is not None and p.poll() is None:
+                    p.kill()
+
+
+def _wait_until(condition: Callable[[], bool], proc: subprocess.Popen) -> None:
+    """Poll *condition* (bounded); fail if *proc* ends first."""
+    for _ in range(int(BOUND / 0.01)):
+        if condition():
+            return
+        assert proc.poll() is None, f"{proc.args} ended before it waited for the device"
+        time.sleep(0.01)
+    pytest.fail(f"{proc.args} never waited for the device")
+
+
+def _waiting_in_fuse(pid: int) -> bool:
+    """Whether *pid* sleeps in the kernel waiting for a FUSE answer."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            wchan = f.read()
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state in ("S", "D") and ("fuse" in wchan or "request_wait_answer" in wchan)
