@@ -3,8 +3,9 @@
 ``Session.transaction()`` keeps the one-liner style of the tool ptpfs grew
 from::
 
-    mac = session.transaction(0x9033).data
-    session.transaction(0x1002, [1], data_phase=False).raise_for_status()
+    mac = session.transaction(0x9033).data      # raises ResponseError unless OK
+    r = session.transaction(0x1002, [1], data_phase=False, check=False)
+    r['ResponseCode']                              # 0x2001, or the error code
 
 The typed methods below it decode datasets with :mod:`ptpfs.protocol`.
 Any number of threads may share a session; a lock serialises transactions.
@@ -252,7 +253,7 @@ class Session(LinkSupervision):
         self.open_session()
         if self._capabilities.eos_events:
             for op, arg in ((OC.EOS_SetRemoteMode, 1), (OC.EOS_SetEventMode, 1)):
-                self.transaction(op, [arg], data_phase=False).raise_for_status()
+                self.transaction(op, [arg], data_phase=False)
 
     def _start_events(self) -> None:
         stop = threading.Event()
@@ -272,7 +273,7 @@ class Session(LinkSupervision):
         if self.is_open and not self.lost:
             try:
                 quick = min(self.timeout or 2.0, 2.0)
-                self.transaction(OC.CloseSession, data_phase=False, timeout=quick)
+                self.transaction(OC.CloseSession, data_phase=False, timeout=quick, check=False)
             except Exception as exc:  # closing must never fail loudly
                 log.debug("CloseSession failed: %s", exc)
         self.is_open = False
@@ -329,15 +330,19 @@ class Session(LinkSupervision):
                     senddata: bytes | bytearray | memoryview | BinaryIO | None = None, *,
                     sink: DataSink | None = None, length: int | None = None,
                     timeout: float | None = None,
-                    progress: Callable[[int], None] | None = None) -> Result:
+                    progress: Callable[[int], None] | None = None,
+                    check: bool = True) -> Result:
         """Run one transaction and return its :class:`Result`.
 
         *senddata* (bytes or a file object; *length* bytes are sent, default
         the rest of the file) is the host-to-device data phase.  Otherwise,
         with *data_phase* true, incoming data goes to *sink* if given, else
-        into ``Result.data``.  The response is not checked: call
-        :meth:`Result.raise_for_status`.  ``DeviceBusy`` is retried with
-        back-off up to ``busy_retries`` times.
+        into ``Result.data``.  A response other than OK raises
+        :class:`ResponseError` (``Canon_GetMacAddress: OperationNotSupported
+        (0x2005)``); with ``check=False`` the :class:`Result` is returned
+        whatever the response, for the seed's style of reading
+        ``r['ResponseCode']``.  ``DeviceBusy`` is retried with back-off up to
+        ``busy_retries`` times.
         """
         params = tuple(int(p) for p in params)
         if len(params) > 5:
@@ -361,10 +366,10 @@ class Session(LinkSupervision):
             result = self._transact_once(code, params, data_phase, source, length or 0,
                                          sink, timeout, progress)
             if result.code != RC.DeviceBusy or attempt >= self.busy_retries:
-                return result
+                return result.raise_for_status() if check else result
             if source is not None:
                 if start_pos is None:
-                    return result
+                    return result.raise_for_status() if check else result
                 source.seek(start_pos)
             attempt += 1
             log.debug("%s: DeviceBusy, retry %d in %.2fs", operation_name(code), attempt, delay)
@@ -440,7 +445,7 @@ class Session(LinkSupervision):
 
     def _checked(self, code: int, params: Iterable[int] = (), data_phase: bool = True,
                  **kw: Any) -> Result:
-        return self.transaction(code, params, data_phase, **kw).raise_for_status()
+        return self.transaction(code, params, data_phase, **kw)
 
     # -- events ----------------------------------------------------------------------
 
@@ -506,13 +511,15 @@ class Session(LinkSupervision):
 
     def open_session(self) -> None:
         """OpenSession; a stale session on the device is closed and reopened."""
-        result = self.transaction(OC.OpenSession, [self.session_id], data_phase=False)
+        result = self.transaction(OC.OpenSession, [self.session_id], data_phase=False,
+                                  check=False)
         if result.code == RC.SessionAlreadyOpen:
             self.is_open = True
             self._next_tid = 1
-            self.transaction(OC.CloseSession, data_phase=False)
+            self.transaction(OC.CloseSession, data_phase=False, check=False)
             self.is_open = False
-            result = self.transaction(OC.OpenSession, [self.session_id], data_phase=False)
+            result = self.transaction(OC.OpenSession, [self.session_id], data_phase=False,
+                                      check=False)
         result.raise_for_status()
         self.is_open = True
         self._next_tid = 1

@@ -26,6 +26,7 @@ import mfusepy
 from mfusepy import FuseOSError, Operations
 
 from ptpfs.errors import ConnectionLost, TransportError
+from ptpfs.fs import activity
 from ptpfs.fs.errmap import fuse_errors
 from ptpfs.fs.naming import NAME_MAX
 from ptpfs.fs.reader import Reader, SpoolCache, open_reader
@@ -612,8 +613,14 @@ class PtpFs(Operations):
     def _apply_property(self, handle: VirtualHandle) -> None:
         handle.applied = True
         text = handle.buffer.decode("utf-8", "replace")
-        self.virtual.write_property(handle.node, text)
-        self._invalidate_soon([f"/{VIRTUAL_DIR}/properties.d/{handle.node.name}"])
+        path = f"/{VIRTUAL_DIR}/properties.d/{handle.node.name}"
+        try:
+            self.virtual.write_property(handle.node, text)
+        except Exception as exc:
+            activity.property_written(path, text, exc)
+            raise
+        activity.property_written(path, text)
+        self._invalidate_soon([path])
 
     def truncate(self, path: str, length: int, fh: Any = None) -> int:
         with self._op("truncate", path):
@@ -686,7 +693,8 @@ class PtpFs(Operations):
             if isinstance(handle, UploadHandle):
                 try:
                     self._commit(handle.path, handle.upload)
-                except Exception:
+                except Exception as exc:
+                    activity.upload_failed(handle.path, exc)
                     # close() reports the failure: from now on the name does not exist
                     # (release comes later, asynchronously, and must not retry)
                     if self._pending.get(handle.path) is handle.upload:
