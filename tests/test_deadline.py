@@ -43,10 +43,10 @@ def bounded(fn: Callable[[], T]) -> T:
         pool.shutdown(wait=False)
 
 
-def hostile_server(kind: str, op: int | None = None, nth: int | None = None) -> HostilePtpipServer:
+def hostile_server(kind: str, *ops: int | None, nth: int | None = None) -> HostilePtpipServer:
     camera = make_camera(None, "generic")
-    hostile = HostileCamera(camera, Plan(mutations=(Mutation(kind, op, 0, nth),)))
-    return HostilePtpipServer(hostile, trickle_interval=0.5)
+    plan = Plan(mutations=tuple(Mutation(kind, op, 0, nth) for op in ops or (None,)))
+    return HostilePtpipServer(HostileCamera(camera, plan), trickle_interval=0.5)
 
 
 def test_trickling_handshake_is_given_up_on() -> None:
@@ -90,6 +90,27 @@ def test_a_slow_but_steady_transfer_is_not_cut_off() -> None:
         finally:
             session.close()
     assert data == camera.store.get(handle).read(0, size)
+
+
+@pytest.mark.fuse
+def test_cat_of_a_trickling_object_fails_and_the_mount_unmounts() -> None:
+    """`cat` of a file whose data trickles ends with EIO after the deadline; /.ptp answers
+    after it, and fusermount3 -u works."""
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("no /dev/fuse")
+    reads = (OC.GetObject, OC.GetPartialObject, OC.GetPartialObject64)
+    with hostile_server("ip_trickle", *reads) as server, \
+            mounted_process(["--device", f"ptpip:127.0.0.1:{server.port}",
+                             "-o", "timeout=2,noreconnect"]) as (mnt, proc):
+        folder = os.path.join(_storage_dir(mnt), "DCIM", "100CANON")
+        name = sorted(os.listdir(folder))[0]
+        cat = run(["cat", os.path.join(folder, name)], timeout=BOUND)
+        assert cat.returncode != 0 and "Input/output error" in cat.stderr, cat
+        device = run(["cat", os.path.join(mnt, ".ptp", "device")], timeout=BOUND)
+        assert device.returncode == 0 and device.stdout, device
+        done = run(["fusermount3", "-u", mnt], timeout=BOUND)
+        assert done.returncode == 0, done
+        proc.wait(timeout=BOUND)
 
 
 # ------------------------------------------------------------------ through a real mount

@@ -4,8 +4,13 @@ Two TCP connections: the command/data connection (InitCommandRequest /
 InitCommandAck) and the event connection (InitEventRequest / InitEventAck).
 Data phases stream in 1 MiB Data packets in both directions; incoming Data
 packets go straight from the socket into a preallocated buffer and on to the
-sink, so an object of any size costs 1 MiB of memory.  Every socket operation
-has a timeout; lengths announced by the peer are checked against what arrives.
+sink, so an object of any size costs 1 MiB of memory.  Packets are read
+through the one parser (:class:`ptpfs.protocol.ptpip.PacketParser`, exactly
+the bytes it wants) and the sequence is checked by
+:class:`ptpfs.protocol.transaction.Transaction`: this module only moves
+bytes.  Every socket operation has a timeout, and every transaction and the
+handshake a deadline (:class:`~ptpfs.transport.base.Deadline`): a peer that
+trickles is given up on.
 """
 
 from __future__ import annotations
