@@ -12,6 +12,11 @@ as they arrive).  The camera's link model paces the bytes and its faults
 apply: ``drop_after`` closes both sockets of the pair, ``stall`` withholds the
 reply until the stall ends (a Cancel or a new request meanwhile discards it).
 
+Packets are read through the one parser (:class:`PacketReader` over
+:class:`ptpfs.protocol.ptpip.PacketParser`, Data payloads streamed) and the
+sequence is checked by :class:`ptpfs.protocol.transaction.Transaction` in the
+responder role.
+
 libgphoto2 compatibility: it sends no Data/EndData at all for an empty data
 phase (only StartData with length 0), so an empty host-to-device data phase
 completes on StartData, and a stray empty EndData after it is ignored.
