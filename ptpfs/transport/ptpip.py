@@ -100,10 +100,12 @@ class _Channel:
         self.read_timeout = 10.0
         self.deadline: Deadline | None = None
         self._deadline_bound = False    # the last socket call was cut short by the deadline
+        self._armed: float | None = None    # the socket's current timeout
 
     def settimeout(self, timeout: float) -> None:
         self.read_timeout = timeout
         self.sock.settimeout(timeout)
+        self._armed = timeout
 
     def _arm(self, what: str) -> None:
         """Before each socket call: the per-call timeout, cut short by the deadline."""
@@ -113,7 +115,10 @@ class _Channel:
             left = self.deadline.left(what)
             if left < t:
                 t, self._deadline_bound = left, True
-        self.sock.settimeout(max(t, 0.001))
+        t = max(t, 0.001)
+        if t != self._armed:
+            self.sock.settimeout(t)
+            self._armed = t
 
     def _timed_out(self, what: str, sending: bool) -> TransportTimeout:
         if self.deadline is not None and self._deadline_bound:
