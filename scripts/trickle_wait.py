@@ -110,7 +110,7 @@ def main() -> None:
                  args.interval)
     mnt, proc = mount(srv.port, args.timeout)
     folder = os.path.join(mnt, next(n for n in os.listdir(mnt) if n != ".ptp"), "DCIM", "100CANON")
-    name = sorted(os.listdir(folder))[0]
+    name = min(os.listdir(folder))
     took, rc, err = timed(["cat", os.path.join(folder, name)])
     waits["cat of a trickling file"] = took
     print(f"cat (trickling object): {took:.2f} s, exit {rc}: {err}")

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
-
 from fuse_helpers import is_mounted, mounted_process, run, unmount
+
 from ptpfs.errors import ConnectionLost, PTPError, TransportTimeout
 from ptpfs.protocol.codes import OC
 from ptpfs.session import Session
@@ -103,7 +103,7 @@ def test_cat_of_a_trickling_object_fails_and_the_mount_unmounts() -> None:
             mounted_process(["--device", f"ptpip:127.0.0.1:{server.port}",
                              "-o", "timeout=2,noreconnect"]) as (mnt, proc):
         folder = os.path.join(_storage_dir(mnt), "DCIM", "100CANON")
-        name = sorted(os.listdir(folder))[0]
+        name = min(os.listdir(folder))
         cat = run(["cat", os.path.join(folder, name)], timeout=BOUND)
         assert cat.returncode != 0 and "Input/output error" in cat.stderr, cat
         device = run(["cat", os.path.join(mnt, ".ptp", "device")], timeout=BOUND)
@@ -189,7 +189,7 @@ def test_a_signal_ends_a_request_queued_behind_a_trickling_one() -> None:
         pytest.skip("no /dev/fuse")
     with hostile_server("ip_trickle", OC.GetObjectHandles, nth=1) as server, \
             mounted_process(["--device", f"ptpip:127.0.0.1:{server.port}",
-                             "-o", "timeout=8,noreconnect"]) as (mnt, proc):
+                             "-o", "timeout=8,noreconnect"]) as (mnt, _proc):
         storage = _storage_dir(mnt)
         os.listdir(storage)
         dcim = os.path.join(storage, "DCIM")

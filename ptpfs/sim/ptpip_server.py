@@ -136,8 +136,8 @@ class PacketReader:
     def next_item(self) -> pk.Packet | pk.DataHeader:
         """The next packet (or data packet header)."""
         if self.pending is not None:
-            item, self.pending = self.pending, None
-            return item
+            pending, self.pending = self.pending, None
+            return pending
         while True:
             try:
                 item = self.parser.next_packet()
@@ -464,11 +464,11 @@ class _CommandLoop:
             return _CANCELLED
         if isinstance(item, pk.DataHeader):
             raise pk.ProtocolError(f"expected StartData after 0x{request.code:04x}, got data")
-        for event in ptpip_events(item) or [None]:
-            if not isinstance(event, DataStart):
-                raise pk.ProtocolError(f"expected StartData after 0x{request.code:04x}, got "
-                                       f"{type(item).__name__}")
-            machine.receive(event)          # checks the transaction ID
+        events = ptpip_events(item)
+        if not events or not isinstance(events[0], DataStart):
+            raise pk.ProtocolError(f"expected StartData after 0x{request.code:04x}, got "
+                                   f"{type(item).__name__}")
+        machine.receive(events[0])          # checks the transaction ID
         total = machine.data_length
         try:
             receiver = self.camera.begin_data(
