@@ -300,10 +300,10 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
     mountpoint = os.path.abspath(mountpoint)  # libfuse changes the cwd to /
     if not os.environ.get("PTPFS_NO_MALLOPT"):
         limit_malloc_growth()
-    state = {"ready": False}
+    state = {"ready": False, "serving": False}
 
     def ready() -> None:
-        state["ready"] = True
+        state["ready"] = state["serving"] = True
         threading.Thread(target=raise_kernel_readahead, args=(mountpoint, opts.kernel_readahead),
                          name="ptpfs-readahead", daemon=True).start()
         if on_ready is not None:
@@ -315,6 +315,14 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
                 on_ready=ready)
     kwargs = dict(opts.fuse)
     kwargs.setdefault("fsname", fsname)
+    # a program that gets a signal while its request waits for the device (queued behind
+    # another transaction) is answered EINTR at once; see docs/reliability.md
+    import mfusepy
+
+    def interrupted() -> bool:
+        return state["serving"] and bool(mfusepy._libfuse.fuse_interrupted())
+
+    session.interrupted = interrupted
     kwargs.setdefault("subtype", "ptpfs")
     try:
         PlusFUSE(ops, mountpoint, raw_fi=True, foreground=True, debug=debug,
@@ -325,6 +333,8 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
             log.error("mounting %s failed (%s)", mountpoint, exc)
             return False
     finally:
+        session.interrupted = None
+        state["serving"] = False
         ops.tree.stop_events()
         ops.spool_dir.close()
     return state["ready"]
