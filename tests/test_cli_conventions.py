@@ -360,6 +360,18 @@ def test_install_mount_helper_writes_working_launchers(tmp_path: Path) -> None:
     assert res.returncode == 2   # a mount point makes no sense with it
 
 
+def test_install_mount_helper_keeps_this_installations_own_scripts(tmp_path: Path) -> None:
+    """pipx with PIPX_BIN_DIR=/usr/local/bin already put ptpfs there: left alone."""
+    (tmp_path / "bin").mkdir()
+    own = f"#!{sys.executable}\nfrom ptpfs.cli.ptpfs_main import main\nmain()\n"
+    for prog in ("ptpfs", "ptpctl"):
+        (tmp_path / "bin" / prog).write_text(own)
+    res = _run("ptpfs.cli.ptpfs_main", f"--install-mount-helper={tmp_path}")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("already this installation, left as it is") == 2
+    assert all((tmp_path / "bin" / p).read_text() == own for p in ("ptpfs", "ptpctl"))
+
+
 def test_files_a_project_needs_exist() -> None:
     assert (ROOT / "ptpfs" / "py.typed").exists()
     lic = (ROOT / "LICENSE").read_text(encoding="utf-8")
