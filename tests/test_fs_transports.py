@@ -67,7 +67,7 @@ def exercise(mnt: str, camera, tmp_path) -> None:
 
 def test_over_pyusb_backend(tmp_path) -> None:
     camera = make_camera(None, "canon-eos", folders=1, files_per_folder=4, jpeg_size=400_000,
-                         raw_size=800_000)
+                         raw_size=800_000, uploads=True)   # the real R6 refuses them
     session = open_session("usb", usb_backend=SimUsbBackend([camera]))
     try:
         with mounted_session(session) as mnt:

@@ -14,7 +14,7 @@ _ptpfs() {
         --install-mount-helper"
     local mount_opts="ro rw allow_other allow_root uid= gid= umask= attr_timeout=
         entry_timeout= negative_timeout= cache_ttl= readahead_min= readahead_max=
-        kernel_readahead= timeout= reconnect noreconnect spool_dir= device= profile=
+        kernel_readahead= timeout= min_rate= reconnect noreconnect spool_dir= device= profile=
         logfile= max_idle_threads= max_threads="
     case $prev in
         -D|--device) COMPREPLY=($(compgen -W "$_ptpfs_specs" -- "$cur")); return ;;

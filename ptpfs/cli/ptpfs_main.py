@@ -59,6 +59,8 @@ mount options (-o OPT[,OPT...], also the options field of an fstab line):
   kernel_readahead=SIZE the kernel's read-ahead on the mount, 0 or 4k..1G (default 512k;
                         root only, ignored with a message otherwise)
   timeout=S             a device silent for S seconds fails the request with EIO (default 5)
+  min_rate=RATE         after timeout=S, a transaction must keep moving at least RATE bytes/s
+                        (e.g. 16k; 0: no whole-transaction deadline; default 16k)
   reconnect, noreconnect  reopen the device by itself after the link was lost
                         (default: on for usb and ptpip, off for sim)
   spool_dir=DIR         where upload and download spool files are kept
@@ -167,7 +169,8 @@ def _serve(spec: str, profile: str | None, mountpoint: str, opts: MountOptions, 
     try:
         if reconnect is None:
             reconnect = opts.reconnect if opts.reconnect is not None else default_reconnect(spec)
-        session = open_session(spec, profile=profile, timeout=opts.timeout, reconnect=reconnect)
+        session = open_session(spec, profile=profile, timeout=opts.timeout, reconnect=reconnect,
+                               min_rate=opts.min_rate)
     except PTPError as exc:
         return _fail(exc, spec)
     try:
@@ -320,6 +323,13 @@ def _mount_main(args: argparse.Namespace) -> int:
         except OSError as exc:
             logsetup.to_stderr()
             _say(f"cannot write the log file {opts.logfile}: {exc.strerror}")
+            return EXIT_USAGE
+    if opts.spool_dir is not None:  # refused before forking, so background mode says it too
+        from ptpfs.fs.spool import check_spool_base
+        try:
+            check_spool_base(opts.spool_dir)
+        except InvalidValue as exc:
+            _say(str(exc))
             return EXIT_USAGE
     try:
         spec = _device_spec(args, positional_device, opts.device)

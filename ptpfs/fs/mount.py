@@ -28,7 +28,7 @@ from ptpfs.errors import InvalidValue
 log = logging.getLogger("ptpfs.fs")
 
 OWN_OPTIONS = {"cache_ttl", "readahead_max", "readahead_min", "spool_dir", "device", "profile",
-               "timeout", "kernel_readahead", "logfile"}
+               "timeout", "kernel_readahead", "logfile", "min_rate"}
 OWN_FLAGS = {"reconnect": True, "noreconnect": False}
 #: Seconds a transaction may stay silent before it fails with EIO (``-o timeout=``).
 DEFAULT_TIMEOUT = 5.0
@@ -48,7 +48,7 @@ ID_MAX = 0xFFFFFFFE                             # uid= / gid= (0xFFFFFFFF is "no
 #: Every -o option ptpfs knows, for --help, the man page and completion.
 DOCUMENTED_OPTIONS = ("ro", "rw", "allow_other", "allow_root", "uid=", "gid=", "umask=",
                       "attr_timeout=", "entry_timeout=", "negative_timeout=", "cache_ttl=",
-                      "readahead_min=", "readahead_max=", "kernel_readahead=", "timeout=",
+                      "readahead_min=", "readahead_max=", "kernel_readahead=", "timeout=", "min_rate=",
                       "reconnect", "noreconnect", "spool_dir=", "device=", "profile=",
                       "logfile=", "max_idle_threads=", "max_threads=")
 
@@ -116,6 +116,9 @@ class MountOptions:
     umask: int | None = None
     timeout: float = DEFAULT_TIMEOUT
     reconnect: bool | None = None      # None: the default for the device kind
+    #: Slowest progress a transaction may make after its first ``timeout`` seconds, bytes/s
+    #: (``-o min_rate=``, e.g. ``16k``; 0: no transaction deadline).  None: the transport's.
+    min_rate: int | None = None
     kernel_readahead: int = 512 << 10  # the mount's bdi read-ahead (root only); 0 = leave it
     kernel_readahead_given: bool = False  # -o kernel_readahead= was on the command line
     logfile: str | None = None         # -o logfile=PATH: log there instead of syslog
@@ -174,6 +177,8 @@ def parse_options(values: list[str]) -> MountOptions:
                 opts.profile = val
             elif key == "timeout":
                 opts.timeout = _seconds(key, val, 3600, positive=True)
+            elif key == "min_rate":
+                opts.min_rate = _size_in(key, val.removesuffix("/s"), 1, 1 << 40, zero_ok=True)
             continue
         if key in MOUNT8_ONLY or key.startswith("x-") or key == "comment":
             continue
@@ -305,4 +310,5 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
             return False
     finally:
         ops.tree.stop_events()
+        ops.spool_dir.close()
     return state["ready"]
