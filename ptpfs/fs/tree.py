@@ -322,8 +322,7 @@ class Tree:
                 if node is None or node.kind != kind:
                     node = Node(kind, meta.filename, handle=handle)
                     self._nodes[handle] = node
-                node.name = meta.filename          # the display name is assigned afterwards
-                node.raw_name = meta.filename
+                node.raw_name = meta.filename      # the display name stays until renamed
                 node.storage_id = intern(meta.storage_id, meta.storage_id)
                 node.parent = parent
                 node.size = meta.size
