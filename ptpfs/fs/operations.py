@@ -199,14 +199,15 @@ class PtpFs(Operations):
             raise ConnectionLost(STALE)
 
     def _link_changed(self, state: str) -> None:
-        """Session link listener: after a reconnect every handle may have
-        changed, so the tree, the download spools and the kernel's caches
-        start afresh, and uploads cut off by the loss are cleaned up."""
+        """Session link listener: after a reconnect the tree keeps its listings
+        for revalidation if the handles still name the same objects (else it
+        starts afresh), the download spools and the kernel's caches start afresh,
+        and uploads cut off by the loss are cleaned up."""
         if state != "reconnected":
             log.warning("device link lost; cached listings stay visible, everything else "
                         "answers EIO until it is back")
             return
-        paths = self.tree.reset()
+        paths = self.tree.reconnected()     # listings kept if the handles still hold
         self.spools = SpoolCache(self.session, self.spool_dir)
         ptr = self._fuse_ptr
         if ptr:
