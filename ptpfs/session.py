@@ -13,6 +13,7 @@ Any number of threads may share a session; a lock serialises transactions.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -20,7 +21,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -231,6 +232,8 @@ class Session(LinkSupervision):
         self._prop_types: dict[int, int] = {}
         #: Recent events, for callers that prefer polling to callbacks.
         self.events: queue.Queue[Event] = queue.Queue(maxsize=1024)
+        #: Device behaviours this session adapted to (key -> one-line description).
+        self.adaptations: dict[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -242,13 +245,36 @@ class Session(LinkSupervision):
         return self
 
     def _open_link(self) -> None:
-        """GetDeviceInfo, OpenSession and the vendor set-up, on the current transport."""
-        self._device_info = self.get_device_info()
+        """GetDeviceInfo, OpenSession and the vendor set-up, on the current transport.
+
+        A device that refuses GetDeviceInfo outside a session (uMTP-Responder answers
+        SessionNotOpen) gets the session opened first and the question asked again, as
+        libgphoto2 does.
+        """
+        result = self.transaction(OC.GetDeviceInfo)
+        if result.code == RC.SessionNotOpen:
+            self.adapt("deviceinfo-in-session",
+                       "GetDeviceInfo is refused outside a session: opening the session first")
+            self.open_session()
+            result = self.transaction(OC.GetDeviceInfo)
+        self._device_info = DeviceInfo.decode(result.raise_for_status().data, strict=False)
         self._capabilities = Capabilities.from_device_info(self._device_info)
-        self.open_session()
+        if not self.is_open:
+            self.open_session()
         if self._capabilities.eos_events:
             for op, arg in ((OC.EOS_SetRemoteMode, 1), (OC.EOS_SetEventMode, 1)):
                 self.transaction(op, [arg], data_phase=False)
+
+    def adapt(self, key: str, message: str) -> bool:
+        """Record a device behaviour the client adapts to; logged once per session (``-v``).
+
+        Returns True the first time *key* is seen.
+        """
+        if key in self.adaptations:
+            return False
+        self.adaptations[key] = message
+        log.info("device behaviour: %s", message)
+        return True
 
     def _start_events(self) -> None:
         stop = threading.Event()
@@ -318,6 +344,15 @@ class Session(LinkSupervision):
                 if callback in listeners:
                     listeners.remove(callback)
         return remove
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Within the block, only this thread's transactions reach the device:
+        for operations that span several transactions (SendObjectInfo, then
+        SendObject and its confirmation), which another transaction in
+        between would break."""
+        with self._lock:
+            yield
 
     # -- transactions ----------------------------------------------------------------
 
@@ -515,7 +550,7 @@ class Session(LinkSupervision):
 
     def get_storage_info(self, storage_id: int) -> StorageInfo:
         """GetStorageInfo."""
-        return StorageInfo.decode(self._checked(OC.GetStorageInfo, [storage_id]).data)
+        return StorageInfo.decode(self._checked(OC.GetStorageInfo, [storage_id]).data, strict=False)
 
     def get_num_objects(self, storage_id: int = ALL, fmt: int = 0, parent: int = ALL) -> int:
         """GetNumObjects."""
@@ -529,8 +564,16 @@ class Session(LinkSupervision):
         return decode_u32_array(self._checked(OC.GetObjectHandles, [storage_id, fmt, parent]).data)
 
     def get_object_info(self, handle: int) -> ObjectInfo:
-        """GetObjectInfo."""
-        return ObjectInfo.decode(self._checked(OC.GetObjectInfo, [handle]).data, strict=False)
+        """GetObjectInfo (an ObjectInfo ending before its trailing strings is accepted)."""
+        data = self._checked(OC.GetObjectInfo, [handle]).data
+        if "short-objectinfo" in self.adaptations:
+            return ObjectInfo.decode(data, strict=False)
+        missing: list[str] = []
+        info = ObjectInfo.decode(data, strict=False, missing=missing)
+        if missing:
+            self.adapt("short-objectinfo", f"ObjectInfo ends before {', '.join(missing)}: "
+                                           "read as empty")
+        return info
 
     def _get_into(self, code: int, params: list[int], sink: DataSink | None,
                   progress: Callable[[int], None] | None = None) -> bytes | int:
@@ -620,7 +663,15 @@ class Session(LinkSupervision):
 
     def get_device_prop_desc(self, code: int) -> DevicePropDesc:
         """GetDevicePropDesc."""
-        desc = DevicePropDesc.decode(self._checked(OC.GetDevicePropDesc, [code]).data)
+        data = self._checked(OC.GetDevicePropDesc, [code]).data
+        try:
+            desc = DevicePropDesc.decode(data)
+        except ProtocolError as exc:
+            if "trailing" not in str(exc):
+                raise
+            # libgphoto2 ignores bytes after a complete descriptor (uMTP-Responder adds 4)
+            desc = DevicePropDesc.decode(data, strict=False)
+            self.adapt("propdesc-trailing", f"GetDevicePropDesc data longer than the descriptor ({exc})")
         self._prop_types[code] = desc.datatype
         return desc
 

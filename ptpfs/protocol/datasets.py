@@ -2,7 +2,11 @@
 
 ``decode`` is total: it consumes every byte or raises :class:`~ptpfs.errors.ProtocolError`.  Real devices
 sometimes append padding after a dataset; ``decode(data, strict=False)`` ignores trailing bytes for the
-callers that know to expect it.  ``encode`` raises :class:`~ptpfs.errors.InvalidValue` for values that do
+callers that know to expect it.  Lenient decoding also accepts DeviceInfo, StorageInfo and ObjectInfo
+that end early, exactly at a field boundary among their trailing strings (an ObjectInfo that stops
+before Keywords, as libgphoto2 accepts): the missing strings are empty and their names are appended
+to the caller's ``missing`` list.  A length that lies (a string or array longer than the bytes left)
+is still a :class:`~ptpfs.errors.ProtocolError`.  ``encode`` raises :class:`~ptpfs.errors.InvalidValue` for values that do
 not fit their wire type.
 """
 
@@ -23,6 +27,20 @@ U32_ALL = 0xFFFFFFFF
 def _finish(reader: Reader, strict: bool) -> None:
     if strict:
         reader.end()
+
+
+def _tail_strings(r: Reader, names: tuple[str, ...], strict: bool,
+                  missing: list[str] | None) -> list[str]:
+    """Read the trailing strings ``names``; lenient decoding lets the data end before any of them."""
+    out = []
+    for name in names:
+        if not strict and r.remaining == 0:
+            out.append("")
+            if missing is not None:
+                missing.append(name)
+        else:
+            out.append(r.string())
+    return out
 
 
 def _tuple(values: Iterable[int]) -> tuple[int, ...]:
@@ -82,15 +100,16 @@ class DeviceInfo:
         return w.getvalue()
 
     @classmethod
-    def decode(cls, data: bytes, strict: bool = True) -> DeviceInfo:
+    def decode(cls, data: bytes, strict: bool = True, missing: list[str] | None = None) -> DeviceInfo:
         r = Reader(data, "DeviceInfo")
-        info = cls(
+        head = dict(
             standard_version=r.u16(), vendor_extension_id=r.u32(), vendor_extension_version=r.u16(),
             vendor_extension_desc=r.string(), functional_mode=r.u16(),
             operations_supported=r.array(DT.UINT16), events_supported=r.array(DT.UINT16),
             device_properties_supported=r.array(DT.UINT16), capture_formats=r.array(DT.UINT16),
-            image_formats=r.array(DT.UINT16), manufacturer=r.string(), model=r.string(),
-            device_version=r.string(), serial_number=r.string())
+            image_formats=r.array(DT.UINT16))
+        tail = ("manufacturer", "model", "device_version", "serial_number")
+        info = cls(**head, **dict(zip(tail, _tail_strings(r, tail, strict, missing))))  # type: ignore[arg-type]
         _finish(r, strict)
         return info
 
@@ -127,9 +146,10 @@ class StorageInfo:
         return w.getvalue()
 
     @classmethod
-    def decode(cls, data: bytes, strict: bool = True) -> StorageInfo:
+    def decode(cls, data: bytes, strict: bool = True, missing: list[str] | None = None) -> StorageInfo:
         r = Reader(data, "StorageInfo")
-        info = cls(r.u16(), r.u16(), r.u16(), r.u64(), r.u64(), r.u32(), r.string(), r.string())
+        info = cls(r.u16(), r.u16(), r.u16(), r.u64(), r.u64(), r.u32(),
+                   *_tail_strings(r, ("storage_description", "volume_label"), strict, missing))
         _finish(r, strict)
         return info
 
@@ -221,16 +241,25 @@ class ObjectInfo:
         return w.getvalue()
 
     @classmethod
-    def decode(cls, data: bytes, strict: bool = True) -> ObjectInfo:
+    def decode(cls, data: bytes, strict: bool = True, missing: list[str] | None = None) -> ObjectInfo:
         r = Reader(data, "ObjectInfo")
+        storage_id, object_format, protection_status = r.u32(), r.u16(), r.u16()
+        compressed_size, thumb_format, thumb_compressed_size = r.u32(), r.u16(), r.u32()
+        thumb_pix_width, thumb_pix_height, image_pix_width = r.u32(), r.u32(), r.u32()
+        image_pix_height, image_bit_depth, parent = r.u32(), r.u32(), r.u32()
+        association_type, association_desc, sequence_number = r.u16(), r.u32(), r.u32()
+        filename = r.string()   # a name is never optional
+        capture_date, modification_date, keywords = _tail_strings(
+            r, ("capture_date", "modification_date", "keywords"), strict, missing)
         info = cls(
-            storage_id=r.u32(), object_format=r.u16(), protection_status=r.u16(),
-            compressed_size=r.u32(), thumb_format=r.u16(), thumb_compressed_size=r.u32(),
-            thumb_pix_width=r.u32(), thumb_pix_height=r.u32(), image_pix_width=r.u32(),
-            image_pix_height=r.u32(), image_bit_depth=r.u32(), parent=r.u32(),
-            association_type=r.u16(), association_desc=r.u32(), sequence_number=r.u32(),
-            filename=r.string(), capture_date=r.string(), modification_date=r.string(),
-            keywords=r.string())
+            storage_id=storage_id, object_format=object_format, protection_status=protection_status,
+            compressed_size=compressed_size, thumb_format=thumb_format,
+            thumb_compressed_size=thumb_compressed_size, thumb_pix_width=thumb_pix_width,
+            thumb_pix_height=thumb_pix_height, image_pix_width=image_pix_width,
+            image_pix_height=image_pix_height, image_bit_depth=image_bit_depth, parent=parent,
+            association_type=association_type, association_desc=association_desc,
+            sequence_number=sequence_number, filename=filename, capture_date=capture_date,
+            modification_date=modification_date, keywords=keywords)
         _finish(r, strict)
         return info
 

@@ -943,7 +943,7 @@ class SimCamera:
         datatype = _PROP_TYPES.get(prop)
         if datatype is None:
             return Reply(RC.InvalidObjectPropCode)
-        w = Writer().u16(prop).u16(datatype).u8(1 if prop == OPC.ObjectFileName else 0)
+        w = Writer().u16(prop).u16(datatype).u8(1 if prop in (OPC.ObjectFileName, OPC.DateModified) else 0)
         default: Any = "" if datatype == DT.STR else 0
         w.value(datatype, default).u32(0)
         w.u8(3 if prop in (OPC.DateCreated, OPC.DateModified) else 0)
@@ -987,6 +987,15 @@ class SimCamera:
         if prop not in _PROP_TYPES:
             return Reply(RC.InvalidObjectPropCode)
         self.store.get(handle)
+        if prop == OPC.DateModified:
+            try:
+                when = _date(decode_value(DT.STR, data))
+            except PTPError:
+                when = None
+            if when is None:
+                return Reply(RC.InvalidObjectPropValue)
+            self.store.set_mtime(handle, when)
+            return Reply(RC.OK)
         if prop != OPC.ObjectFileName:
             return Reply(RC.AccessDenied)
         try:

@@ -391,6 +391,21 @@ class DirStore(ObjectStore):
             os.close(dfd)
         return True
 
+    def _set_backing_mtime(self, obj: SimObject, when: datetime) -> None:
+        if obj.is_folder:
+            return
+        dfd = self._open_parent(obj.parent)
+        try:
+            ts = when.timestamp()
+            os.utime(obj.name, (ts, ts), dir_fd=dfd, follow_symlinks=False)
+            st = os.stat(obj.name, dir_fd=dfd, follow_symlinks=False)
+        except OSError as exc:
+            raise _store_error(exc) from exc
+        finally:
+            os.close(dfd)
+        if isinstance(obj.content, DirContent):
+            obj.content.mtime_ns = st.st_mtime_ns
+
     def _move_backing(self, obj: SimObject, storage_id: int, parent: int, name: str) -> None:
         src = self._open_parent(obj.parent)
         try:

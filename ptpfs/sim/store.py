@@ -736,6 +736,21 @@ class ObjectStore:
             self._relink(obj, obj.storage_id, obj.parent, name)
             return obj
 
+    def set_mtime(self, handle: int, when: datetime) -> SimObject:
+        """MTP DateModified: set an object's modification date."""
+        with self.mutating():
+            obj = self.get(handle)
+            self._check_writable(obj.storage_id)
+            if obj.protection:
+                raise StoreError("ObjectWriteProtected")
+            obj.mtime = when
+            self._set_backing_mtime(obj, when)
+            self._emit("ObjectInfoChanged", obj.handle)
+            return obj
+
+    def _set_backing_mtime(self, obj: SimObject, when: datetime) -> None:
+        """Hook: give the bytes behind *obj* the date *when*."""
+
     def _move_backing(self, obj: SimObject, storage_id: int, parent: int, name: str) -> None:
         """Hook: move the bytes behind *obj*; the model is updated afterwards."""
 

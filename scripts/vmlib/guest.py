@@ -53,10 +53,13 @@ def _q(text: str) -> str:
     return shlex.quote(text)
 
 
-def stage2_script(kernel_version: str, shares: list[Path], verbose: bool, wait_usb: bool) -> str:
+def stage2_script(kernel_version: str, shares: list[Path], verbose: bool, wait_usb: bool,
+                  setup: list[str] | None = None) -> str:
     """Build the overlay root, mount the shares, run ``run.sh`` chrooted, record its status.
 
-    With ``wait_usb`` the command starts only once a USB device (not a root hub) has enumerated.
+    ``setup`` lines run after the shares are mounted and before the wait for USB (the uMTP
+    gadget mode loads its modules and starts its daemon there). With ``wait_usb`` the command
+    starts only once a USB device (not a root hub) has enumerated.
     """
     r = "/newroot"
     lines = [
@@ -88,6 +91,7 @@ def stage2_script(kernel_version: str, shares: list[Path], verbose: bool, wait_u
             f"mkdir -p {target}",
             f"mount -t 9p -o {_P9} share{index} {target} || fail cannot mount share {_q(str(path))}",
         ]
+    lines += setup or []
     if wait_usb:
         lines += [
             "n=0",
