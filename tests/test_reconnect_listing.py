@@ -12,8 +12,8 @@ import threading
 from typing import Any
 
 import pytest
-
 from fuse_helpers import mounted_session
+
 from ptpfs.connect import reopener
 from ptpfs.fs.tree import Tree
 from ptpfs.protocol.codes import OC

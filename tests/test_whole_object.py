@@ -12,12 +12,12 @@ import subprocess
 import threading
 
 import pytest
-
 from fuse_helpers import mounted_session
+
 from ptpfs.protocol.codes import OC
 from ptpfs.session import Session
 from ptpfs.sim import make_camera
-from ptpfs.sim.sample import GiB, MP4_HEADER
+from ptpfs.sim.sample import MP4_HEADER, GiB
 from ptpfs.transport.inprocess import InProcessTransport
 
 pytestmark = pytest.mark.fuse
