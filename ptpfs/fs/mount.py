@@ -19,6 +19,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -263,11 +264,26 @@ def raise_kernel_readahead(mountpoint: str, size: int) -> None:
     dev = _mount_device(mountpoint)
     if not size or dev is None:
         return
-    try:
-        with open(f"/sys/class/bdi/{dev}/read_ahead_kb", "w") as f:
-            f.write(str(max(size >> 10, 4)))
-    except OSError as exc:
-        log.debug("kernel read-ahead left as it is (%s)", exc)
+    wanted = str(max(size >> 10, 4))
+    path = f"/sys/class/bdi/{dev}/read_ahead_kb"
+    # This runs as the FUSE init completes: the kernel may still apply its own limit from the
+    # INIT reply after our write, so write until the value stays (bounded, a few tries).
+    held = 0
+    for _ in range(30):
+        try:
+            with open(path) as f:
+                if f.read().strip() == wanted:
+                    held += 1
+                    if held == 3:
+                        return
+                else:
+                    held = 0
+                    with open(path, "w") as f:
+                        f.write(wanted)
+            time.sleep(0.1)
+        except OSError as exc:
+            log.debug("kernel read-ahead left as it is (%s)", exc)
+            return
 
 
 def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = False,

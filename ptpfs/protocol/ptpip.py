@@ -410,6 +410,7 @@ class PacketParser:
     stream_data: bool = False
     _buffer: bytearray = field(default_factory=bytearray, repr=False)
     _payload_left: int = field(default=0, repr=False)
+    _last_type: int = field(default=0, repr=False)
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes."""
@@ -431,6 +432,12 @@ class PacketParser:
     def at_boundary(self) -> bool:
         """Nothing of a packet is pending: the stream is between packets."""
         return not self._buffer and not self._payload_left
+
+    @property
+    def last_was_init_command_request(self) -> bool:
+        """The newest packet header seen was an InitCommandRequest's: a responder answers
+        such a packet with InitFail when it turns out malformed, rather than closing."""
+        return self._last_type == TYPE_INIT_COMMAND_REQUEST
 
     def wanted(self) -> int:
         """Bytes still needed to complete the header, packet or payload in progress."""
@@ -456,6 +463,7 @@ class PacketParser:
         if len(self._buffer) < PACKET_HEADER_SIZE:
             return None
         length, ptype = parse_packet_header(self._buffer)
+        self._last_type = ptype
         if length > self.max_length and not (
                 self.stream_data and ptype in (TYPE_DATA, TYPE_END_DATA)):
             kind = "control packet" if self.stream_data else "packet"

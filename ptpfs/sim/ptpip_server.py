@@ -256,15 +256,15 @@ class PtpipServer:
                 self._socks.discard(conn)
 
     def _dispatch(self, conn: socket.socket) -> None:
+        reader = PacketReader(conn, stream_data=False)
         try:
             conn.settimeout(10.0)
-            packet = PacketReader(conn, stream_data=False).next_item()
+            packet = reader.next_item()
             conn.settimeout(None)
         except Exception as exc:  # whatever a stranger sends, the server carries on
             _log.debug("PTP/IP handshake failed: %s", exc)
-            if isinstance(exc.__context__, pk.ProtocolError):
-                # a malformed first packet (an InitCommandRequest that does not decode)
-                # gets a reason, not a silent close
+            if reader.parser.last_was_init_command_request:
+                # a malformed InitCommandRequest gets a reason, not a silent close
                 self._send_quiet(conn, pk.encode_packet(pk.InitFail(_FAIL_UNSPECIFIED)))
             _close(conn)
             return
