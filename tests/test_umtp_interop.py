@@ -57,7 +57,7 @@ def _file_sha(path: Path) -> str:
 
 
 GUEST = r'''
-import hashlib, json, os, random, subprocess, sys, time, traceback
+import hashlib, json, os, random, shutil, subprocess, sys, time, traceback
 from pathlib import Path
 
 SHARE = Path(sys.argv[1])
@@ -145,7 +145,7 @@ def _():
 
 os.makedirs(MNT, exist_ok=True)
 log = open("/tmp/ptpfs.log", "wb")
-proc = subprocess.Popen(PTPFS + ["-f", "-v", "--device", "usb", MNT], stdout=log, stderr=subprocess.STDOUT)
+proc = subprocess.Popen(PTPFS + ["-f", "-d", "--device", "usb", MNT], stdout=log, stderr=subprocess.STDOUT)
 end = time.monotonic() + 60
 while not is_mounted(MNT):
     if proc.poll() is not None or time.monotonic() > end:
@@ -274,6 +274,7 @@ def _():
     rc = proc.wait(timeout=30)
     return {"fusermount": r["rc"], "exit": rc,
             "log": open("/tmp/ptpfs.log", "rb").read().decode("utf-8", "replace")[-6000:]}
+    shutil.copy("/tmp/ptpfs.log", SHARE / "ptpfs.log")
 
 RESULT["done"] = True
 save()

@@ -181,6 +181,15 @@ class PropListLister(Lister):
         props: dict[int, dict[int, Any]] = {}
         for entry in entries:
             props.setdefault(entry.handle, {})[entry.prop] = entry.value
+        if (parent or ROOT) in props or 0 in props or ROOT in props:
+            # depth ignored: the answer describes the folder itself, not its children
+            # (uMTP-Responder); a folder's listing never contains the folder
+            self.broken = True
+            adapt = getattr(self.session, "adapt", None)
+            if callable(adapt):
+                adapt("proplist-depth", "GetObjectPropList ignores depth 1 (answers the folder "
+                                        "itself): listing with GetObjectHandles + GetObjectInfo")
+            return self.fallback.list_folder(storage_id, parent)
         out = []
         for handle, p in props.items():
             if not _well_typed(p):
