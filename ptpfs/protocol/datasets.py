@@ -49,7 +49,24 @@ def _tuple(values: Iterable[int]) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    """The answer to GetDeviceInfo."""
+    """The answer to GetDeviceInfo (PTP 1.1 section 5.5.1): what the device is and can do.
+
+    Fields:
+        standard_version: PTP version in hundredths (``100`` = 1.00, ``110`` = 1.10).
+        vendor_extension_id: who defines the vendor codes (``6`` Microsoft/MTP, ``11`` Canon).
+        vendor_extension_version: that extension's version, in hundredths.
+        vendor_extension_desc: the extension string (MTP lists ``microsoft.com: 1.0; …``).
+        functional_mode: ``0`` standard, other values vendor-defined (e.g. sleep).
+        operations_supported: operation codes the device accepts (``OC.*``).
+        events_supported: event codes it may send (``EC.*``).
+        device_properties_supported: device property codes (``DPC.*``).
+        capture_formats: object formats it can capture (``OFC.*``).
+        image_formats: object formats it can store and serve (``OFC.*``).
+        manufacturer: e.g. ``Canon Inc.``.
+        model: e.g. ``Canon EOS R6``.
+        device_version: firmware version string.
+        serial_number: the device's serial (identifies one camera across reconnects).
+    """
 
     standard_version: int = 100
     vendor_extension_id: int = 0
@@ -99,7 +116,18 @@ class DeviceInfo:
 
 @dataclass(frozen=True)
 class StorageInfo:
-    """The answer to GetStorageInfo."""
+    """The answer to GetStorageInfo (PTP 1.1 section 5.5.3): one card or memory area.
+
+    Fields:
+        storage_type: ``1`` fixed ROM, ``2`` removable ROM, ``3`` fixed RAM, ``4`` removable RAM.
+        filesystem_type: ``1`` flat, ``2`` hierarchical, ``3`` DCF (camera folders).
+        access_capability: ``0`` read-write, ``1`` read-only, ``2`` read-only with delete.
+        max_capacity: size in bytes.
+        free_space_bytes: free bytes.
+        free_space_objects: free object slots (``0xFFFFFFFF`` = not used).
+        storage_description: e.g. ``SD``.
+        volume_label: the card's label, often empty.
+    """
 
     storage_type: int = 0
     filesystem_type: int = 0
@@ -128,10 +156,31 @@ class StorageInfo:
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """The answer to GetObjectInfo and the data of SendObjectInfo.
+    """The answer to GetObjectInfo and the data of SendObjectInfo (PTP 1.1 section 5.5.2).
 
     ``compressed_size`` is the raw u32: 0xFFFFFFFF means "4 GiB or more, ask ObjectSize (u64)".
     Dates are kept as the device's strings; see :attr:`capture_datetime`.
+
+    Fields:
+        storage_id: the storage holding the object (from GetStorageIDs).
+        object_format: ``OFC.*`` (``0x3801`` EXIF/JPEG, ``0x3001`` Association = folder).
+        protection_status: ``0`` none, ``1`` read-only (MTP adds ``0x8002``/``0x8003``).
+        compressed_size: size in bytes as a u32 (see above).
+        thumb_format: format of the thumbnail (GetThumb), ``0`` if none.
+        thumb_compressed_size: the thumbnail's size in bytes.
+        thumb_pix_width: thumbnail width in pixels.
+        thumb_pix_height: thumbnail height in pixels.
+        image_pix_width: image width in pixels (``0`` when not an image or unknown).
+        image_pix_height: image height in pixels.
+        image_bit_depth: bits per pixel.
+        parent: handle of the containing folder; ``0`` (or ``0xFFFFFFFF``) at the storage root.
+        association_type: for folders, ``1`` generic folder.
+        association_desc: association-specific value, usually ``0``.
+        sequence_number: position in a capture sequence, usually ``0``.
+        filename: the object's name as the device gives it (untrusted: ptpfs sanitises it).
+        capture_date: ``YYYYMMDDThhmmss[.s][Z|±hhmm]`` or empty.
+        modification_date: same format, or empty.
+        keywords: free text, usually empty.
     """
 
     storage_id: int
@@ -166,10 +215,12 @@ class ObjectInfo:
 
     @property
     def capture_datetime(self) -> Optional[datetime]:
+        """``capture_date`` as a datetime (aware if the device gave a zone); None if unusable."""
         return parse_datetime(self.capture_date)
 
     @property
     def modification_datetime(self) -> Optional[datetime]:
+        """``modification_date`` as a datetime; None if empty or unusable."""
         return parse_datetime(self.modification_date)
 
     @classmethod
@@ -215,7 +266,8 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class PropRange:
-    """Range form of a property description."""
+    """Range form of a property description: ``minimum..maximum`` in steps of ``step``
+    (values in the property's datatype; a step of ``0`` means any value in the range)."""
 
     minimum: Any
     maximum: Any
@@ -224,7 +276,7 @@ class PropRange:
 
 @dataclass(frozen=True)
 class PropEnum:
-    """Enumeration form of a property description."""
+    """Enumeration form of a property description: ``values`` lists every allowed value."""
 
     values: tuple = ()
 
@@ -241,7 +293,17 @@ FORM_ENUM = 2
 
 @dataclass(frozen=True)
 class DevicePropDesc:
-    """The answer to GetDevicePropDesc; values use the property's ``datatype``."""
+    """The answer to GetDevicePropDesc (PTP 1.1 section 5.5.4); values use the property's
+    ``datatype``.  :mod:`ptpfs.services.properties` parses, formats and checks its values.
+
+    Fields:
+        code: the property (``DPC.*``, e.g. ``0x500D`` ExposureTime).
+        datatype: ``DT.*`` (``DT.UINT16``, ``DT.STR``, arrays ``0x4000 | base``).
+        get_set: ``0`` read-only, ``1`` settable (see :attr:`writable`).
+        factory_default: the default value.
+        current: the current value (int, str, or a tuple of ints for arrays).
+        form: ``None``, a :class:`PropRange` or a :class:`PropEnum` of allowed values.
+    """
 
     code: int
     datatype: int
@@ -252,6 +314,7 @@ class DevicePropDesc:
 
     @property
     def writable(self) -> bool:
+        """True when the host may set the property (``get_set == 1``)."""
         return self.get_set == 1
 
     def encode(self) -> bytes:
@@ -302,7 +365,14 @@ class DevicePropDesc:
 
 @dataclass(frozen=True)
 class ObjectPropEntry:
-    """One element of an MTP object property list (GetObjectPropList / SendObjectPropList)."""
+    """One element of an MTP object property list (GetObjectPropList / SendObjectPropList).
+
+    Fields:
+        handle: the object (``0`` in a SendObjectPropList for the object being created).
+        prop: the object property (``OPC.*``, e.g. ``0xDC07`` ObjectFileName).
+        datatype: ``DT.*`` of ``value``.
+        value: the property's value.
+    """
 
     handle: int
     prop: int

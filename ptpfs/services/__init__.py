@@ -1,0 +1,7 @@
+"""Device services: what the filesystem and the command line both need from a session.
+
+This layer sits between :mod:`ptpfs.session` and its users (:mod:`ptpfs.fs`,
+:mod:`ptpfs.cli`): one implementation of each device-level service, so the
+mount and ``ptpctl`` cannot disagree.  ``properties`` parses, formats and
+validates device property values.
+"""
