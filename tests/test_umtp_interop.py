@@ -444,8 +444,8 @@ def test_ptp_virtual_files(umtp_run: dict[str, Any]) -> None:
 def test_sed_in_place(umtp_run: dict[str, Any]) -> None:
     step = _step(umtp_run, "sed_i")
     assert step["rc"] == 0, step["stderr"]
-    assert step["read"] == "omega beta\nalpha\n"
-    assert (umtp_run["store"] / "sed.txt").read_bytes() == b"omega beta\nalpha\n"
+    assert step["read"] == "omega beta\nomega\n"
+    assert (umtp_run["store"] / "sed.txt").read_bytes() == b"omega beta\nomega\n"
 
 
 def test_rsync_twice_second_transfers_nothing(umtp_run: dict[str, Any]) -> None:

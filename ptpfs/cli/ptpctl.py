@@ -471,7 +471,7 @@ def _upload(run: _Run, session: Any, spec: str, parent: int | None) -> None:
         with ProgressBar(st.st_size, base[:40]) as bar:
             session.send_object(f, st.st_size, progress=bar)
     # Devices may announce a handle they register later (or another object's): confirm it.
-    from ptpfs.fs.writer import confirm_upload
+    from ptpfs.fs.uploads import confirm_upload
 
     handle, _ = confirm_upload(session, got_sid or sid,
                                0 if parent in (None, 0xFFFFFFFF) else parent, base, handle)
