@@ -197,3 +197,31 @@ def test_deviceinfo_and_storageinfo_may_end_early(strings: list[str], keep: int)
     assert StorageInfo.decode(encoded, strict=False) == storage
     with pytest.raises(ProtocolError):
         StorageInfo.decode(encoded)
+
+
+@pytest.mark.parametrize("refusal", [RC.OperationNotSupported, RC.GeneralError])
+def test_listed_operation_refused_falls_back_to_standard_listing(refusal: int) -> None:
+    """An EOS body that lists GetObjectInfoEx but refuses it: GetObjectHandles + GetObjectInfo."""
+    from ptpfs.fs.listing import EosLister, choose_lister
+
+    cam = make_camera(None, "canon-eos")
+    calls: list[int] = []
+
+    def refuse(conn: Any, request: Any) -> Reply:
+        calls.append(request.code)
+        return Reply(refusal)
+
+    session = Session(InProcessTransport(cam)).open()
+    try:
+        sid = session.get_storage_ids()[0]
+        expected = sorted((m.handle, m.filename) for m in GenericLister(session).list_folder(sid, 0))
+        cam._handlers[OC.EOS_GetObjectInfoEx] = refuse
+        lister = choose_lister(session)
+        assert isinstance(lister, EosLister)
+        assert sorted((m.handle, m.filename) for m in lister.list_folder(sid, 0)) == expected
+        assert sorted((m.handle, m.filename) for m in lister.list_folder(sid, 0)) == expected
+        assert len(calls) == 1                    # decided once
+        assert "eos-infoex-refused" in session.adaptations
+    finally:
+        session.close()
+        cam.close()
