@@ -255,12 +255,12 @@ class Session(LinkSupervision):
         SessionNotOpen) gets the session opened first and the question asked again, as
         libgphoto2 does.
         """
-        result = self.transaction(OC.GetDeviceInfo)
+        result = self.transaction(OC.GetDeviceInfo, check=False)
         if result.code == RC.SessionNotOpen:
             self.adapt("deviceinfo-in-session",
                        "GetDeviceInfo is refused outside a session: opening the session first")
             self.open_session()
-            result = self.transaction(OC.GetDeviceInfo)
+            result = self.transaction(OC.GetDeviceInfo, check=False)
         self._device_info = DeviceInfo.decode(result.raise_for_status().data, strict=False)
         self._capabilities = Capabilities.from_device_info(self._device_info)
         if not self.is_open:
