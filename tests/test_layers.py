@@ -1,6 +1,6 @@
 """The layering rule: each layer imports only those below it.
 
-protocol (pure codec) -> transport -> sim -> session -> connect -> fs -> cli.
+protocol (pure codec) -> transport -> sim -> session -> connect -> services -> fs -> cli.
 The filesystem never builds containers; the protocol never does I/O.
 """
 
@@ -21,6 +21,7 @@ RANK = {
     "ptpfs.capabilities": 4,
     "ptpfs.session": 5,
     "ptpfs.connect": 6,
+    "ptpfs.services": 6.5,
     "ptpfs.fs": 7,
     "ptpfs.cli": 8,
 }

@@ -407,7 +407,7 @@ class Importer:
         part = os.path.join(directory, f".{name}{PART_SUFFIX}")
         digest = hashlib.sha256()
         have = self._resumable(part, obj.size)
-        with open(part, "r+b" if have else "wb") as f:
+        with open(part, "r+b" if have else "w+b") as f:
             if have:
                 left = have
                 while left:
@@ -461,7 +461,7 @@ class Importer:
             have = os.stat(part).st_size
         except FileNotFoundError:
             return 0
-        if 0 < have < size and self.session.capabilities.partial_read is not None:
+        if 0 < have <= size and self.session.capabilities.partial_read is not None:
             return have
         return 0
 
