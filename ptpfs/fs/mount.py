@@ -2,7 +2,7 @@
 
 ``-o`` options are split in two: ptpfs's own (``cache_ttl``, ``readahead_max``,
 ``readahead_min``, ``spool_dir``, ``device``, ``profile``, ``timeout``,
-``reconnect`` / ``noreconnect``) and everything else,
+``reconnect`` / ``noreconnect``, ``thumbnails=prefill|off``, ``remote``) and everything else,
 which goes to libfuse (``ro``, ``allow_other``, ``uid=``, ``gid=``,
 ``umask=``, ``attr_timeout=``, ``entry_timeout=`` ...).  mount(8)-only
 options that fstab entries carry (``noauto``, ``user``, ``nofail``,
@@ -25,7 +25,7 @@ from ptpfs.errors import InvalidValue
 log = logging.getLogger("ptpfs.fs")
 
 OWN_OPTIONS = {"cache_ttl", "readahead_max", "readahead_min", "spool_dir", "device", "profile",
-               "timeout", "kernel_readahead"}
+               "timeout", "kernel_readahead", "thumbnails"}
 OWN_FLAGS = {"reconnect": True, "noreconnect": False}
 #: Seconds a transaction may stay silent before it fails with EIO (``-o timeout=``).
 DEFAULT_TIMEOUT = 5.0
@@ -61,6 +61,8 @@ class MountOptions:
     timeout: float = DEFAULT_TIMEOUT
     reconnect: bool | None = None      # None: the default for the device kind
     kernel_readahead: int = 512 << 10  # the mount's bdi read-ahead (root only); 0 = leave it
+    thumbnails: str = "off"            # "prefill": write the freedesktop thumbnail cache
+    remote: bool = False               # mount type fuse.sshfs: GIO then treats it as remote
 
 
 def split_options(values: list[str]) -> list[tuple[str, str | None]]:
@@ -87,6 +89,9 @@ def parse_options(values: list[str]) -> MountOptions:
     opts.fuse["hard_remove"] = True
     for key, val in split_options(values):
         try:
+            if key == "remote" and val is None:
+                opts.remote = True
+                continue
             if key in OWN_FLAGS and val is None:
                 opts.reconnect = OWN_FLAGS[key]
                 continue
@@ -107,6 +112,14 @@ def parse_options(values: list[str]) -> MountOptions:
                     opts.device = val
                 elif key == "profile":
                     opts.profile = val
+                elif key == "thumbnails":
+                    if val not in ("prefill", "off"):
+                        raise InvalidValue(f"thumbnails={val}: expected prefill or off")
+                    if val == "prefill":
+                        from ptpfs.fs.thumbcache import require_pillow
+
+                        require_pillow()
+                    opts.thumbnails = val
                 elif key == "timeout":
                     opts.timeout = float(val)
                     if not 0 < opts.timeout <= 3600:
@@ -205,9 +218,15 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
                 readahead_max=opts.readahead_max, readahead_min=opts.readahead_min,
                 spool_dir=opts.spool_dir, uid=opts.uid, gid=opts.gid, umask=opts.umask,
                 on_ready=ready)
+    if opts.thumbnails == "prefill":
+        from ptpfs.fs.thumbcache import Prefill
+
+        ops.prefill = Prefill(mountpoint, ops.virtual.thumbs)
     kwargs = dict(opts.fuse)
     kwargs.setdefault("fsname", fsname)
-    kwargs.setdefault("subtype", "ptpfs")
+    # GIO (gio/glocalfile.c is_remote_fs_type) calls a FUSE mount remote only for the
+    # type fuse.sshfs: then Nautilus & co. stop opening every image to thumbnail it.
+    kwargs.setdefault("subtype", "sshfs" if opts.remote else "ptpfs")
     try:
         PlusFUSE(ops, mountpoint, raw_fi=True, foreground=True, debug=debug,
                  nothreads=single_thread, use_ino=True, **kwargs)
@@ -218,4 +237,6 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
             return False
     finally:
         ops.tree.stop_events()
+        if ops.prefill is not None:
+            ops.prefill.stop()
     return state["ready"]
