@@ -530,7 +530,9 @@ class PtpFs(Operations):
                 if writing and (not target.writable or self.read_only):
                     raise FuseOSError(errno.EACCES)
                 data = b"" if writing else self.virtual.content(target)
-                fi.direct_io = 0 if target.target is not None else 1  # thumbs: cacheable, mmap
+                # thumbs: page cache and mmap, unless the camera sent more than it announced
+                fi.direct_io = 0 if target.target is not None and \
+                    not self.virtual.thumbs.size_may_be_stale(target.target) else 1
                 fi.fh = self._new_fh(VirtualHandle(target, data, writing))
                 return 0
             if isinstance(target, Upload):

@@ -82,6 +82,7 @@ class Thumbs:
         self._data: LRUCache = LRUCache(maxsize=cache_bytes, getsizeof=lambda b: len(b) + 1)
         self._sizes: TTLCache = TTLCache(maxsize=65536, ttl=ttl)   # handle -> announced size
         self._fetch_locks: dict[int, threading.Lock] = {}
+        self._grown: set[int] = set()   # sent longer than announced: the kernel may cache the old size
 
     # -- structure ------------------------------------------------------------------
     def lookup(self, parts: list[str]) -> Any:
@@ -192,6 +193,7 @@ class Thumbs:
                      announced)
             with self._lock:
                 self._sizes[handle] = len(data)
+                self._grown.add(handle)
         if len(data) < announced:
             return data + bytes(announced - len(data))
         return data
@@ -212,8 +214,15 @@ class Thumbs:
             raise
         return bytes(got) if not isinstance(got, int) else b""
 
+    def size_may_be_stale(self, node: Any) -> bool:
+        """Whether the kernel may still hold a smaller announced size for this thumbnail
+        (then it is read with direct I/O, which does not stop at the cached size)."""
+        with self._lock:
+            return node.handle in self._grown
+
     def forget(self, handle: int) -> None:
         """Drop a cached thumbnail (the object changed or went away)."""
         with self._lock:
             self._data.pop(handle, None)
             self._sizes.pop(handle, None)
+            self._grown.discard(handle)
