@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Device specs: usb, usb:BUS,DEV, usb:VVVV:PPPP, usb:SERIAL, ptpip:HOST[:PORT], "
                "sim[:DIR]. Options (-o): ro, allow_other, uid=, gid=, umask=, attr_timeout=, "
                "entry_timeout=, cache_ttl=, readahead_max=, readahead_min=, spool_dir=, "
-               "timeout=SECONDS (default 5), reconnect, noreconnect.")
+               "timeout=SECONDS (default 5), reconnect, noreconnect, thumbnails=prefill, remote.")
     p.add_argument("args", nargs="+", metavar="[DEVICE] MOUNTPOINT",
                    help="mount point, optionally preceded by a device spec")
     p.add_argument("--device", "-D", help="device spec (default: the first USB camera)")
