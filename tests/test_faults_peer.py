@@ -120,7 +120,7 @@ def test_ptpfs_exits_clearly_against_hostile_peer(peer: RawPeer, tmp_path) -> No
         if is_mounted(str(mnt)):
             unmount(str(mnt))
     took = time.monotonic() - start
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 7, proc.stderr     # link lost or timed out while opening
     assert not is_mounted(str(mnt))
     message = proc.stderr.strip().splitlines()[-1]
     assert message.startswith(f"ptpfs: cannot open device ptpip:127.0.0.1:{peer.port}:"), message

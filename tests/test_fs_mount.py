@@ -269,15 +269,20 @@ def test_mkdir_rmdir_rm_mv_df(mount_sim) -> None:
 
 
 def test_rename_unsupported_gives_exdev_fallback(mount_sim) -> None:
+    # a device without rename: small files are renamed by copying (issue 9),
+    # folders get EXDEV and mv falls back to copying itself
     m = mount_sim("generic", folders=1, files_per_folder=2)
     with open(m.path("SD1/one.txt"), "w") as f:
         f.write("one")
-    with pytest.raises(OSError) as exc:
-        os.rename(m.path("SD1/one.txt"), m.path("SD1/two.txt"))
-    assert exc.value.errno == 18  # EXDEV: mv copies instead
-    assert run(["mv", m.path("SD1/one.txt"), m.path("SD1/two.txt")]).returncode == 0
+    os.rename(m.path("SD1/one.txt"), m.path("SD1/two.txt"))
     assert open(m.path("SD1/two.txt")).read() == "one"
     assert not os.path.exists(m.path("SD1/one.txt"))
+    os.mkdir(m.path("SD1/d1"))
+    with pytest.raises(OSError) as exc:
+        os.rename(m.path("SD1/d1"), m.path("SD1/d2"))
+    assert exc.value.errno == 18  # EXDEV: mv copies instead
+    assert run(["mv", m.path("SD1/d1"), m.path("SD1/d2")]).returncode == 0
+    assert os.path.isdir(m.path("SD1/d2")) and not os.path.exists(m.path("SD1/d1"))
 
 
 def test_full_storage_fails_at_cp(mount_sim, tmp_path) -> None:
@@ -364,7 +369,9 @@ def test_property_files(mount_sim) -> None:
     assert res.returncode != 0 and "invalid" in res.stderr.lower()
     fnum = m.path(".ptp/properties.d/FNumber")
     assert run(["bash", "-c", f"echo f/5.6 > {fnum}"]).returncode == 0
-    assert open(fnum).read() == "5.6\n"
+    assert open(fnum).read() == "f/5.6\n"
+    assert run(["bash", "-c", f"echo 400 > {fnum}"]).returncode == 0   # the raw value, f/4
+    assert open(fnum).read() == "f/4\n"
     battery = m.path(".ptp/properties.d/BatteryLevel")
     assert run(["bash", "-c", f"echo 5 > {battery}"]).returncode != 0  # read-only property
     m.camera.set_property(0x5001, 42)

@@ -149,9 +149,9 @@ def _kernel_readahead_kb(mnt: str) -> int:
         return int(f.read())
 
 
-@pytest.mark.parametrize("readahead", ["256k", "512k"])
+@pytest.mark.parametrize("readahead", ["128k", "512k"])
 def test_header_readers_fetch_little(mount: Any, readahead: str) -> None:
-    """With -o kernel_readahead=256k (the setting docs/ptpfs.md gives for desktops)
+    """With -o kernel_readahead=128k (the setting docs/photographer.md gives for desktops)
     both readers stay under 256 KiB; with the default 512k an mmap fault reads
     around 512 KiB (the kernel's window), the pread-based CR3 reader still 128 KiB."""
     cam, session, mnt = mount([f"kernel_readahead={readahead}"], files_per_folder=8)
@@ -172,7 +172,7 @@ def test_header_readers_fetch_little(mount: Any, readahead: str) -> None:
     print(f"\nkernel_readahead={readahead}: bytes fetched per header read: JPEG (mmap, APP1) "
           f"{costs['JPG']}, CR3 (preads, THMB) {costs['CR3']}")
     assert max(costs["CR3"]) <= HEADER_BUDGET
-    if readahead == "256k":
+    if readahead == "128k":
         assert max(costs["JPG"]) <= HEADER_BUDGET
     else:
         assert max(costs["JPG"]) <= (512 << 10) + 4096   # the kernel's mmap read-around

@@ -21,15 +21,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, NoReturn, Sequence, TextIO
 
-from ptpfs import connect
+from ptpfs import __version__, connect
 from ptpfs.cli import output
 from ptpfs.cli.progress import ProgressBar
 from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
                           InvalidValue, NotSupported, PTPError, ResponseError, TransportError,
                           TransportTimeout)
-from ptpfs.protocol.codes import DPC, DT, format_for_filename, operation_name, property_name
-from ptpfs.protocol.datasets import DevicePropDesc, ObjectInfo, PropEnum, PropRange
-from ptpfs.protocol.wire import INT_TYPES, format_datetime, is_array_type
+from ptpfs.protocol.codes import DT, format_for_filename, operation_name, property_name
+from ptpfs.protocol.datasets import ObjectInfo
+from ptpfs.protocol.wire import format_datetime
+from ptpfs.services import properties
 from ptpfs.services.objects import object_size as _object_size
 from ptpfs.services.objects import walk_storage as _walk_storage
 
@@ -67,8 +68,8 @@ examples:
   ptpctl -Lodip --device sim
   ptpctl -g 0001000a -O photo.jpg
   ptpctl -u 0,notes.txt --parent 00010001
-  ptpctl --set-property ExposureTime=250
-  ptpctl serve --listen 127.0.0.1:15740 --root ~/Pictures --profile canon-eos
+  ptpctl --set-property ExposureTime=1/250 --set-property FNumber=f/5.6
+  ptpctl serve --listen 127.0.0.1:15740 --profile canon-eos
 """
 
 _BUSY_HINT = ("hint: if gvfs-gphoto2-volume-monitor holds it, unmount the camera with "
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                 description="Talk to a PTP/MTP camera (USB, PTP/IP or the simulator). "
                             "Subcommands: `ptpctl serve --help`, `ptpctl import --help`.",
                 epilog=EXIT_CODES_HELP)
+    p.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("-o", "--list-operations", action="store_true",
                    help="list supported operations")
     p.add_argument("-p", "--list-properties", action="store_true",
@@ -137,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delete", metavar="HANDLE", type=_handle_arg, help="delete an object")
     p.add_argument("--set-property", metavar="CODE=VALUE", action="append", default=[],
                    help="set a device property; CODE is hex (0x500d) or a name (ExposureTime); "
-                        "VALUE is checked against the property's range or enumeration")
+                        "VALUE is the raw value (80) or its human form (1/250, f/5.6, ISO 400, "
+                        "+1/3 EV, 2024-05-01 12:30:00), checked against the property's range "
+                        "or enumeration before anything is sent")
     p.add_argument("--device", metavar="SPEC",
                    help="device to use (default: usb if a USB camera is found)")
     p.add_argument("--profile", metavar="NAME",
@@ -152,16 +156,54 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _profile_names() -> list[str]:
+    from ptpfs.sim.profiles import PROFILES
+    return list(PROFILES)
+
+
+#: Hosts meaning "every interface"; ``--listen`` takes them only when spelled out.
+ALL_INTERFACES = ("0.0.0.0", "::")
+
+
+def serve_address(text: str) -> tuple[str, int, str | None]:
+    """``--listen`` of ``ptpctl serve``: ``(host, port, warning)``.  A bare ``0``
+    or an empty host (which would bind every interface silently) is refused;
+    ``0.0.0.0:PORT`` / ``[::]:PORT`` bind every interface with a warning."""
+    host, port = connect.parse_host_port(text, connect.PTPIP_PORT)
+    if host in ("0", "") or not host.strip("0.:") and host not in ALL_INTERFACES:
+        raise InvalidValue(f"--listen {text!r}: ambiguous host; give 127.0.0.1:PORT for this "
+                           "machine only, or 0.0.0.0:PORT to listen on every interface")
+    if host in ALL_INTERFACES:
+        return host, port, (f"listening on every interface ({text}): anyone on the network "
+                            "can use the simulated camera")
+    return host, port, None
+
+
 def build_serve_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ptpctl serve``."""
     p = _Parser(prog=f"{PROG} serve",
                 description="Serve the simulated camera over PTP/IP until SIGINT/SIGTERM.",
-                epilog="The first line on stdout is 'listening on HOST:PORT'.")
+                epilog="The first line on stdout is 'listening on HOST:PORT'.  "
+                       "WARNING: with --root, every client that can connect may change and "
+                       "delete the files under DIR (uploads never overwrite a file and "
+                       "FormatStore is refused, but DeleteObject deletes); serve a copy or a "
+                       "scratch folder, not your only photos.  All interfaces only when asked "
+                       "for explicitly: --listen 0.0.0.0:PORT or [::]:PORT.")
     p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:15740",
                    help="address to listen on (default 127.0.0.1:15740; port 0 picks a free one)")
-    p.add_argument("--root", metavar="DIR", help="serve the files under DIR (default: sample content)")
+    p.add_argument("--root", metavar="DIR",
+                   help="serve the files under DIR, read-write (default: a generated sample "
+                        "card); see the warning below")
     p.add_argument("--profile", metavar="NAME", default=connect.DEFAULT_PROFILE,
-                   help="simulator profile: generic, canon-eos, android-mtp")
+                   help="simulator profile: " + ", ".join(_profile_names()))
+    p.add_argument("--name", metavar="NAME",
+                   help="the camera's name in the PTP/IP handshake (default: the profile's "
+                        "model name)")
+    uploads = p.add_mutually_exclusive_group()
+    uploads.add_argument("--allow-uploads", dest="uploads", action="store_const", const=True,
+                         help="accept uploads even where the profile refuses them (canon-eos)")
+    uploads.add_argument("--deny-uploads", dest="uploads", action="store_const", const=False,
+                         help="refuse uploads (SendObjectInfo answers AccessDenied)")
     p.add_argument("--bandwidth", metavar="BYTES/S", type=_parse_rate,
                    help="model a link of this speed (suffixes k, M, G allowed)")
     p.add_argument("--latency", metavar="MS", type=float, default=0.0,
@@ -376,88 +418,18 @@ def _delete(run: _Run, session: Any, handle: int) -> None:
 
 # --------------------------------------------------------------------------- properties
 
-def resolve_property(text: str, supported: Sequence[int]) -> int:
-    """A property code from hex (``0x500d``/``500d``) or a name (``ExposureTime``, any case)."""
-    t = text.strip()
-    wanted = t.lower()
-    for code in supported:
-        if property_name(code).lower() == wanted:
-            return code
-    for name, code in vars(DPC).items():
-        if isinstance(code, int) and name.lower() == wanted:
-            return code
-    digits = wanted[2:] if wanted.startswith("0x") else wanted
-    try:
-        code = int(digits, 16)
-    except ValueError:
-        raise InvalidValue(f"unknown property {text!r} (use a name from -p or a hex code)") from None
-    if not 0 <= code <= 0xFFFF:
-        raise InvalidValue(f"property code {text!r} does not fit in 16 bits")
-    return code
-
-
-def _parse_int(text: str, datatype: int, what: str) -> int:
-    t = text.strip()
-    try:
-        value = int(t, 0) if t.lower().lstrip("+-").startswith("0x") else int(t, 10)
-    except ValueError:
-        raise InvalidValue(f"{what}: {text!r} is not an integer") from None
-    size, signed = INT_TYPES[datatype]
-    bits = size * 8
-    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    if not low <= value <= high:
-        raise InvalidValue(f"{what}: {value} does not fit in {output.datatype_token(datatype)} "
-                           f"({low}..{high})")
-    return value
-
-
-def parse_property_value(desc: DevicePropDesc, text: str) -> Any:
-    """Parse *text* for the descriptor's datatype and check it against its form.
-
-    Raises :class:`InvalidValue` with a message naming the allowed values.
-    """
-    what = property_name(desc.code)
-    dt = desc.datatype
-    if dt == DT.STR:
-        if len(text) > 254:
-            raise InvalidValue(f"{what}: strings hold at most 254 characters")
-        value: Any = text
-    elif dt in INT_TYPES:
-        value = _parse_int(text, dt, what)
-    elif is_array_type(dt):
-        base = dt & ~DT.ARRAY
-        items = [s for s in text.split(",") if s.strip()]
-        value = tuple(_parse_int(s, base, what) for s in items)
-    else:
-        raise InvalidValue(f"{what}: cannot set values of datatype {output.datatype_token(dt)}")
-    form = desc.form
-    if isinstance(form, PropRange):
-        low, high, step = form.minimum, form.maximum, form.step
-        if not low <= value <= high:
-            raise InvalidValue(f"{what}: {value} is outside the allowed range {low}..{high}")
-        if step and (value - low) % step:
-            raise InvalidValue(f"{what}: {value} is not on the allowed steps "
-                               f"({output.describe_form(form)})")
-    elif isinstance(form, PropEnum) and value not in form.values:
-        raise InvalidValue(f"{what}: {output.format_value(value)} is not one of the allowed "
-                           f"values {output.describe_form(form)[5:]}")
-    return value
-
-
 def _set_property(run: _Run, session: Any, assignment: str) -> None:
     name, sep, raw = assignment.partition("=")
     if not sep or not name.strip():
         raise InvalidValue(f"bad --set-property {assignment!r}: expected CODE=VALUE")
-    code = resolve_property(name, session.device_info.device_properties_supported)
+    code = properties.resolve_property(name, session.device_info.device_properties_supported)
     desc = session.get_device_prop_desc(code)
-    if not desc.get_set:
-        raise InvalidValue(f"{output.code_token('property', code)} is read-only")
-    value = parse_property_value(desc, raw)
-    session.set_device_prop_value(code, value, desc.datatype)
+    properties.set_property(session, desc, raw)
     now = session.get_device_prop_value(code, desc.datatype)
-    run.line(f"{output.code_token('property', code)} = {output.format_value(now)}")
+    run.line(f"{output.code_token('property', code)} = {properties.format_both(code, now)}")
     run.doc.setdefault("set_property", []).append(
-        {"code": code, "name": property_name(code), "value": output.json_value(now)})
+        {"code": code, "name": property_name(code), "value": output.json_value(now),
+         "text": properties.format_value(code, now)})
 
 
 # --------------------------------------------------------------------------- devices
@@ -631,7 +603,7 @@ def serve_main(argv: Sequence[str]) -> int:
     parser = build_serve_parser()
     try:
         args = parser.parse_args(list(argv))
-        host, port = connect.parse_host_port(args.listen, connect.PTPIP_PORT)
+        host, port, warning = serve_address(args.listen)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         return _fail(exc)
@@ -641,6 +613,11 @@ def serve_main(argv: Sequence[str]) -> int:
         return int(exc.code or 0)
     if args.root is not None and not os.path.isdir(args.root):
         return _fail(FileNotFoundError(f"{args.root}: not a directory"))
+    if warning:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    if args.root is not None:
+        print(f"{PROG}: note: clients may change and delete the files under {args.root} "
+              "(serve a copy to keep the originals safe)", file=sys.stderr)
     from ptpfs.sim import make_camera
     from ptpfs.sim.ptpip_server import PtpipServer
 
@@ -651,7 +628,8 @@ def serve_main(argv: Sequence[str]) -> int:
             logging.getLogger("ptpfs").setLevel(logging.DEBUG)
         try:
             camera = _make_camera(make_camera, args)
-            server = PtpipServer(camera, host=host, port=port)
+            server = PtpipServer(camera, host=host, port=port,
+                                 name=args.name or camera.profile.model)
             server.start()
         except (PTPError, OSError, ValueError) as exc:
             return _fail(exc)
@@ -680,7 +658,8 @@ def serve_main(argv: Sequence[str]) -> int:
 
 
 def _make_camera(make_camera: Callable[..., Any], args: argparse.Namespace) -> Any:
-    camera = make_camera(args.root, args.profile)
+    options = {} if args.uploads is None else {"uploads": args.uploads}
+    camera = make_camera(args.root, args.profile, **options)
     if args.bandwidth is not None:
         camera.link.bandwidth = args.bandwidth
     if args.latency:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ DT_UINT64 = 0x0008
 UNSUPPORTED = {0x2005, 0x2006, 0x201D, 0xA801, 0xA808, 0x2014}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectMeta:
     """What the filesystem needs to know about one object."""
 
@@ -102,6 +103,11 @@ class Lister:
         """Children of *parent* (0 = storage root) on *storage_id*."""
         raise NotImplementedError
 
+    def iter_folder(self, storage_id: int, parent: int) -> Iterator[ObjectMeta]:
+        """Like :meth:`list_folder`, one child at a time where the strategy fetches them
+        one at a time (then a huge folder never holds every record at once)."""
+        return iter(self.list_folder(storage_id, parent))
+
     def object_meta(self, handle: int) -> ObjectMeta:
         """One object's metadata (used for events and after uploads)."""
         info = self.session.get_object_info(handle)
@@ -136,8 +142,10 @@ class GenericLister(Lister):
     name = "generic"
 
     def list_folder(self, storage_id: int, parent: int) -> list[ObjectMeta]:
+        return list(self.iter_folder(storage_id, parent))
+
+    def iter_folder(self, storage_id: int, parent: int) -> Iterator[ObjectMeta]:
         handles = self.session.get_object_handles(storage_id, 0, parent or ROOT)
-        out = []
         for handle in handles:
             try:
                 info = self.session.get_object_info(handle)
@@ -150,8 +158,7 @@ class GenericLister(Lister):
                 continue
             meta = meta_from_info(self.session, handle, info)
             if meta.storage_id == storage_id and meta.parent == parent:
-                out.append(meta)
-        return out
+                yield meta
 
 
 class PropListLister(Lister):

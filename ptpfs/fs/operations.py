@@ -1,7 +1,7 @@
 """The mfusepy Operations class: thin glue between FUSE calls and the tree.
 
-Each method resolves the path (tree, ``/.ptp`` or a pending upload), calls
-a strategy (:mod:`reader`, :mod:`writer`, :mod:`virtual`) and lets
+Each method resolves the path (tree, ``/.ptp`` or an open upload), calls
+a strategy (:mod:`reader`, :mod:`uploads`, :mod:`virtual`) and lets
 :func:`~ptpfs.fs.errmap.fuse_errors` turn exceptions into errno values.
 :class:`PlusFUSE` adds readdirplus so ``ls -l`` costs no getattr per file.
 """
@@ -13,35 +13,37 @@ import ctypes
 import errno
 import logging
 import os
-import posixpath
 import stat
 import threading
 import time
-import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import mfusepy
 from mfusepy import FuseOSError, Operations
 
-from ptpfs.errors import ConnectionLost, TransportError
+from ptpfs.errors import ConnectionLost
+from ptpfs.fs import activity
 from ptpfs.fs.errmap import fuse_errors
-from ptpfs.fs.naming import NAME_MAX
+from ptpfs.fs.mtimes import MTimes, device_key
 from ptpfs.fs.reader import Reader, SpoolCache, open_reader
 from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import VIRTUAL_DIR, Node, Tree
-from ptpfs.fs.virtual import VNode, Virtual
-from ptpfs.fs.writer import Upload
+from ptpfs.fs.uploads import NAME_UNITS_MAX, Upload, Uploads, check_name
+from ptpfs.fs.virtual import Virtual, VNode
 
 log = logging.getLogger("ptpfs.fs")
 
 ROOT = 0xFFFFFFFF
-OPC_FILENAME = 0xDC07
-DT_STR = 0xFFFF
 FILL_DIR_PLUS = 1 << 1
 READDIR_PLUS = 1 << 0
 BLOCK = 4096
+#: st_blksize: what buffered readers (stdio, Python, Pillow) read at a time.  Kept
+#: small so a header peek of a large photo fetches little (see docs/ptpfs.md).
+IO_BLOCK = 128 << 10
+#: utimensat's special nanosecond values, as libfuse passes them (tv_sec 0).
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
 
 
 class ReadHandle:
@@ -59,9 +61,13 @@ class ReadHandle:
 class UploadHandle:
     """An open file being written (new or replacing an object)."""
 
-    def __init__(self, path: str, upload: Upload) -> None:
-        self.path = path
+    def __init__(self, upload: Upload) -> None:
         self.upload = upload
+
+    @property
+    def path(self) -> str | None:
+        """The file's current name (``None`` once unlinked)."""
+        return self.upload.path
 
     def size(self) -> int:
         return self.upload.size
@@ -79,17 +85,6 @@ class VirtualHandle:
 
     def size(self) -> int:
         return len(self.data)
-
-
-@dataclass
-class Orphan:
-    """An upload cut off by a lost link: what may be left on the device."""
-
-    parent_path: str
-    name: str
-    size: int
-    handle: int | None      # the handle SendObjectInfo gave, when known
-    replaces: bool          # an object of the same name existed before
 
 
 STALE = "the device was reconnected since this file was opened; open it again"
@@ -122,12 +117,16 @@ class PtpFs(Operations):
         self._handles: dict[int, Any] = {}
         self._dirs: dict[int, list[tuple[str, dict[str, Any]]]] = {}
         self._next_fh = 1
-        self._pending: dict[str, Upload] = {}
         self._fuse_ptr: int | None = None
         self.tree.listeners.append(self._kernel_invalidate)
         self._tl = threading.local()
-        self._born: weakref.WeakKeyDictionary[Upload, int] = weakref.WeakKeyDictionary()
-        self._orphans: list[Orphan] = []
+        try:
+            mtimes: MTimes | None = MTimes(device_key(session.device_info))
+        except Exception:  # noqa: BLE001 - a session without DeviceInfo (tests)
+            mtimes = None
+        self.uploads = Uploads(session, self.tree, self.spool_dir,
+                               generation=self._generation, invalidate=self._invalidate_soon,
+                               forget_spool=lambda h: self.spools.forget(h), mtimes=mtimes)
         add_listener = getattr(session, "add_link_listener", None)
         self._remove_link_listener = add_listener(self._link_changed) \
             if callable(add_listener) else None
@@ -156,6 +155,7 @@ class PtpFs(Operations):
             self._handles.clear()
         for handle in handles:
             self._close_handle(handle, commit=True)
+        self.uploads.release_all()
 
     def _kernel_invalidate(self, paths: list[str]) -> None:
         ptr = self._fuse_ptr
@@ -216,43 +216,8 @@ class PtpFs(Operations):
         self.cleanup_orphans()
 
     def cleanup_orphans(self) -> int:
-        """Delete what uploads cut off by a lost link left on the device
-        (objects of that name whose size is not the intended one); returns
-        how many were deleted.  Kept for the next reconnect if it fails."""
-        with self._lock:
-            orphans, self._orphans = self._orphans, []
-        removed = 0
-        keep: list[Orphan] = []
-        for orphan in orphans:
-            try:
-                with self.session.pinned():
-                    removed += self._remove_orphan(orphan)
-            except (FileNotFoundError, NotADirectoryError):
-                pass          # the folder itself is gone
-            except Exception as exc:  # noqa: BLE001 - retried after the next reconnect
-                log.info("partial upload %s/%s not cleaned up yet: %s", orphan.parent_path,
-                         orphan.name, exc)
-                keep.append(orphan)
-        with self._lock:
-            self._orphans.extend(keep)
-        return removed
-
-    def _remove_orphan(self, orphan: Orphan) -> int:
-        parent = self.tree.lookup(orphan.parent_path)
-        removed = 0
-        for child in list(self.tree.children(parent).values()):
-            if child.is_dir or child.raw_name != orphan.name or child.size == orphan.size:
-                continue   # complete objects stay: the data did arrive
-            if orphan.replaces and child.handle != orphan.handle:
-                continue   # may be the file the upload was to replace
-            log.warning("deleting partial upload %s (%d of %d bytes)", child.path, child.size,
-                        orphan.size)
-            path = child.path
-            self.session.delete_object(child.handle)
-            self.tree.remove_object(child.handle)
-            self._invalidate_soon([path, orphan.parent_path])
-            removed += 1
-        return removed
+        """Delete what uploads cut off by a lost link left on the device."""
+        return self.uploads.cleanup_orphans()
 
     def _invalidate_soon(self, paths: list[str]) -> None:
         """Kernel cache invalidation from outside the FUSE request in progress
@@ -290,12 +255,13 @@ class PtpFs(Operations):
         ns = int(mtime * 1e9)
         mode = (stat.S_IFDIR if is_dir else stat.S_IFREG) | self._perm(is_dir, writable)
         return {"st_mode": mode, "st_ino": ino, "st_nlink": 2 if is_dir else nlink,
-                "st_size": size, "st_blocks": (size + 511) // 512, "st_blksize": 1 << 20,
+                "st_size": size, "st_blocks": (size + 511) // 512, "st_blksize": IO_BLOCK,
                 "st_mtime": ns, "st_ctime": ns, "st_atime": ns,
                 "st_uid": self.uid, "st_gid": self.gid}
 
     def _node_attrs(self, node: Node) -> dict[str, Any]:
-        return self._attrs(ino=node.ino, is_dir=node.is_dir, size=node.size, mtime=node.mtime,
+        return self._attrs(ino=node.ino, is_dir=node.is_dir, size=node.size,
+                           mtime=self.uploads.node_mtime(node),
                            writable=self.tree.effective_writable(node))
 
     def _vattrs(self, node: VNode) -> dict[str, Any]:
@@ -312,9 +278,11 @@ class PtpFs(Operations):
 
     def _upload_attrs(self, upload: Upload) -> dict[str, Any]:
         ino = (1 << 42) | (id(upload) & 0xFFFFFFFF)
-        if upload.handle is not None:
-            ino = (1 << 41) | upload.handle
-        return self._attrs(ino=ino, is_dir=False, size=upload.size, mtime=upload.mtime)
+        first = upload.handle if upload.handle is not None else upload.replaces
+        if first is not None:
+            ino = (1 << 41) | first
+        return self._attrs(ino=ino, is_dir=False, size=upload.size,
+                           mtime=upload.mtime_set if upload.mtime_set is not None else upload.mtime)
 
     @staticmethod
     def _virtual_parts(path: str) -> list[str] | None:
@@ -328,9 +296,11 @@ class PtpFs(Operations):
         vparts = self._virtual_parts(path)
         if vparts is not None:
             return self.virtual.lookup(vparts)
-        upload = self._pending.get(path)
+        upload = self.uploads.get(path)
         if upload is not None:
             return upload
+        if path is None:
+            raise FileNotFoundError("an unlinked file")
         return self.tree.lookup(path)
 
     def _parent_dir(self, path: str) -> tuple[Node, str]:
@@ -342,8 +312,7 @@ class PtpFs(Operations):
             raise FuseOSError(errno.ENOTDIR)
         if parent.kind == "root":
             raise FuseOSError(errno.EACCES)  # storages cannot be created
-        if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
-            raise FuseOSError(errno.ENAMETOOLONG)
+        check_name(name)
         return parent, name
 
     def _check_writable(self, node: Node) -> None:
@@ -385,7 +354,7 @@ class PtpFs(Operations):
             if path == "/":
                 return self._attrs(ino=1, is_dir=True, mtime=self.tree.root.mtime,
                                    writable=not self.read_only)
-            target = self._resolve(path)
+            target = self._target(path, fh)
             if isinstance(target, VNode):
                 return self._vattrs(target)
             if isinstance(target, Upload):
@@ -414,14 +383,12 @@ class PtpFs(Operations):
         children = self.tree.children(target)
         if self.prefill is not None:
             self.prefill.listed(children.values())
+        pending = self.uploads.in_folder(path)
         for name, child in children.items():
-            entries.append((name, self._node_attrs(child)))
-        prefix = path.rstrip("/") + "/"
-        for pending_path, upload in list(self._pending.items()):
-            if pending_path.startswith(prefix) and "/" not in pending_path[len(prefix):]:
-                name = pending_path[len(prefix):]
-                if name not in children:
-                    entries.append((name, self._upload_attrs(upload)))
+            if name not in pending:
+                entries.append((name, self._node_attrs(child)))
+        for name, upload in pending.items():
+            entries.append((name, self._upload_attrs(upload)))
         return entries
 
     def opendir(self, path: str) -> int:
@@ -479,7 +446,7 @@ class PtpFs(Operations):
             return {"f_bsize": BLOCK, "f_frsize": BLOCK, "f_blocks": capacity // BLOCK,
                     "f_bfree": free // BLOCK, "f_bavail": avail,
                     "f_files": files_free + len(self.tree._nodes), "f_ffree": files_free,
-                    "f_favail": files_free, "f_namemax": NAME_MAX}
+                    "f_favail": files_free, "f_namemax": NAME_UNITS_MAX}
 
     def chmod(self, path: str, mode: int) -> int:
         with self._op("chmod", path):
@@ -491,12 +458,36 @@ class PtpFs(Operations):
             self._resolve(path)
             return 0
 
-    def utimens(self, path: str, times: Any = None) -> int:
+    def utimens(self, path: str | None, times: Any = None, fh: Any = None) -> int:
         with self._op("utimens", path):
-            target = self._resolve(path)
-            if isinstance(target, Upload) and times:
-                target.mtime = times[1] / 1e9
-            return 0  # devices keep their own dates
+            target = self._target(path, fh)
+            if isinstance(target, VNode) or (isinstance(target, Node) and target.is_dir):
+                return 0    # folders and /.ptp keep the device's dates
+            mtime_ns = times[1] if times else UTIME_NOW
+            if mtime_ns == UTIME_OMIT:
+                return 0
+            mtime = time.time() if mtime_ns == UTIME_NOW else mtime_ns / 1e9
+            if isinstance(target, Upload):
+                if target.path is not None:
+                    self.uploads.set_mtime(target.path, None, mtime)
+                else:
+                    target.mtime_set = target.mtime = mtime
+                return 0
+            self._check_writable(target)
+            self.uploads.set_mtime(target.path, target, mtime)
+            return 0
+
+    def _target(self, path: str | None, fh: Any) -> Any:
+        """What a path operation that may carry a file handle acts on: the open
+        upload of the handle (also after unlink), else whatever *path* names."""
+        handle = self._handles.get(getattr(fh, "fh", fh)) if fh is not None else None
+        if isinstance(handle, UploadHandle):
+            return handle.upload
+        if path is None and isinstance(handle, ReadHandle):
+            return handle.node
+        if path is None:
+            raise FuseOSError(errno.ESTALE if handle is None else errno.EBADF)
+        return self._resolve(path)
 
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
         raise FuseOSError(errno.ENOSYS)
@@ -536,31 +527,15 @@ class PtpFs(Operations):
                 fi.fh = self._new_fh(VirtualHandle(target, data, writing))
                 return 0
             if isinstance(target, Upload):
-                with self._lock:
-                    target.refs += 1
-                if flags & os.O_TRUNC:
-                    target.truncate(0)
-                fi.fh = self._new_fh(UploadHandle(path, target))
+                self.uploads.attach(target, truncate=bool(writing and flags & os.O_TRUNC))
+                fi.fh = self._new_fh(UploadHandle(target))
                 return 0
             if target.is_dir:
                 raise FuseOSError(errno.EISDIR)
             if writing:
                 self._check_writable(target)
-                parent = target.parent
-                assert parent is not None
-                upload = Upload(self.spool_dir, target.storage_id, parent.handle, target.raw_name
-                                or target.name, replaces=target.handle)
-                try:
-                    if not flags & os.O_TRUNC:
-                        upload.prefill(self.session, target.handle)
-                    else:
-                        upload.dirty = True
-                except BaseException:
-                    upload.close()
-                    raise
-                self._born[upload] = self._generation()
-                self._pending[path] = upload
-                fi.fh = self._new_fh(UploadHandle(path, upload))
+                upload = self.uploads.open_node(path, target, truncate=bool(flags & os.O_TRUNC))
+                fi.fh = self._new_fh(UploadHandle(upload))
                 return 0
             generation = self._generation()
             reader = open_reader(self.session, target.handle, target.size, self.spools,
@@ -577,7 +552,7 @@ class PtpFs(Operations):
 
     def create(self, path: str, mode: int, fi: Any = None) -> int:
         with self._op("create", path):
-            if path in self._pending:
+            if path in self.uploads:
                 return self.open(path, fi)
             parent, name = self._parent_dir(path)
             self._check_writable(parent)
@@ -586,12 +561,8 @@ class PtpFs(Operations):
             existing = self.tree.children(parent).get(name)
             if existing is not None and existing.is_dir:
                 raise FuseOSError(errno.EISDIR)
-            replaces = existing.handle if existing is not None else None
-            upload = Upload(self.spool_dir, parent.storage_id, parent.handle,
-                            existing.raw_name if existing is not None else name, replaces=replaces)
-            self._born[upload] = self._generation()
-            self._pending[path] = upload
-            fi.fh = self._new_fh(UploadHandle(path, upload))
+            upload = self.uploads.create(path, parent, name, existing)
+            fi.fh = self._new_fh(UploadHandle(upload))
             return 0
 
     def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
@@ -622,20 +593,21 @@ class PtpFs(Operations):
     def _apply_property(self, handle: VirtualHandle) -> None:
         handle.applied = True
         text = handle.buffer.decode("utf-8", "replace")
-        self.virtual.write_property(handle.node, text)
-        self._invalidate_soon([f"/{VIRTUAL_DIR}/properties.d/{handle.node.name}"])
+        path = f"/{VIRTUAL_DIR}/properties.d/{handle.node.name}"
+        try:
+            self.virtual.write_property(handle.node, text)
+        except Exception as exc:
+            activity.property_written(path, text, exc)
+            raise
+        activity.property_written(path, text)
+        self._invalidate_soon([path])
 
-    def truncate(self, path: str, length: int, fh: Any = None) -> int:
+    def truncate(self, path: str | None, length: int, fh: Any = None) -> int:
         with self._op("truncate", path):
-            if fh is not None and getattr(fh, "fh", None) in self._handles:
-                handle = self._handles[fh.fh]
-                if isinstance(handle, UploadHandle):
-                    handle.upload.truncate(length)
-                    return 0
-                if isinstance(handle, VirtualHandle) and handle.writing:
-                    return 0
-                raise FuseOSError(errno.EBADF)
-            target = self._resolve(path)
+            handle = self._handles.get(getattr(fh, "fh", fh)) if fh is not None else None
+            if isinstance(handle, VirtualHandle) and handle.writing:
+                return 0
+            target = self._target(path, fh)
             if isinstance(target, VNode):
                 if target.writable and not self.read_only:
                     return 0
@@ -648,67 +620,30 @@ class PtpFs(Operations):
             if length == target.size:
                 return 0
             self._check_writable(target)
-            parent = target.parent
-            assert parent is not None
-            upload = Upload(self.spool_dir, target.storage_id, parent.handle,
-                            target.raw_name or target.name, replaces=target.handle)
-            try:
-                if length:
-                    upload.prefill(self.session, target.handle)
-                upload.truncate(length)
-                self._commit(path, upload)
-            finally:
-                upload.close()
+            self.uploads.truncate_node(target.path, target, length)
             return 0
-
-    def _commit(self, path: str, upload: Upload) -> None:
-        """Send a dirty upload and bring the tree up to date."""
-        if not upload.dirty and upload.handle is not None:
-            return
-        if upload.cancelled:
-            return
-        born = self._born.get(upload)
-        if born is not None:
-            self._current(born)   # its folder's handle is from a session that is gone
-        try:
-            handle, deleted = upload.commit(self.session)
-        except TransportError:
-            # the link broke during the upload: what reached the device is
-            # deleted after the reconnect (or at once if the link is fine)
-            orphan = Orphan(posixpath.dirname(path) or "/", upload.name, upload.size,
-                            getattr(upload, "orphan", None), upload.replaces is not None)
-            with self._lock:
-                self._orphans.append(orphan)
-            if not getattr(self.session, "lost", False):
-                self.cleanup_orphans()
-            raise
-        if deleted is not None:
-            self.tree.remove_object(deleted)
-        self._refresh(handle)
-        if self._pending.get(path) is upload:
-            del self._pending[path]
-        with self.tree._lock:
-            self.tree._storage_info.pop(upload.storage_id, None)
 
     def flush(self, path: str, fi: Any) -> int:
         with self._op("flush", path):
             handle = self._handles.get(fi.fh)
             if isinstance(handle, UploadHandle):
                 try:
-                    self._commit(handle.path, handle.upload)
-                except Exception:
-                    # close() reports the failure: from now on the name does not exist
-                    # (release comes later, asynchronously, and must not retry)
-                    if self._pending.get(handle.path) is handle.upload:
-                        del self._pending[handle.path]
-                        self._invalidate_soon([handle.path])
+                    self.uploads.flush(handle.upload)
+                except Exception as exc:
+                    activity.upload_failed(handle.path, exc)
                     raise
             elif isinstance(handle, VirtualHandle) and handle.writing and not handle.applied:
                 self._apply_property(handle)
             return 0
 
     def fsync(self, path: str, datasync: int, fi: Any) -> int:
-        return self.flush(path, fi)
+        with self._op("fsync", path):
+            handle = self._handles.get(fi.fh)
+            if isinstance(handle, UploadHandle):
+                self.uploads.fsync(handle.upload)
+            elif isinstance(handle, VirtualHandle) and handle.writing and not handle.applied:
+                self._apply_property(handle)
+            return 0
 
     def release(self, path: str, fi: Any) -> int:
         with self._lock:
@@ -722,21 +657,7 @@ class PtpFs(Operations):
         if isinstance(handle, ReadHandle):
             handle.reader.close()
         elif isinstance(handle, UploadHandle):
-            upload = handle.upload
-            with self._lock:
-                upload.refs -= 1
-                last = upload.refs <= 0
-            if not last:
-                return
-            try:
-                if commit and upload.dirty and self._pending.get(handle.path) is upload:
-                    self._commit(handle.path, upload)
-            finally:
-                if self._pending.get(handle.path) is upload:
-                    del self._pending[handle.path]
-                    if upload.dirty:      # never arrived: the kernel must forget the name
-                        self._invalidate_soon([handle.path])
-                upload.close()
+            self.uploads.release(handle.upload)
 
     # ---------------------------------------------------------------- namespace
     def mkdir(self, path: str, mode: int) -> int:
@@ -744,7 +665,7 @@ class PtpFs(Operations):
             from ptpfs.protocol.datasets import ObjectInfo
             parent, name = self._parent_dir(path)
             self._check_writable(parent)
-            if name in self.tree.children(parent) or path in self._pending:
+            if name in self.tree.children(parent) or path in self.uploads:
                 raise FuseOSError(errno.EEXIST)
             info = ObjectInfo.folder(parent.storage_id, parent.handle, name)
             _, _, handle = self.session.send_object_info(parent.storage_id,
@@ -759,7 +680,7 @@ class PtpFs(Operations):
                 raise FuseOSError(errno.EACCES if isinstance(node, Node) else errno.ENOTDIR)
             if not node.is_dir:
                 raise FuseOSError(errno.ENOTDIR)
-            if self.tree.children(node):
+            if self.tree.children(node) or self.uploads.in_folder(path):
                 raise FuseOSError(errno.ENOTEMPTY)
             self._check_deletable(node)
             self.session.delete_object(node.handle)
@@ -772,9 +693,7 @@ class PtpFs(Operations):
             if isinstance(target, VNode):
                 raise FuseOSError(errno.EACCES)
             if isinstance(target, Upload):
-                # still being written: forget it; the open handle uploads nothing
-                del self._pending[path]
-                target.cancelled = True
+                self.uploads.unlink(path)
                 return 0
             if target.is_dir:
                 raise FuseOSError(errno.EISDIR)
@@ -790,59 +709,15 @@ class PtpFs(Operations):
                 raise FuseOSError(errno.EACCES)
             source = self._resolve(old)
             new_parent, new_name = self._parent_dir(new)
+            self._check_writable(new_parent)
             if isinstance(source, Upload):
-                return self._rename_pending(old, new, source, new_parent, new_name)
+                self.uploads.rename(old, new, None, new_parent, new_name)
+                return 0
             if source.kind in ("root", "storage"):
                 raise FuseOSError(errno.EACCES)
             self._check_deletable(source)
-            self._check_writable(new_parent)
-            if new_parent.storage_id != source.storage_id:
-                raise FuseOSError(errno.EXDEV)
-            dest = self.tree.children(new_parent).get(new_name)
-            if dest is source:
-                return 0
-            if dest is not None:
-                if dest.is_dir != source.is_dir:
-                    raise FuseOSError(errno.EISDIR if dest.is_dir else errno.ENOTDIR)
-                if dest.is_dir and self.tree.children(dest):
-                    raise FuseOSError(errno.ENOTEMPTY)
-            caps = self.session.capabilities
-            assert source.parent is not None
-            if new_parent is not source.parent:
-                # never move a folder into itself
-                if source.handle in new_parent.ancestors():
-                    raise FuseOSError(errno.EINVAL)
-                if not caps.move:
-                    raise FuseOSError(errno.EXDEV)
-                old_parent = source.parent
-                self.session.move_object(source.handle, new_parent.storage_id,
-                                         new_parent.handle or ROOT)
-                self.tree.invalidate_folder(old_parent)
-            if new_name != source.name:
-                if not caps.rename:
-                    raise FuseOSError(errno.EXDEV)
-                self.session.set_object_prop_value(source.handle, OPC_FILENAME, new_name, DT_STR)
-            if dest is not None:
-                self.session.delete_object(dest.handle)
-                self.tree.remove_object(dest.handle)
-            self._refresh(source.handle)
+            self.uploads.rename(old, new, source, new_parent, new_name)
             return 0
-
-    def _rename_pending(self, old: str, new: str, upload: Upload, parent: Node,
-                        name: str) -> int:
-        if parent.storage_id != upload.storage_id:
-            raise FuseOSError(errno.EXDEV)
-        dest = self.tree.children(parent).get(name)
-        upload.parent = parent.handle
-        upload.name = name
-        if dest is not None and not dest.is_dir:
-            upload.replaces = dest.handle
-        del self._pending[old]
-        self._pending[new] = upload
-        for handle in list(self._handles.values()):
-            if isinstance(handle, UploadHandle) and handle.upload is upload:
-                handle.path = new
-        return 0
 
 
 class PlusFUSE(mfusepy.FUSE):
@@ -852,6 +727,23 @@ class PlusFUSE(mfusepy.FUSE):
     mode), with FUSE_FILL_DIR_PLUS when the kernel asked for plus, so
     ``ls -l`` needs no getattr per file.
     """
+
+    # mfusepy 3.x drops the file handle of truncate and utimens on libfuse 3
+    # (ftruncate, futimens): pass it on, so an open or unlinked file is found.
+    def _decoded(self, path: bytes | None) -> str | None:
+        return None if path is None else path.decode(self.encoding, self.errors)
+
+    def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
+        fh = fip.contents if fip else None
+        return self.operations.truncate(self._decoded(path), length, fh)
+
+    def utimens_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
+        times = None
+        if buf:
+            times = (mfusepy.time_of_timespec(buf.contents.actime, use_ns=self.use_ns),
+                     mfusepy.time_of_timespec(buf.contents.modtime, use_ns=self.use_ns))
+        fh = fip.contents if fip else None
+        return self.operations.utimens(self._decoded(path), times, fh)
 
     def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int,
                        fip: Any, flags: int) -> int:
