@@ -94,6 +94,8 @@ class PtpFs(Operations):
     """A PTP session as a filesystem."""
 
     use_ns = True
+    #: ``-o thumbnails=prefill``: a :class:`~ptpfs.fs.thumbcache.Prefill` told about listings.
+    prefill: Any = None
 
     def __init__(self, session: Any, *, cache_ttl: float = 60.0, read_only: bool = False,
                  readahead_max: int = 8 << 20, readahead_min: int = 128 << 10,
@@ -271,6 +273,10 @@ class PtpFs(Operations):
                            writable=self.tree.effective_writable(node))
 
     def _vattrs(self, node: VNode) -> dict[str, Any]:
+        hint = self.virtual.stat_hint(node)   # thumbs/: sizes without transfers
+        if hint is not None:
+            return self._attrs(ino=node.ino, is_dir=node.is_dir, size=hint[0], mtime=hint[1],
+                               writable=False)
         if node.is_dir:
             return self._attrs(ino=node.ino, is_dir=True, mtime=self.tree.root.mtime,
                                writable=False)
@@ -383,6 +389,8 @@ class PtpFs(Operations):
         if target.kind == "root":
             entries.append((VIRTUAL_DIR, self._vattrs(self.virtual.root)))
         children = self.tree.children(target)
+        if self.prefill is not None:
+            self.prefill.listed(children.values())
         pending = self.uploads.in_folder(path)
         for name, child in children.items():
             if name not in pending:
@@ -521,7 +529,9 @@ class PtpFs(Operations):
                 if writing and (not target.writable or self.read_only):
                     raise FuseOSError(errno.EACCES)
                 data = b"" if writing else self.virtual.content(target)
-                fi.direct_io = 1
+                # thumbs: page cache and mmap, unless the camera sent more than it announced
+                fi.direct_io = 0 if target.target is not None and \
+                    not self.virtual.thumbs.size_may_be_stale(target.target) else 1
                 fi.fh = self._new_fh(VirtualHandle(target, data, writing))
                 return 0
             if isinstance(target, Upload):

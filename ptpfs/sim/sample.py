@@ -11,15 +11,13 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
+from ptpfs.sim.media import CR3_HEADER, JPEG_HEADER  # Exif/CR3 headers with thumbnails
 from ptpfs.sim.store import ROOT, ObjectStore, Storage, StoreError
 
 _BLOCK = 1 << 16
 _SHARED = random.Random(0x50545046).randbytes(_BLOCK)
 _DOUBLED = _SHARED + _SHARED
 
-JPEG_HEADER = (b"\xff\xd8\xff\xe1\x00\x16Exif\x00\x00II*\x00\x08\x00\x00\x00\x00\x00"
-               b"\x00\x00\x00\x00")
-CR3_HEADER = b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01crx isom"
 MP4_HEADER = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
 
 #: Storage IDs of the two slots (the R6 has two SD slots).
