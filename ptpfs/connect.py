@@ -18,7 +18,10 @@ Spec grammar (the ``--device`` option of ``ptpctl`` and ``ptpfs``):
     files under ``DIR``.  The simulator profile is chosen with the *profile*
     argument (``--profile`` on the command lines) or in the spec itself:
     ``sim?profile=canon-eos``, ``sim:DIR?profile=android-mtp``.  A profile in
-    the spec wins over the argument.
+    the spec wins over the argument.  ``uploads=1`` (or ``0``) makes the
+    simulated camera accept (refuse) uploads whatever its profile's default
+    (``canon-eos`` refuses them, as the real R6 does):
+    ``sim:DIR?profile=canon-eos&uploads=1``.
 
 Connection failures are reported as library exceptions: nothing at the
 address (a refused PTP/IP connection, no matching USB device) raises
@@ -55,7 +58,7 @@ USB_SIM_ENV = "PTPFS_TEST_USB_SIM"
 #: Optional directory the simulated USB camera serves.
 USB_SIM_ROOT_ENV = "PTPFS_TEST_USB_SIM_ROOT"
 
-_SIM_OPTIONS = frozenset({"profile"})
+_SIM_OPTIONS = frozenset({"profile", "uploads"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class DeviceSpec:
     port: int = PTPIP_PORT
     root: str | None = None
     profile: str | None = None
+    uploads: bool | None = None    # sim: accept uploads (None: the profile's default)
 
     def __str__(self) -> str:
         return describe_spec(self)
@@ -119,7 +123,9 @@ def describe_spec(spec: DeviceSpec | str) -> str:
         host = f"[{s.host}]" if ":" in s.host else s.host
         return f"ptpip:{host}:{s.port}"
     text = "sim" if s.root is None else f"sim:{s.root}"
-    return f"{text}?profile={s.profile}" if s.profile else text
+    query = ([f"profile={s.profile}"] if s.profile else []) + (
+        [] if s.uploads is None else [f"uploads={int(s.uploads)}"])
+    return f"{text}?{'&'.join(query)}" if query else text
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -162,38 +168,45 @@ def _parse_sim(rest: str) -> DeviceSpec:
             raise InvalidValue(f"bad simulator options {query!r}: expected profile=NAME") from None
         for key, value in pairs:
             if key not in _SIM_OPTIONS:
-                raise InvalidValue(f"unknown simulator option {key!r} (known: profile)")
+                raise InvalidValue(f"unknown simulator option {key!r} (known: profile, uploads)")
             if not value:
                 raise InvalidValue(f"empty simulator option {key!r}")
+            if key == "uploads" and value not in ("0", "1"):
+                raise InvalidValue(f"bad simulator option uploads={value!r}: expected 0 or 1")
             options[key] = value
-    return DeviceSpec("sim", root=root, profile=options.get("profile"))
+    uploads = None if "uploads" not in options else options["uploads"] == "1"
+    return DeviceSpec("sim", root=root, profile=options.get("profile"), uploads=uploads)
 
 
 # --------------------------------------------------------------------------- opening
 
 def open_transport(spec: str | DeviceSpec, *, usb_backend: Any = None,
-                   profile: str | None = None, timeout: float | None = None) -> Any:
+                   profile: str | None = None, timeout: float | None = None,
+                   min_rate: float | None = None) -> Any:
     """Open the transport a spec names, without opening a PTP session.
 
     *usb_backend* is a pyusb backend for ``usb`` specs (the simulated backend
-    in tests); *profile* chooses the simulator profile for ``sim`` specs.
+    in tests); *profile* chooses the simulator profile for ``sim`` specs;
+    *min_rate* (bytes/s) sets the transaction deadline of USB and PTP/IP
+    transports (see ``docs/reliability.md``).
     """
     s = parse_spec(spec) if isinstance(spec, str) else spec
     if s.kind == "sim":
         from ptpfs.transport.inprocess import InProcessTransport
 
-        camera = _make_sim_camera(s.root, s.profile or profile or DEFAULT_PROFILE)
+        camera = _make_sim_camera(s.root, s.profile or profile or DEFAULT_PROFILE, s.uploads)
         if timeout is None:
             return InProcessTransport(camera, close_camera=True)
         return InProcessTransport(camera, timeout=timeout, close_camera=True)
     if s.kind == "usb":
-        return _open_usb(s.usb, usb_backend, timeout)
-    return _open_ptpip(s.host, s.port, timeout)
+        return _open_usb(s.usb, usb_backend, timeout, min_rate)
+    return _open_ptpip(s.host, s.port, timeout, min_rate)
 
 
 def open_session(spec: str | DeviceSpec, *, usb_backend: Any = None,
                  profile: str | None = None, timeout: float | None = None,
-                 open: bool = True, reconnect: bool = False) -> Any:
+                 open: bool = True, reconnect: bool = False,
+                 min_rate: float | None = None) -> Any:
     """Open the device a spec names and return a :class:`~ptpfs.session.Session`.
 
     The session is opened (OpenSession sent) unless ``open=False``; on any
@@ -204,10 +217,11 @@ def open_session(spec: str | DeviceSpec, *, usb_backend: Any = None,
     from ptpfs.session import Session
 
     s = parse_spec(spec) if isinstance(spec, str) else spec
-    transport = open_transport(s, usb_backend=usb_backend, profile=profile, timeout=timeout)
+    transport = open_transport(s, usb_backend=usb_backend, profile=profile, timeout=timeout,
+                               min_rate=min_rate)
     try:
-        factory = reopener(s, transport, usb_backend=usb_backend, timeout=timeout) \
-            if reconnect else None
+        factory = reopener(s, transport, usb_backend=usb_backend, timeout=timeout,
+                           min_rate=min_rate) if reconnect else None
         session = Session(transport, timeout=timeout, reopen=factory)
         if open:
             session.open()
@@ -249,7 +263,7 @@ class _SimReopener:
 
 
 def reopener(spec: str | DeviceSpec, transport: Any, *, usb_backend: Any = None,
-             timeout: float | None = None) -> Any:
+             timeout: float | None = None, min_rate: float | None = None) -> Any:
     """A ``() -> Transport`` factory that reaches the same device again.
 
     PTP/IP reconnects to the same host and port; USB finds the device again
@@ -261,7 +275,7 @@ def reopener(spec: str | DeviceSpec, transport: Any, *, usb_backend: Any = None,
     if s.kind == "sim":
         return _SimReopener(transport)
     if s.kind == "ptpip":
-        return lambda: _open_ptpip(s.host, s.port, timeout)
+        return lambda: _open_ptpip(s.host, s.port, timeout, min_rate)
     serial = getattr(getattr(transport, "info", None), "serial", None)
     selectors = [s.usb]
     if serial and _usable_serial(serial) and f"usb:{serial}" != s.usb:
@@ -281,10 +295,10 @@ def reopener(spec: str | DeviceSpec, transport: Any, *, usb_backend: Any = None,
         try:
             for selector in selectors[:-1]:
                 try:
-                    return _open_usb(selector, backend, timeout)
+                    return _open_usb(selector, backend, timeout, min_rate)
                 except DeviceNotFound:
                     continue
-            return _open_usb(selectors[-1], backend, timeout)
+            return _open_usb(selectors[-1], backend, timeout, min_rate)
         except BaseException:
             if fresh is not None:
                 release_libusb_backend(fresh)
@@ -300,7 +314,7 @@ def _usable_serial(serial: str) -> bool:
     return parsed.serial == serial
 
 
-def _make_sim_camera(root: str | None, profile: str) -> Any:
+def _make_sim_camera(root: str | None, profile: str, uploads: bool | None = None) -> Any:
     from ptpfs.sim import make_camera
 
     if root is None:
@@ -309,6 +323,8 @@ def _make_sim_camera(root: str | None, profile: str) -> Any:
         options = {"watch_interval": None}  # rescan folders when they are listed
     else:
         raise DeviceNotFound(f"simulator root {root!r} is not a directory")
+    if uploads is not None:
+        options["uploads"] = uploads
     try:
         return make_camera(root, profile, **options)
     except ValueError as exc:  # unknown profile
@@ -338,22 +354,28 @@ def _usb_sim_backend(backend: Any) -> Any:
     return _usb_sim_backends[key]
 
 
-def _open_usb(selector: str, backend: Any, timeout: float | None) -> Any:
+def _open_usb(selector: str, backend: Any, timeout: float | None,
+              min_rate: float | None = None) -> Any:
     from ptpfs.transport.usb import open_usb
 
     backend = _usb_sim_backend(backend)
     kwargs: dict[str, Any] = {"backend": backend}
     if timeout is not None:
         kwargs["timeout"] = timeout
+    if min_rate is not None:
+        kwargs["min_rate"] = min_rate
     return open_usb(selector, **kwargs)
 
 
-def _open_ptpip(host: str, port: int, timeout: float | None) -> Any:
+def _open_ptpip(host: str, port: int, timeout: float | None,
+                min_rate: float | None = None) -> Any:
     from ptpfs.transport.ptpip import PtpipTransport
 
+    kwargs: dict[str, Any] = {} if min_rate is None else {"min_rate": min_rate}
     if timeout is None:
-        return PtpipTransport(host, port)
-    return PtpipTransport(host, port, timeout=timeout, connect_timeout=min(timeout, 5.0))
+        return PtpipTransport(host, port, **kwargs)
+    return PtpipTransport(host, port, timeout=timeout, connect_timeout=min(timeout, 5.0),
+                          **kwargs)
 
 
 # --------------------------------------------------------------------------- discovery

@@ -3,8 +3,9 @@
 ``Session.transaction()`` keeps the one-liner style of the tool ptpfs grew
 from::
 
-    mac = session.transaction(0x9033).data
-    session.transaction(0x1002, [1], data_phase=False).raise_for_status()
+    mac = session.transaction(0x9033).data      # raises ResponseError unless OK
+    r = session.transaction(0x1002, [1], data_phase=False, check=False)
+    r['ResponseCode']                              # 0x2001, or the error code
 
 The typed methods below it decode datasets with :mod:`ptpfs.protocol`.
 Any number of threads may share a session; a lock serialises transactions.
@@ -27,11 +28,10 @@ from typing import Any, BinaryIO
 from ptpfs.capabilities import Capabilities
 from ptpfs.errors import (
     ConnectionLost,
+    Interrupted,
     InvalidValue,
-    PTPError,
     ProtocolError,
     ResponseError,
-    TransportError,
     TransportTimeout,
 )
 from ptpfs.protocol import eos
@@ -48,6 +48,7 @@ from ptpfs.protocol.datasets import (
 )
 from ptpfs.protocol.messages import Event, Request
 from ptpfs.protocol.wire import decode_value, encode_value
+from ptpfs.session_link import LinkSupervision
 from ptpfs.transport.base import DataSink, Transport
 
 log = logging.getLogger("ptpfs.session")
@@ -168,7 +169,7 @@ def _source_length(source: BinaryIO) -> int:
         return end - pos
 
 
-class Session:
+class Session(LinkSupervision):
     """One open PTP session on one transport.
 
     *busy_retries* and *busy_delay* bound how long a ``DeviceBusy`` answer
@@ -180,7 +181,8 @@ class Session:
     every call fails at once with :class:`ConnectionLost`; otherwise the next
     transaction is preceded by a quick probe (GetDeviceInfo, at most
     *probe_timeout* seconds) and the link counts as lost if that goes
-    unanswered too.  Callers that were waiting for the session while a
+    unanswered too (this supervision lives in :mod:`ptpfs.session_link`).
+    Callers that were waiting for the session while a
     transaction timed out fail at once.  With a
     *reopen* factory (``() -> Transport``, optionally with ``close()``), a
     background thread opens a new link every *reconnect_interval* seconds
@@ -229,8 +231,13 @@ class Session:
         self._suspect = False         # a transaction timed out: probe before the next
         self._pins = threading.local()
         self._prop_types: dict[int, int] = {}
+        #: ``() -> bool``: has the current thread's caller been interrupted?  Asked while a
+        #: transaction waits for the session (the filesystem sets it to FUSE's check).
+        self.interrupted: Callable[[], bool] | None = None
         #: Recent events, for callers that prefer polling to callbacks.
         self.events: queue.Queue[Event] = queue.Queue(maxsize=1024)
+        #: Device behaviours this session adapted to (key -> one-line description).
+        self.adaptations: dict[str, str] = {}
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -242,13 +249,36 @@ class Session:
         return self
 
     def _open_link(self) -> None:
-        """GetDeviceInfo, OpenSession and the vendor set-up, on the current transport."""
-        self._device_info = self.get_device_info()
+        """GetDeviceInfo, OpenSession and the vendor set-up, on the current transport.
+
+        A device that refuses GetDeviceInfo outside a session (uMTP-Responder answers
+        SessionNotOpen) gets the session opened first and the question asked again, as
+        libgphoto2 does.
+        """
+        result = self.transaction(OC.GetDeviceInfo, check=False)
+        if result.code == RC.SessionNotOpen:
+            self.adapt("deviceinfo-in-session",
+                       "GetDeviceInfo is refused outside a session: opening the session first")
+            self.open_session()
+            result = self.transaction(OC.GetDeviceInfo, check=False)
+        self._device_info = DeviceInfo.decode(result.raise_for_status().data, strict=False)
         self._capabilities = Capabilities.from_device_info(self._device_info)
-        self.open_session()
+        if not self.is_open:
+            self.open_session()
         if self._capabilities.eos_events:
             for op, arg in ((OC.EOS_SetRemoteMode, 1), (OC.EOS_SetEventMode, 1)):
-                self.transaction(op, [arg], data_phase=False).raise_for_status()
+                self.transaction(op, [arg], data_phase=False)
+
+    def adapt(self, key: str, message: str) -> bool:
+        """Record a device behaviour the client adapts to; logged once per session (``-v``).
+
+        Returns True the first time *key* is seen.
+        """
+        if key in self.adaptations:
+            return False
+        self.adaptations[key] = message
+        log.info("device behaviour: %s", message)
+        return True
 
     def _start_events(self) -> None:
         stop = threading.Event()
@@ -268,7 +298,7 @@ class Session:
         if self.is_open and not self.lost:
             try:
                 quick = min(self.timeout or 2.0, 2.0)
-                self.transaction(OC.CloseSession, data_phase=False, timeout=quick)
+                self.transaction(OC.CloseSession, data_phase=False, timeout=quick, check=False)
             except Exception as exc:  # closing must never fail loudly
                 log.debug("CloseSession failed: %s", exc)
         self.is_open = False
@@ -306,18 +336,7 @@ class Session:
             self._capabilities = Capabilities.from_device_info(self.device_info)
         return self._capabilities
 
-    # -- link state -------------------------------------------------------------------
-
-    @property
-    def state(self) -> str:
-        """``"connected"``, ``"lost"`` (maybe reconnecting) or ``"closed"``."""
-        if self._closing.is_set():
-            return "closed"
-        return "lost" if self.lost else "connected"
-
-    def add_link_listener(self, callback: Callable[[str], None]) -> Callable[[], None]:
-        """Call *callback(state)* with ``"lost"`` or ``"reconnected"``; returns a remover."""
-        return self._register(self._link_listeners, callback)
+    # -- listener registry -------------------------------------------------------------
 
     def _register(self, listeners: list[Any], callback: Any) -> Callable[[], None]:
         """Add *callback* to *listeners* under the subscriber lock; return its remover."""
@@ -330,32 +349,6 @@ class Session:
                     listeners.remove(callback)
         return remove
 
-    def _notify_link(self, state: str) -> None:
-        with self._sub_lock:
-            listeners = list(self._link_listeners)
-        for cb in listeners:
-            try:
-                cb(state)
-            except Exception:  # noqa: BLE001 - a listener must not stop reconnection
-                log.exception("link listener failed")
-
-    @contextlib.contextmanager
-    def pinned(self, generation: int | None = None) -> Iterator[int]:
-        """Within the block, this thread's transactions fail with
-        :class:`ConnectionLost` if the session was reopened since the block
-        began (or since *generation*): handles resolved before a reconnect
-        must never reach the new session, where they may name other objects."""
-        outer = getattr(self._pins, "generation", None)
-        if outer is not None:
-            yield outer
-            return
-        gen = self.generation if generation is None else generation
-        self._pins.generation = gen
-        try:
-            yield gen
-        finally:
-            self._pins.generation = None
-
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
         """Within the block, only this thread's transactions reach the device:
@@ -365,108 +358,25 @@ class Session:
         with self._lock:
             yield
 
-    def _mark_lost(self, reason: str, generation: int | None = None) -> None:
-        """The link is gone: fail fast from now on, reconnect if we can."""
-        if threading.current_thread() is self._reconnect_thread:
-            return              # a failed reconnect attempt: the loop retries
-        with self._state_lock:
-            if generation is not None and generation != self.generation:
-                return          # an old link's thread reporting late
-            if self.lost or self._closing.is_set():
-                return
-            self.lost = True
-            self.losses += 1
-        log.warning("device connection lost: %s", reason)
-        self._stop.set()
-        self._notify_link("lost")
-        if self.reopen is not None:
-            self._start_reconnect()
-
-    def _start_reconnect(self) -> None:
-        with self._state_lock:
-            thread = self._reconnect_thread
-            if thread is not None and thread.is_alive():
-                return
-            thread = threading.Thread(target=self._reconnect_loop, name="ptp-reconnect",
-                                      daemon=True)
-            self._reconnect_thread = thread
-        thread.start()
-
-    def _reconnect_loop(self) -> None:
-        delay = self.reconnect_interval
-        last = ""
-        while not self._closing.wait(delay):
-            delay = min(delay * 1.5, 5.0)
-            try:
-                transport = self.reopen()  # type: ignore[misc]
-            except PTPError as exc:
-                # say why once, not every attempt: "not found" is the normal wait
-                (log.warning if str(exc) != last else log.debug)("reconnect: %s", exc)
-                last = str(exc)
-                continue
-            except Exception:  # noqa: BLE001 - keep trying
-                log.exception("reconnect failed")
-                continue
-            if self._reattach(transport):
-                return
-
-    def _reattach(self, transport: Transport) -> bool:
-        """Open a session on a new transport and make it current."""
-        old_info = self._device_info
-        with self._lock:
-            if self._closing.is_set():
-                transport.close()
-                return True
-            old = self.transport
-            self._stop.set()
-            try:
-                old.close()
-            except Exception as exc:  # noqa: BLE001 - it is broken anyway
-                log.debug("closing the old link: %s", exc)
-            self.transport = transport
-            self.is_open = False
-            self._next_tid = 0
-            self._suspect = False
-            # ``lost`` stays true until the new session is complete: only this
-            # thread may use the link meanwhile (see _check_usable)
-            try:
-                self._open_link()
-                info = self._device_info
-                if old_info is not None and info is not None and (
-                        (old_info.serial_number, old_info.model)
-                        != (info.serial_number, info.model)):
-                    raise ConnectionLost(f"another device answered ({info.model} "
-                                         f"{info.serial_number}); waiting for the original")
-            except Exception as exc:  # noqa: BLE001 - not back yet
-                log.warning("reconnect: opening the session failed: %s", exc)
-                self.is_open = False
-                self._device_info, self._capabilities = old_info, None
-                return False
-            with self._state_lock:
-                self.generation += 1
-                self.reconnects += 1
-                self._failures += 1
-                self.lost = False
-        log.warning("device reconnected (session generation %d)", self.generation)
-        self._start_events()
-        self._notify_link("reconnected")
-        return True
-
     # -- transactions ----------------------------------------------------------------
 
     def transaction(self, code: int, params: Iterable[int] = (), data_phase: bool = True,
                     senddata: bytes | bytearray | memoryview | BinaryIO | None = None, *,
                     sink: DataSink | None = None, length: int | None = None,
                     timeout: float | None = None,
-                    progress: Callable[[int], None] | None = None) -> Result:
+                    progress: Callable[[int], None] | None = None,
+                    check: bool = True) -> Result:
         """Run one transaction and return its :class:`Result`.
 
         *senddata* (bytes or a file object; *length* bytes are sent, default
         the rest of the file) is the host-to-device data phase.  Otherwise,
         with *data_phase* true, incoming data goes to *sink* if given, else
-        into ``Result.data``.  The response is not checked: call
-        :meth:`Result.raise_for_status`.  ``DeviceBusy`` is retried with
-        back-off up to ``busy_retries`` times.
+        into ``Result.data``.  A response other than OK raises
+        :class:`ResponseError` (``Canon_GetMacAddress: OperationNotSupported
+        (0x2005)``); with ``check=False`` the :class:`Result` is returned
+        whatever the response, for the seed's style of reading
+        ``r['ResponseCode']``.  ``DeviceBusy`` is retried with back-off up to
+        ``busy_retries`` times.
         """
         params = tuple(int(p) for p in params)
         if len(params) > 5:
@@ -490,27 +400,15 @@ class Session:
             result = self._transact_once(code, params, data_phase, source, length or 0,
                                          sink, timeout, progress)
             if result.code != RC.DeviceBusy or attempt >= self.busy_retries:
-                return result
+                return result.raise_for_status() if check else result
             if source is not None:
                 if start_pos is None:
-                    return result
+                    return result.raise_for_status() if check else result
                 source.seek(start_pos)
             attempt += 1
             log.debug("%s: DeviceBusy, retry %d in %.2fs", operation_name(code), attempt, delay)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
-
-    def _check_usable(self, seen_failures: int) -> None:
-        """Raise at once if this transaction must not reach the device."""
-        if self.lost and threading.current_thread() is not self._reconnect_thread:
-            raise ConnectionLost("the device is not connected"
-                                 + (" (reconnecting)" if self.reopen is not None else ""))
-        pinned = getattr(self._pins, "generation", None)
-        if pinned is not None and pinned != self.generation:
-            raise ConnectionLost("the device was reconnected; object handles from before "
-                                 "are no longer valid")
-        if self._failures != seen_failures:
-            raise TransportTimeout("the device stopped answering while this request waited")
 
     def _transact_once(self, code: int, params: tuple[int, ...], data_phase: bool,
                        source: BinaryIO | None, length: int, sink: DataSink | None,
@@ -520,7 +418,7 @@ class Session:
         counter = _CountingSink(sink if sink is not None else collector, progress)
         out = _CountingSource(source, progress) if source is not None else None
         seen_failures = self._failures
-        with self._lock:
+        with self._queued(code):
             self._check_usable(seen_failures)
             if self._suspect and code != OC.GetDeviceInfo:
                 self._probe()
@@ -531,28 +429,11 @@ class Session:
                 response = self.transport.transact(
                     request, data_out=out, data_out_length=length if out else 0,  # type: ignore[arg-type]
                     data_in=counter, timeout=timeout if timeout is not None else self.timeout)
-            except ConnectionLost as exc:
-                self._failures += 1
-                self._mark_lost(f"{operation_name(code)}: {exc}")
-                raise
-            except TransportTimeout as exc:
-                self._failures += 1
-                if getattr(exc, "request_sent", True) is False and self._next_tid:
-                    self._next_tid = tid      # the device never saw this transaction ID
-                log.warning("%s timed out (%s); recovering the link", operation_name(code), exc)
-                if self._recover():
-                    self._suspect = True
-                raise
-            except ProtocolError as exc:
-                log.warning("%s failed (%s); recovering the link", operation_name(code), exc)
-                self._recover()
+            except (ConnectionLost, TransportTimeout, ProtocolError) as exc:
+                self._transaction_failed(code, tid, exc)
                 raise
             elapsed = time.monotonic() - started
-            if response.transaction_id != tid and code != OC.GetDeviceInfo:
-                self._recover()
-                raise ProtocolError(
-                    f"{operation_name(code)}: response for transaction {response.transaction_id},"
-                    f" expected {tid}")
+            # the response's transaction ID was checked by the transport's transaction machine
             self._suspect = False
             self.stats.transactions += 1
             self.stats.per_operation[code] += 1
@@ -566,26 +447,24 @@ class Session:
         data = bytes(collector.buf) if collector is not None else b""
         return Result(response.code, tuple(response.params), data, code, counter.count)
 
-    def _probe(self) -> None:
-        """After a timeout: is anybody there?  GetDeviceInfo with a short
-        timeout; no answer means the link is lost."""
-        quick = min(self.timeout or self.probe_timeout, self.probe_timeout)
-        tid = self._take_tid(OC.GetDeviceInfo)
-        request = Request(OC.GetDeviceInfo, tid, ())
+    @contextlib.contextmanager
+    def _queued(self, code: int) -> Iterator[None]:
+        """Hold the session lock; while waiting for it (another transaction is running),
+        give up with :class:`Interrupted` as soon as :attr:`interrupted` says the caller
+        was interrupted (a FUSE request whose program got a signal)."""
+        check = self.interrupted
+        if check is None:
+            with self._lock:
+                yield
+            return
+        while not self._lock.acquire(timeout=0.1):
+            if check():
+                raise Interrupted(f"{operation_name(code)}: interrupted while waiting for "
+                                  "the device")
         try:
-            self.transport.transact(request, data_in=None, timeout=quick)
-        except ConnectionLost as exc:
-            self._failures += 1
-            self._mark_lost(f"probe: {exc}")
-            raise
-        except (TransportTimeout, ProtocolError) as exc:
-            if getattr(exc, "request_sent", True) is False and self._next_tid:
-                self._next_tid = tid
-            self._failures += 1
-            self._recover()
-            self._mark_lost(f"the device stopped answering ({exc})")
-            raise ConnectionLost(f"the device stopped answering ({exc})") from exc
-        self._suspect = False
+            yield
+        finally:
+            self._lock.release()
 
     def _take_tid(self, code: int) -> int:
         if code == OC.OpenSession or not self.is_open:
@@ -594,24 +473,9 @@ class Session:
         self._next_tid = tid + 1 if tid < 0xFFFFFFFE else 1
         return tid
 
-    def _recover(self) -> bool:
-        """Bring the link back to idle; ``False`` (and the link lost) if that failed."""
-        try:
-            self.transport.recover()
-            return True
-        except ConnectionLost as exc:
-            self._mark_lost(f"recovery failed: {exc}")
-        except TransportError as exc:
-            log.warning("link recovery failed: %s", exc)
-            self._mark_lost(f"recovery failed: {exc}")
-        except Exception as exc:  # noqa: BLE001 - a broken transport must not crash us
-            log.warning("link recovery failed unexpectedly: %s", exc)
-            self._mark_lost(f"recovery failed: {exc}")
-        return False
-
     def _checked(self, code: int, params: Iterable[int] = (), data_phase: bool = True,
                  **kw: Any) -> Result:
-        return self.transaction(code, params, data_phase, **kw).raise_for_status()
+        return self.transaction(code, params, data_phase, **kw)
 
     # -- events ----------------------------------------------------------------------
 
@@ -677,13 +541,15 @@ class Session:
 
     def open_session(self) -> None:
         """OpenSession; a stale session on the device is closed and reopened."""
-        result = self.transaction(OC.OpenSession, [self.session_id], data_phase=False)
+        result = self.transaction(OC.OpenSession, [self.session_id], data_phase=False,
+                                  check=False)
         if result.code == RC.SessionAlreadyOpen:
             self.is_open = True
             self._next_tid = 1
-            self.transaction(OC.CloseSession, data_phase=False)
+            self.transaction(OC.CloseSession, data_phase=False, check=False)
             self.is_open = False
-            result = self.transaction(OC.OpenSession, [self.session_id], data_phase=False)
+            result = self.transaction(OC.OpenSession, [self.session_id], data_phase=False,
+                                      check=False)
         result.raise_for_status()
         self.is_open = True
         self._next_tid = 1
@@ -703,7 +569,7 @@ class Session:
 
     def get_storage_info(self, storage_id: int) -> StorageInfo:
         """GetStorageInfo."""
-        return StorageInfo.decode(self._checked(OC.GetStorageInfo, [storage_id]).data)
+        return StorageInfo.decode(self._checked(OC.GetStorageInfo, [storage_id]).data, strict=False)
 
     def get_num_objects(self, storage_id: int = ALL, fmt: int = 0, parent: int = ALL) -> int:
         """GetNumObjects."""
@@ -717,8 +583,16 @@ class Session:
         return decode_u32_array(self._checked(OC.GetObjectHandles, [storage_id, fmt, parent]).data)
 
     def get_object_info(self, handle: int) -> ObjectInfo:
-        """GetObjectInfo."""
-        return ObjectInfo.decode(self._checked(OC.GetObjectInfo, [handle]).data, strict=False)
+        """GetObjectInfo (an ObjectInfo ending before its trailing strings is accepted)."""
+        data = self._checked(OC.GetObjectInfo, [handle]).data
+        if "short-objectinfo" in self.adaptations:
+            return ObjectInfo.decode(data, strict=False)
+        missing: list[str] = []
+        info = ObjectInfo.decode(data, strict=False, missing=missing)
+        if missing:
+            self.adapt("short-objectinfo", f"ObjectInfo ends before {', '.join(missing)}: "
+                                           "read as empty")
+        return info
 
     def _get_into(self, code: int, params: list[int], sink: DataSink | None,
                   progress: Callable[[int], None] | None = None) -> bytes | int:
@@ -808,7 +682,15 @@ class Session:
 
     def get_device_prop_desc(self, code: int) -> DevicePropDesc:
         """GetDevicePropDesc."""
-        desc = DevicePropDesc.decode(self._checked(OC.GetDevicePropDesc, [code]).data)
+        data = self._checked(OC.GetDevicePropDesc, [code]).data
+        try:
+            desc = DevicePropDesc.decode(data)
+        except ProtocolError as exc:
+            if "trailing" not in str(exc):
+                raise
+            # libgphoto2 ignores bytes after a complete descriptor (uMTP-Responder adds 4)
+            desc = DevicePropDesc.decode(data, strict=False)
+            self.adapt("propdesc-trailing", f"GetDevicePropDesc data longer than the descriptor ({exc})")
         self._prop_types[code] = desc.datatype
         return desc
 
@@ -860,6 +742,10 @@ class Session:
     def canon_get_mac_address(self) -> bytes:
         """Canon GetMacAddress (0x9033)."""
         return self._checked(OC.Canon_GetMacAddress).data
+
+    def eos_get_thumb_ex(self, handle: int) -> bytes:
+        """Canon EOS GetThumbEx (0x910A): the object's embedded thumbnail JPEG."""
+        return self._checked(OC.EOS_GetThumbEx, [handle]).data
 
     def eos_set_remote_mode(self, mode: int = 1) -> None:
         """Canon EOS SetRemoteMode (0x9114)."""

@@ -11,7 +11,8 @@ from ptpfs.protocol.codes import (DPC, DT, EC, OC, OFC, OPC, RC, datatype_name, 
                                   format_for_filename, format_name, object_prop_name,
                                   operation_name, property_name, render, response_name)
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed-miniPtp.txt"
+#: A listing in the seed tool's format, written for these tests (it lives in the repository).
+SEED = Path(__file__).resolve().parent / "data" / "listing-eos.txt"
 KINDS = ["operation", "response", "event", "property", "format", "objectprop", "datatype"]
 
 
@@ -23,7 +24,7 @@ def _seed_tokens(section: str) -> list[str]:
 
 def test_every_operation_of_the_seed_listing_renders_exactly():
     tokens = _seed_tokens("+ operations_supported")
-    assert len(tokens) > 150
+    assert len(tokens) >= 80
     for token in tokens:
         code = int(token.split("/")[0], 16)
         assert render("operation", code) == token

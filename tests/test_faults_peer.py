@@ -120,11 +120,11 @@ def test_ptpfs_exits_clearly_against_hostile_peer(peer: RawPeer, tmp_path) -> No
         if is_mounted(str(mnt)):
             unmount(str(mnt))
     took = time.monotonic() - start
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 7, proc.stderr     # link lost or timed out while opening
     assert not is_mounted(str(mnt))
     message = proc.stderr.strip().splitlines()[-1]
     assert message.startswith(f"ptpfs: cannot open device ptpip:127.0.0.1:{peer.port}:"), message
     expected = {"silent": "InitCommandAck", "bigdata": "in time", "hangup": "closed"}[peer.mode]
     assert expected in message, message
     assert "Traceback" not in proc.stderr
-    assert took < TIMEOUT + 4.0, took
+    assert took < TIMEOUT + 15.0, took     # a hang check (process start-up included), not a figure

@@ -369,7 +369,9 @@ def test_property_files(mount_sim) -> None:
     assert res.returncode != 0 and "invalid" in res.stderr.lower()
     fnum = m.path(".ptp/properties.d/FNumber")
     assert run(["bash", "-c", f"echo f/5.6 > {fnum}"]).returncode == 0
-    assert open(fnum).read() == "5.6\n"
+    assert open(fnum).read() == "f/5.6\n"
+    assert run(["bash", "-c", f"echo 400 > {fnum}"]).returncode == 0   # the raw value, f/4
+    assert open(fnum).read() == "f/4\n"
     battery = m.path(".ptp/properties.d/BatteryLevel")
     assert run(["bash", "-c", f"echo 5 > {battery}"]).returncode != 0  # read-only property
     m.camera.set_property(0x5001, 42)

@@ -1,5 +1,4 @@
-"""Filesystem pieces tested without mounting: errno mapping, property value
-forms, mount options, command-line parsing, listing and reading strategies
+"""Filesystem pieces tested without mounting: errno mapping, mount options, command-line parsing, listing and reading strategies
 against the simulated camera."""
 
 from __future__ import annotations
@@ -15,9 +14,6 @@ from ptpfs.fs.mount import parse_options, parse_size
 from ptpfs.fs.reader import PartialReader, SpoolCache, SpoolReader
 from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import Tree
-from ptpfs.fs.virtual import (format_exposure, format_fnumber, parse_exposure, parse_fnumber,
-                              parse_value, snap, validate)
-from ptpfs.protocol.datasets import DevicePropDesc, PropEnum, PropRange
 from ptpfs.sim import make_camera
 from ptpfs.transport.inprocess import InProcessTransport
 
@@ -38,49 +34,7 @@ def test_other_errno() -> None:
     assert errno_for(RuntimeError("?")) == errno.EIO
 
 
-# ------------------------------------------------------------------ values
-def test_exposure_forms() -> None:
-    assert parse_exposure("1/250") == 40
-    assert parse_exposure("0.5") == 5000
-    assert parse_exposure('2"') == 20000
-    assert parse_exposure("2s") == 20000
-    assert format_exposure(40) == "1/250"
-    assert format_exposure(20000) == '2"'
-    assert format_exposure(5000) == "1/2"
-    assert format_exposure(166) == "1/60"
-    for bad in ("fast", "1/0", "-1", ""):
-        with pytest.raises(InvalidValue):
-            parse_exposure(bad)
-
-
-def test_fnumber_forms() -> None:
-    assert parse_fnumber("5.6") == 560
-    assert parse_fnumber("f/5.6") == 560
-    assert parse_fnumber("F8") == 800
-    assert format_fnumber(560) == "5.6"
-    with pytest.raises(InvalidValue):
-        parse_fnumber("wide")
-
-
-def test_parse_plain_values() -> None:
-    assert parse_value(0x5001, 0x0002, " 42\n") == 42
-    assert parse_value(0xD402, 0xFFFF, "My camera\n") == "My camera"
-    assert parse_value(0x5001, 0x0002, "0x10") == 16
-    with pytest.raises(InvalidValue):
-        parse_value(0x5001, 0x0002, "many")
-
-
-def test_validate_against_form() -> None:
-    rng = DevicePropDesc(0x5001, 0x0002, 1, 50, 50, PropRange(0, 100, 5))
-    validate(rng, 55)
-    for bad in (101, 53):
-        with pytest.raises(InvalidValue):
-            validate(rng, bad)
-    enum = DevicePropDesc(0x500D, 0x0006, 1, 40, 40, PropEnum((40, 80, 166)))
-    validate(enum, 80)
-    with pytest.raises(InvalidValue):
-        validate(enum, 81)
-    assert snap(enum, parse_exposure("1/60")) == 166
+# property value forms: tests/test_properties.py (ptpfs.services.properties)
 
 
 # ------------------------------------------------------------------ options / CLI
@@ -101,11 +55,9 @@ def test_mount_options_split() -> None:
 
 def test_cli_usage_errors(tmp_path) -> None:
     from ptpfs.cli.ptpfs_main import main
-    with pytest.raises(SystemExit) as exc:
-        main(["a", "b", "c"])
-    assert exc.value.code == 2
-    assert main(["--simulate", str(tmp_path / "missing")]) == 1
-    assert main(["-f", "ptpip:127.0.0.1:1", str(tmp_path)]) == 1  # nothing listens there
+    assert main(["a", "b", "c"]) == 2
+    assert main(["--simulate", str(tmp_path / "missing")]) == 2
+    assert main(["-f", "ptpip:127.0.0.1:1", str(tmp_path)]) == 3  # nothing listens there
 
 
 # ------------------------------------------------------------------ strategies
@@ -179,7 +131,9 @@ def test_spool_reader_shared(tmp_path) -> None:
         tree = Tree(session)
         node = tree.lookup("/SD1/DCIM/100CANON/IMG_0001.JPG")
         expected = camera.store.get(node.handle).read(0, node.size)
-        cache = SpoolCache(session, SpoolDir(str(tmp_path / "spool")))
+        (tmp_path / "spool").mkdir()
+        spool = SpoolDir(str(tmp_path / "spool"))
+        cache = SpoolCache(session, spool)
         before = camera.stats.per_operation.get(0x1009, 0)
         a = SpoolReader(cache, node.handle, node.size)
         b = SpoolReader(cache, node.handle, node.size)
@@ -188,16 +142,68 @@ def test_spool_reader_shared(tmp_path) -> None:
         assert camera.stats.per_operation.get(0x1009, 0) - before == 1  # one GetObject
         a.close()
         b.close()
-        assert os.listdir(tmp_path / "spool") == []
-        assert os.stat(tmp_path / "spool").st_mode & 0o777 == 0o700
+        assert os.listdir(spool.path) == [".ptpfs-spool"]       # only the marker has a name
+        assert os.stat(spool.path).st_mode & 0o777 == 0o700
     finally:
         session.close()
 
 
-def test_spool_dir_cleans_leftovers(tmp_path) -> None:
-    path = tmp_path / "spool"
-    path.mkdir(mode=0o755)
-    (path / "spool-old").write_bytes(b"x")
-    SpoolDir(str(path))
-    assert os.listdir(path) == []
-    assert os.stat(path).st_mode & 0o777 == 0o700
+def test_spool_dir_never_touches_what_it_did_not_create(tmp_path) -> None:
+    base = tmp_path / "given"
+    base.mkdir()
+    base.chmod(0o755)
+    others = {"spool-old": b"x", "spool-1-abc": b"y", "ptpfs-spool-fake": None, "notes.txt": b"z"}
+    for name, data in others.items():
+        if data is None:
+            (base / name).mkdir()          # looks like ours, but no marker: not ours
+        else:
+            (base / name).write_bytes(data)
+    spool = SpoolDir(str(base))
+    assert os.stat(base).st_mode & 0o777 == 0o755                 # mode untouched
+    assert set(os.listdir(base)) == set(others) | {os.path.basename(spool.path)}
+    assert (base / "spool-old").read_bytes() == b"x"
+    assert os.path.dirname(spool.path) == str(base)
+    assert os.stat(spool.path).st_mode & 0o777 == 0o700            # the private one is 0700
+    os.close(spool.anonymous_file())
+    spool.close()
+    assert set(os.listdir(base)) == set(others)                   # gone again, the rest stays
+
+
+def test_spool_dir_removes_only_a_dead_instances_private_dir(tmp_path) -> None:
+    import subprocess
+
+    base = tmp_path / "given"
+    base.mkdir()
+    alive = SpoolDir(str(base))                                   # this process: running
+    dead_proc = subprocess.Popen(["true"])
+    dead_proc.wait()
+    marker = f"ptpfs spool\npid={dead_proc.pid}\nstart=1\n"
+    dead = base / "ptpfs-spool-deadbeef"
+    dead.mkdir(mode=0o700)
+    (dead / ".ptpfs-spool").write_text(marker)
+    (dead / f"spool-{dead_proc.pid}-left").write_bytes(b"left")
+    kept = base / "ptpfs-spool-withfiles"                         # dead owner, foreign file
+    kept.mkdir(mode=0o700)
+    (kept / ".ptpfs-spool").write_text(marker)
+    (kept / "photo.jpg").write_bytes(b"mine")
+    second = SpoolDir(str(base))
+    assert second.removed_leftovers == 1 and not dead.exists()
+    assert os.path.isdir(alive.path)                              # a running instance's stays
+    assert sorted(os.listdir(kept)) == [".ptpfs-spool", "photo.jpg"]   # not only ours: kept
+    second.close()
+    alive.close()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: None, "no such directory"),
+    (lambda p: p.write_bytes(b""), "not a directory"),
+])
+def test_unusable_spool_dir_refused(tmp_path, make, message) -> None:
+    from ptpfs.fs.spool import check_spool_base
+
+    target = tmp_path / "x"
+    make(target)
+    with pytest.raises(InvalidValue, match=message):
+        check_spool_base(str(target))
+    with pytest.raises(InvalidValue, match=message):
+        SpoolDir(str(target))

@@ -20,6 +20,7 @@ from ptpfs.protocol.messages import Request
 from ptpfs.sim import make_camera
 from ptpfs.sim.camera import SimCamera
 from ptpfs.transport.inprocess import InProcessTransport
+from virtual_clock import virtual_link_time
 
 
 @dataclass
@@ -127,26 +128,29 @@ def test_read_event_after_close_raises(camera: SimCamera) -> None:
         c.transport.transact(Request(OC.GetDeviceInfo, 0, ()))
 
 
-def test_link_pacing_accuracy(camera: SimCamera, client: Client) -> None:
+# Modelled time (tests/virtual_clock.py), not wall time: these hold on a loaded machine.
+def test_link_pacing_accuracy(camera: SimCamera, client: Client, monkeypatch) -> None:
     obj = camera.store.add_file("big.bin", bytes(2_000_000))
-    camera.link.bandwidth = 20_000_000
-    start = time.monotonic()
-    r = client.ok(OC.GetObject, obj.handle)
-    elapsed = time.monotonic() - start
-    assert len(r.data) == 2_000_000
-    assert 0.095 <= elapsed <= 0.25, elapsed   # 2 MB at 20 MB/s = 0.1 s
-    camera.link.bandwidth = None
-    start = time.monotonic()
-    client.ok(OC.GetObject, obj.handle)
-    assert time.monotonic() - start < 0.08
+    with virtual_link_time(monkeypatch) as clock:
+        camera.link.bandwidth = 20_000_000
+        start = clock.monotonic()
+        r = client.ok(OC.GetObject, obj.handle)
+        assert len(r.data) == 2_000_000
+        # 2 MB at 20 MB/s = 0.1 s (+ the response's bytes), never less
+        assert clock.monotonic() - start == pytest.approx(0.1, abs=0.0002)
+        camera.link.bandwidth = None
+        sleeps = clock.sleeps
+        client.ok(OC.GetObject, obj.handle)
+        assert clock.sleeps == sleeps            # an unlimited link never waits
 
 
-def test_latency_per_transaction(camera: SimCamera, client: Client) -> None:
-    camera.link.latency = 0.02
-    start = time.monotonic()
-    for _ in range(5):
-        client.ok(OC.GetStorageIDs)
-    assert time.monotonic() - start >= 0.1
+def test_latency_per_transaction(camera: SimCamera, client: Client, monkeypatch) -> None:
+    with virtual_link_time(monkeypatch) as clock:
+        camera.link.latency = 0.02
+        start = clock.monotonic()
+        for _ in range(5):
+            client.ok(OC.GetStorageIDs)
+        assert clock.monotonic() - start == pytest.approx(0.1)
 
 
 def test_busy_fault(camera: SimCamera, client: Client) -> None:

@@ -1,7 +1,9 @@
 """The layering rule: each layer imports only those below it.
 
-protocol (pure codec) -> transport -> sim -> session -> connect -> fs -> cli.
-The filesystem never builds containers; the protocol never does I/O.
+protocol (pure codec) -> transport -> sim -> session -> connect -> services (device
+services: property values, …) -> fs and cli.  The filesystem never builds containers;
+the protocol never does I/O; the command line reaches the device through services, not
+through the filesystem package.
 """
 
 from __future__ import annotations
@@ -21,15 +23,26 @@ RANK = {
     "ptpfs.capabilities": 4,
     "ptpfs.session": 5,
     "ptpfs.connect": 6,
-    "ptpfs.fs": 7,
-    "ptpfs.cli": 8,
+    "ptpfs.services": 7,
+    "ptpfs.fs": 8,
+    "ptpfs.cli": 9,
 }
+
+#: What ptpctl still takes from fs/ (issue 12 item 2 moves these to services/ too); nothing
+#: property-related may be added here: property values are ptpfs.services.properties.
+#: (cli/ptpfs_main.py is the mount program, the filesystem's own front end.)
+PTPCTL_FROM_FS = {"ptpfs.fs.naming", "ptpfs.fs.uploads"}
 
 #: Modules that move bytes; the pure codec must not import them.
 IO_MODULES = {"socket", "select", "usb", "threading", "subprocess", "os", "mfusepy", "fuse"}
 
 
+#: Modules that belong to another module's layer.
+SAME_LAYER = {"ptpfs.session_link": "ptpfs.session"}
+
+
 def _layer(module: str) -> str | None:
+    module = SAME_LAYER.get(module, module)
     for name in sorted(RANK, key=len, reverse=True):
         if module == name or module.startswith(name + "."):
             return name
@@ -85,3 +98,57 @@ def test_filesystem_never_builds_containers(path: Path) -> None:
     for imported in _imports(path):
         assert imported not in {"ptpfs.protocol.container", "ptpfs.protocol.ptpip"}, imported
         assert not imported.startswith("ptpfs.transport"), f"{path.name} imports {imported}"
+
+
+#: Modules that move PTP bytes over a wire, on either side; they leave the transaction
+#: sequence to ``ptpfs.protocol.transaction`` (``transport/inprocess.py`` has no wire: it
+#: calls the responder's methods).
+WIRE_PUMPS = ["transport/usb.py", "transport/ptpip.py", "sim/usb_backend.py",
+              "sim/ptpip_server.py", "sim/hostile.py"]
+
+
+def _names(node: ast.AST) -> set[str]:
+    """Every identifier and attribute name in an expression."""
+    out: set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            out.add(sub.id)
+        elif isinstance(sub, ast.Attribute):
+            out.add(sub.attr)
+    return out
+
+
+def _sequencing(name: str) -> bool:
+    """Names that carry the transaction sequence: transaction IDs, container and packet types."""
+    return (name in {"transaction_id", "tid", "type", "ptype", "ctype"}
+            or name.startswith(("TYPE_", "_T_")) or name.endswith("_tid"))
+
+
+@pytest.mark.parametrize("rel", WIRE_PUMPS)
+def test_wire_pumps_do_not_sequence_transactions(rel: str) -> None:
+    """Transports and servers use the one transaction machine and compare no transaction
+    IDs or container/packet types themselves (building packets with them is fine)."""
+    path = PACKAGE / rel
+    assert "ptpfs.protocol.transaction" in _imports(path), f"{rel} bypasses the machine"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            found = {n for part in [node.left, *node.comparators] for n in _names(part)
+                     if _sequencing(n)}
+            assert not found, f"{rel}:{node.lineno} compares {sorted(found)} itself"
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (PACKAGE / "cli").glob("*.py")
+                                         if p.name != "ptpfs_main.py"), ids=lambda p: p.name)
+def test_ptpctl_takes_nothing_of_the_filesystem_for_properties(path: Path) -> None:
+    for imported in _imports(path):
+        if imported.startswith("ptpfs.fs"):
+            assert imported in PTPCTL_FROM_FS, f"cli/{path.name} imports {imported}"
+
+
+def test_services_sit_between_session_and_its_users() -> None:
+    assert RANK["ptpfs.session"] < RANK["ptpfs.services"] < min(RANK["ptpfs.fs"], RANK["ptpfs.cli"])
+    users = [p for p in (*(PACKAGE / "fs").glob("*.py"), *(PACKAGE / "cli").glob("*.py"))
+             if "ptpfs.services.properties" in _imports(p) or "ptpfs.services" in _imports(p)]
+    names = {p.relative_to(PACKAGE).as_posix() for p in users}
+    assert {"fs/virtual.py", "cli/ptpctl.py"} <= names, names

@@ -25,7 +25,7 @@ def profile(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def camera(profile: str):
-    cam = make_camera(None, profile)
+    cam = make_camera(None, profile, uploads=True)   # canon-eos refuses them by default
     yield cam
     cam.close()
 
@@ -47,12 +47,28 @@ def test_one_liner_transaction_and_seed_spelling(session: Session) -> None:
     r = session.transaction(OC.GetStorageIDs, [])
     assert r.ok and r.name == "OK"
     assert r["ResponseCode"] == RC.OK and r["Data"] == r.data
-    r = session.transaction(OC.GetObjectInfo, [0xDEADBEEF])
+    # the default raises on an error response ...
+    with pytest.raises(ResponseError) as err:
+        session.transaction(OC.GetObjectInfo, [0xDEADBEEF])
+    assert err.value.code == RC.InvalidObjectHandle
+    assert "GetObjectInfo" in str(err.value) and "0x2009" in str(err.value)
+    # ... check=False hands back the Result for the seed's r['ResponseCode'] style
+    r = session.transaction(OC.GetObjectInfo, [0xDEADBEEF], check=False)
     assert r.code == RC.InvalidObjectHandle and r.name == "InvalidObjectHandle"
+    assert r["ResponseCode"] == RC.InvalidObjectHandle and not r.ok
     with pytest.raises(ResponseError) as err:
         r.raise_for_status()
     assert err.value.code == RC.InvalidObjectHandle
-    assert "GetObjectInfo" in str(err.value) and "0x2009" in str(err.value)
+
+
+def test_seed_one_liner_raises_when_the_camera_lacks_the_operation(session: Session) -> None:
+    if OC.Canon_GetMacAddress in session.device_info.operations_supported:
+        assert len(session.transaction(OC.Canon_GetMacAddress).data) == 6
+        return
+    with pytest.raises(ResponseError) as err:
+        session.transaction(OC.Canon_GetMacAddress).data  # noqa: B018 - the seed's one-liner
+    assert err.value.code == RC.OperationNotSupported
+    assert str(err.value) == "Canon_GetMacAddress: OperationNotSupported (0x2005)"
 
 
 def test_transaction_rejects_bad_params(session: Session) -> None:

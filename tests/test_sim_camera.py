@@ -300,16 +300,18 @@ def test_store_full_during_data_phase() -> None:
         cam.close()
 
 
-def test_r6_denies_uploads_when_configured() -> None:
-    cam = _make("canon-eos", deny_uploads=True)
-    c = Client(cam)
-    try:
-        c.open()
-        assert upload(c, "a.txt", b"hello")[0] == RC.AccessDenied
-    finally:
-        c.close()
-        cam.close()
-    cam = _make("canon-eos")
+def test_r6_denies_uploads_unless_allowed() -> None:
+    # the real R6 answers SendObjectInfo from a PC with AccessDenied: the default
+    for options in ({}, {"deny_uploads": True}, {"uploads": False}):
+        cam = _make("canon-eos", **options)
+        c = Client(cam)
+        try:
+            c.open()
+            assert upload(c, "a.txt", b"hello")[0] == RC.AccessDenied
+        finally:
+            c.close()
+            cam.close()
+    cam = _make("canon-eos", uploads=True)
     c = Client(cam)
     try:
         c.open()
@@ -471,6 +473,13 @@ def test_eos_listing_partial_and_events(eos) -> None:
     c.ok(OC.EOS_TransferComplete, cr3.handle)
     r = c.ok(OC.Canon_GetPartialObject64, cr3.handle, 10, 0, 100)
     assert r.data == cr3.read(10, 100)
+    # the first GetEvent after SetEventMode: the full property dump, as a real R6 sends
+    dump = decode_eos_events(c.ok(OC.EOS_GetEvent).data)
+    assert dump and all(r.type == EC.EOS_PropValueChanged for r in dump)
+    values = {r.params[0]: r.data for r in dump}
+    assert set(cam.properties.codes()) <= set(values)
+    assert int.from_bytes(values[0xD116][:4], "little") == 0x80000453   # ModelID: EOS R6
+    assert values[DPC.BatteryLevel] == cam.properties.encode_value(DPC.BatteryLevel)
     assert decode_eos_events(c.ok(OC.EOS_GetEvent).data) == []
     new = cam.take_photo(SD1, size=1234)
     c.ok(OC.DeleteObject, cr3.handle, 0)
@@ -521,3 +530,55 @@ def test_firmware_update(eos) -> None:
 
 def test_unknown_operation_is_not_supported(client: Client) -> None:
     assert client.call(0x9999).code == RC.OperationNotSupported
+
+
+def test_eos_property_dump_after_each_set_event_mode(eos) -> None:
+    from ptpfs.protocol.eos import decode_eos_events
+    cam, c = eos
+    assert decode_eos_events(c.ok(OC.EOS_GetEvent).data) == []   # event mode not set yet
+    c.ok(OC.EOS_SetEventMode, 1)
+    first = decode_eos_events(c.ok(OC.EOS_GetEvent).data)
+    assert len(first) == len({r.params[0] for r in first}) >= 10
+    assert decode_eos_events(c.ok(OC.EOS_GetEvent).data) == []
+    c.ok(OC.EOS_SetEventMode, 1)       # a client that sets it again gets the dump again
+    assert len(decode_eos_events(c.ok(OC.EOS_GetEvent).data)) == len(first)
+
+
+@pytest.mark.parametrize("uploads, folder_status", [(False, 1), (True, 0)])
+def test_r6_folders_report_protection(uploads: bool, folder_status: int) -> None:
+    cam = _make("canon-eos", uploads=uploads)
+    c = Client(cam)
+    try:
+        c.open()
+        dcim = cam.store.find("DCIM")
+        img = cam.store.find("DCIM/100CANON/IMG_0001.JPG")
+        assert ObjectInfo.decode(c.ok(OC.GetObjectInfo, dcim.handle).data).protection_status \
+            == folder_status
+        assert ObjectInfo.decode(c.ok(OC.GetObjectInfo, img.handle).data).protection_status == 0
+        # reported only: the photos inside stay deletable, as on the camera
+        c.ok(OC.DeleteObject, img.handle, 0)
+    finally:
+        c.close()
+        cam.close()
+
+
+def test_generic_folders_are_not_protected(camera, client) -> None:
+    dcim = camera.store.find("DCIM")
+    assert ObjectInfo.decode(client.ok(OC.GetObjectInfo, dcim.handle).data).protection_status == 0
+
+
+def test_whole_object_profile_has_no_partial_reads() -> None:
+    cam = _make("whole-object")
+    c = Client(cam)
+    try:
+        c.open()
+        di = DeviceInfo.decode(c.ok(OC.GetDeviceInfo).data)
+        partial = {OC.GetPartialObject, OC.GetPartialObject64, OC.EOS_GetPartialObject,
+                   OC.Canon_GetPartialObject64}
+        assert not partial & set(di.operations_supported)
+        img = cam.store.find("DCIM/100CANON/IMG_0001.JPG")
+        assert c.call(OC.GetPartialObject, img.handle, 0, 100).code == RC.OperationNotSupported
+        assert c.ok(OC.GetObject, img.handle).data == img.read(0, img.size)
+    finally:
+        c.close()
+        cam.close()

@@ -119,10 +119,12 @@ def test_hostile_names_never_escape(tree) -> None:
         for bad in ("../x", "/abs", "a/b"):
             assert c.call(OC.SetObjectPropValue, h, OPC.ObjectFileName,
                           data=encode_value(DT.STR, bad)).code == RC.InvalidObjectPropValue
-        # uploading under a symlink's name replaces the link, never writes through it
+        # uploading under a symlink's name neither writes through the link nor
+        # replaces it: the bytes get a name of their own beside it
         assert upload(c, "link.txt", b"overwritten")[0] == RC.OK
         assert (outside / "secret.txt").read_text() == "secret"
-        assert not (root / "link.txt").is_symlink()
+        assert (root / "link.txt").is_symlink()
+        assert (root / "link~2.txt").read_bytes() == b"overwritten"
         assert sorted(p.name for p in root.parent.iterdir()) == before
         assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
     finally:

@@ -1,6 +1,5 @@
 """PTP primitives (ptpfs.protocol.wire): integers, arrays, strings, values, DateTime."""
 
-import time
 import tracemalloc
 from datetime import datetime, timedelta, timezone
 
@@ -112,16 +111,13 @@ def test_lying_array_count_fails_before_allocating():
     data = b"\xff\xff\xff\xff" + b"\x00" * 10
     tracemalloc.start()
     try:
-        start = time.perf_counter()
         for dt in ARRAY_DTS:
             with pytest.raises(ProtocolError, match="does not fit"):
                 decode_value(dt, data)
-        elapsed = time.perf_counter() - start
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert elapsed < 0.5
-    assert peak < 1_000_000
+    assert peak < 1_000_000     # nothing sized by the lying count was allocated
 
 
 def test_array_element_out_of_range_is_invalid_value():

@@ -13,6 +13,7 @@ from typing import Any
 from ptpfs.protocol.codes import datatype_name, property_name, render
 from ptpfs.protocol.datasets import (DeviceInfo, DevicePropDesc, ObjectInfo, PropEnum, PropRange,
                                      StorageInfo)
+from ptpfs.services import properties
 
 _ACCESS = {0: "rw", 1: "ro", 2: "ro+delete"}
 
@@ -40,17 +41,29 @@ def json_value(value: Any) -> Any:
     return value
 
 
-def describe_form(form: Any) -> str:
-    """``range 1..100 step 1``, ``enum [1, 2, 3]`` or ``""`` when there is no form."""
+def prop_value(code: int | None, value: Any) -> str:
+    """A property value as ``-d`` shows it: ``1/125 (80)`` (human form and raw value) for
+    properties that have a human form, the raw value alone for the others."""
+    if code is not None and code in properties.HUMAN_FORMS and not isinstance(value, (list, tuple)):
+        return properties.format_both(code, value)
+    return format_value(value)
+
+
+def describe_form(form: Any, code: int | None = None) -> str:
+    """``range 1..100 step 1``, ``enum [1, 2, 3]`` or ``""`` when there is no form;
+    with the property *code*, values that have a human form show both (``1/250 (40)``)."""
     if isinstance(form, PropRange):
-        return f"range {format_value(form.minimum)}..{format_value(form.maximum)} step {format_value(form.step)}"
+        return (f"range {prop_value(code, form.minimum)}..{prop_value(code, form.maximum)} "
+                f"step {format_value(form.step)}")
     if isinstance(form, PropEnum):
-        return "enum [" + ", ".join(_enum_item(v) for v in form.values) + "]"
+        return "enum [" + ", ".join(_enum_item(code, v) for v in form.values) + "]"
     return ""
 
 
-def _enum_item(v: Any) -> str:
-    return repr(v) if isinstance(v, str) else format_value(v)
+def _enum_item(code: int | None, v: Any) -> str:
+    if isinstance(v, str) and not (code is not None and code in properties.HUMAN_FORMS):
+        return repr(v)
+    return prop_value(code, v)
 
 
 def access_text(get_set: int) -> str:
@@ -69,13 +82,14 @@ def datatype_token(datatype: int) -> str:
 
 
 def prop_desc_line(desc: DevicePropDesc) -> str:
-    """``property_code: 0x5001/BatteryLevel, datatype: 0x2/uint8, current: 16, access: ro, …``."""
+    """``property_code: 0x5001/BatteryLevel, datatype: 0x2/uint8, current: 16, access: ro, …``;
+    ``current: 1/125 (80)`` where the property has a human form."""
     parts = [f"property_code: {code_token('property', desc.code)}",
              f"datatype: {datatype_token(desc.datatype)}",
-             f"current: {format_value(desc.current)}",
-             f"default: {format_value(desc.factory_default)}",
+             f"current: {prop_value(desc.code, desc.current)}",
+             f"default: {prop_value(desc.code, desc.factory_default)}",
              f"access: {access_text(desc.get_set)}"]
-    allowed = describe_form(desc.form)
+    allowed = describe_form(desc.form, desc.code)
     if allowed:
         parts.append(f"allowed: {allowed}")
     return ", ".join(parts)
@@ -87,6 +101,8 @@ def prop_desc_json(desc: DevicePropDesc) -> dict[str, Any]:
         "code": desc.code, "name": property_name(desc.code), "datatype": desc.datatype,
         "datatype_name": datatype_name(desc.datatype), "access": access_text(desc.get_set),
         "current": json_value(desc.current), "default": json_value(desc.factory_default),
+        "current_text": properties.format_value(desc.code, desc.current),
+        "default_text": properties.format_value(desc.code, desc.factory_default),
         "form": None}
     if isinstance(desc.form, PropRange):
         out["form"] = {"range": {"min": desc.form.minimum, "max": desc.form.maximum,

@@ -21,29 +21,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, NoReturn, Sequence, TextIO
 
-from ptpfs import connect
+from ptpfs import __version__, connect
 from ptpfs.cli import output
+from ptpfs.cli.exitcodes import (  # noqa: F401 - re-exported: ptpctl's public names
+    _BUSY_HINT, _PERMISSION_HINT, EXIT_BUSY, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_LINK,
+    EXIT_NO_DEVICE, EXIT_OK, EXIT_PERMISSION, EXIT_PTP, EXIT_USAGE, UsageError, error_exit_code)
 from ptpfs.cli.progress import ProgressBar
-from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
-                          InvalidValue, NotSupported, PTPError, ResponseError, TransportError,
-                          TransportTimeout)
-from ptpfs.protocol.codes import DPC, DT, format_for_filename, operation_name, property_name
-from ptpfs.protocol.datasets import DevicePropDesc, ObjectInfo, PropEnum, PropRange
-from ptpfs.protocol.wire import INT_TYPES, format_datetime, is_array_type
+from ptpfs.errors import (InvalidValue, PTPError, ResponseError)
+from ptpfs.protocol.codes import DT, format_for_filename, property_name
+from ptpfs.protocol.datasets import ObjectInfo
+from ptpfs.protocol.wire import format_datetime
+from ptpfs.services import properties
+from ptpfs.services.objects import object_size as _object_size
+from ptpfs.services.objects import walk_storage as _walk_storage
 
 PROG = "ptpctl"
 
 #: Exit codes (also listed in ``ptpctl --help``).
-EXIT_OK = 0
-EXIT_ERROR = 1          # anything else (local file problems, unexpected device data)
-EXIT_USAGE = 2          # bad command line or bad value (handle, property value, spec)
-EXIT_NO_DEVICE = 3      # no camera found / nothing listening at the address
-EXIT_BUSY = 4           # the device is claimed by another program
-EXIT_PERMISSION = 5     # the OS refused access to the device
-EXIT_PTP = 6            # the camera answered with a PTP error response
-EXIT_LINK = 7           # connection lost or timed out mid-session
-EXIT_INTERRUPTED = 130  # Ctrl-C
-
 EXIT_CODES_HELP = """\
 exit codes:
   0  success
@@ -65,19 +59,9 @@ examples:
   ptpctl -Lodip --device sim
   ptpctl -g 0001000a -O photo.jpg
   ptpctl -u 0,notes.txt --parent 00010001
-  ptpctl --set-property ExposureTime=250
-  ptpctl serve --listen 127.0.0.1:15740 --root ~/Pictures --profile canon-eos
+  ptpctl --set-property ExposureTime=1/250 --set-property FNumber=f/5.6
+  ptpctl serve --listen 127.0.0.1:15740 --profile canon-eos
 """
-
-_BUSY_HINT = ("hint: if gvfs-gphoto2-volume-monitor holds it, unmount the camera with "
-              "`gio mount -u gphoto2://…` (see `gio mount -l`), then retry")
-_PERMISSION_HINT = ("hint: install the udev rule from the README (or libgphoto2's rules) "
-                    "and replug the camera")
-
-
-class UsageError(Exception):
-    """A command-line problem (exit code 2)."""
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -110,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the main command (``serve`` has its own)."""
     p = _Parser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Talk to a PTP/MTP camera (USB, PTP/IP or the simulator). "
-                            "Subcommand: `ptpctl serve --help`.",
+                            "Subcommands: `ptpctl serve --help`, `ptpctl import --help`.",
                 epilog=EXIT_CODES_HELP)
+    p.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("-o", "--list-operations", action="store_true",
                    help="list supported operations")
     p.add_argument("-p", "--list-properties", action="store_true",
@@ -135,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delete", metavar="HANDLE", type=_handle_arg, help="delete an object")
     p.add_argument("--set-property", metavar="CODE=VALUE", action="append", default=[],
                    help="set a device property; CODE is hex (0x500d) or a name (ExposureTime); "
-                        "VALUE is checked against the property's range or enumeration")
+                        "VALUE is the raw value (80) or its human form (1/250, f/5.6, ISO 400, "
+                        "+1/3 EV, 2024-05-01 12:30:00), checked against the property's range "
+                        "or enumeration before anything is sent")
     p.add_argument("--device", metavar="SPEC",
                    help="device to use (default: usb if a USB camera is found)")
     p.add_argument("--profile", metavar="NAME",
@@ -150,16 +137,54 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _profile_names() -> list[str]:
+    from ptpfs.sim.profiles import PROFILES
+    return list(PROFILES)
+
+
+#: Hosts meaning "every interface"; ``--listen`` takes them only when spelled out.
+ALL_INTERFACES = ("0.0.0.0", "::")
+
+
+def serve_address(text: str) -> tuple[str, int, str | None]:
+    """``--listen`` of ``ptpctl serve``: ``(host, port, warning)``.  A bare ``0``
+    or an empty host (which would bind every interface silently) is refused;
+    ``0.0.0.0:PORT`` / ``[::]:PORT`` bind every interface with a warning."""
+    host, port = connect.parse_host_port(text, connect.PTPIP_PORT)
+    if host in ("0", "") or not host.strip("0.:") and host not in ALL_INTERFACES:
+        raise InvalidValue(f"--listen {text!r}: ambiguous host; give 127.0.0.1:PORT for this "
+                           "machine only, or 0.0.0.0:PORT to listen on every interface")
+    if host in ALL_INTERFACES:
+        return host, port, (f"listening on every interface ({text}): anyone on the network "
+                            "can use the simulated camera")
+    return host, port, None
+
+
 def build_serve_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ptpctl serve``."""
     p = _Parser(prog=f"{PROG} serve",
                 description="Serve the simulated camera over PTP/IP until SIGINT/SIGTERM.",
-                epilog="The first line on stdout is 'listening on HOST:PORT'.")
+                epilog="The first line on stdout is 'listening on HOST:PORT'.  "
+                       "WARNING: with --root, every client that can connect may change and "
+                       "delete the files under DIR (uploads never overwrite a file and "
+                       "FormatStore is refused, but DeleteObject deletes); serve a copy or a "
+                       "scratch folder, not your only photos.  All interfaces only when asked "
+                       "for explicitly: --listen 0.0.0.0:PORT or [::]:PORT.")
     p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:15740",
                    help="address to listen on (default 127.0.0.1:15740; port 0 picks a free one)")
-    p.add_argument("--root", metavar="DIR", help="serve the files under DIR (default: sample content)")
+    p.add_argument("--root", metavar="DIR",
+                   help="serve the files under DIR, read-write (default: a generated sample "
+                        "card); see the warning below")
     p.add_argument("--profile", metavar="NAME", default=connect.DEFAULT_PROFILE,
-                   help="simulator profile: generic, canon-eos, android-mtp")
+                   help="simulator profile: " + ", ".join(_profile_names()))
+    p.add_argument("--name", metavar="NAME",
+                   help="the camera's name in the PTP/IP handshake (default: the profile's "
+                        "model name)")
+    uploads = p.add_mutually_exclusive_group()
+    uploads.add_argument("--allow-uploads", dest="uploads", action="store_const", const=True,
+                         help="accept uploads even where the profile refuses them (canon-eos)")
+    uploads.add_argument("--deny-uploads", dest="uploads", action="store_const", const=False,
+                         help="refuse uploads (SendObjectInfo answers AccessDenied)")
     p.add_argument("--bandwidth", metavar="BYTES/S", type=_parse_rate,
                    help="model a link of this speed (suffixes k, M, G allowed)")
     p.add_argument("--latency", metavar="MS", type=float, default=0.0,
@@ -246,79 +271,6 @@ def _show_descriptions(run: _Run, session: Any) -> None:
         entries.append(output.prop_desc_json(desc))
     if run.json_mode:
         run.doc["property_descriptions"] = entries
-
-
-@dataclass
-class _Listed:
-    handle: int
-    info: ObjectInfo
-    size: int
-    path: str
-
-
-def _object_size(session: Any, handle: int, info: ObjectInfo) -> int:
-    """ObjectInfo's size, asking MTP ObjectSize (u64) when it says 0xFFFFFFFF (>= 4 GiB)."""
-    if info.compressed_size != 0xFFFFFFFF or not session.capabilities.object_props:
-        return info.compressed_size
-    try:
-        return int(session.get_object_prop_value(handle, 0xDC04, DT.UINT64))
-    except ResponseError:
-        return info.compressed_size
-
-
-def _walk_storage(session: Any, storage_id: int) -> list[_Listed]:
-    """Every object of a storage in tree order (folders before their contents)."""
-    infos: dict[int, ObjectInfo] = {}
-
-    def walk(frontier: list[int]) -> None:
-        """List folder by folder, from *frontier* down."""
-        while frontier:
-            for h in session.get_object_handles(storage_id, 0, frontier.pop()):
-                if h not in infos:
-                    infos[h] = session.get_object_info(h)
-                    if infos[h].is_folder:
-                        frontier.append(h)
-
-    try:
-        handles = session.get_object_handles(storage_id, 0, 0)
-    except ResponseError:  # no "all objects" listing: walk one folder at a time
-        walk([0xFFFFFFFF])
-    else:
-        for h in handles:
-            if h not in infos:
-                infos[h] = session.get_object_info(h)
-        folders = [h for h, i in infos.items() if i.is_folder]
-        if folders and not any(i.parent in folders for i in infos.values()):
-            # The device answered "all objects" with the root only (QEMU's usb-mtp does):
-            # walk the folders one at a time.
-            walk(folders)
-    children_of: dict[int, list[int]] = {}
-    roots: list[int] = []
-    for h, info in infos.items():
-        if info.parent in infos and info.parent != h:
-            children_of.setdefault(info.parent, []).append(h)
-        else:
-            roots.append(h)
-    listed: list[_Listed] = []
-    seen: set[int] = set()
-
-    def visit(h: int, prefix: str) -> None:
-        stack = [(h, prefix)]
-        while stack:
-            handle, base = stack.pop()
-            if handle in seen:
-                continue
-            seen.add(handle)
-            info = infos[handle]
-            path = f"{base}/{info.filename}"
-            listed.append(_Listed(handle, info, _object_size(session, handle, info), path))
-            stack.extend((c, path) for c in reversed(children_of.get(handle, [])))
-
-    for h in roots:
-        visit(h, "")
-    for h in infos:  # objects only reachable through a parent cycle
-        visit(h, "")
-    return listed
 
 
 def _list_files(run: _Run, session: Any) -> None:
@@ -429,7 +381,7 @@ def _upload(run: _Run, session: Any, spec: str, parent: int | None) -> None:
         with ProgressBar(st.st_size, base[:40]) as bar:
             session.send_object(f, st.st_size, progress=bar)
     # Devices may announce a handle they register later (or another object's): confirm it.
-    from ptpfs.fs.writer import confirm_upload
+    from ptpfs.fs.uploads import confirm_upload
 
     handle, _ = confirm_upload(session, got_sid or sid,
                                0 if parent in (None, 0xFFFFFFFF) else parent, base, handle)
@@ -447,88 +399,18 @@ def _delete(run: _Run, session: Any, handle: int) -> None:
 
 # --------------------------------------------------------------------------- properties
 
-def resolve_property(text: str, supported: Sequence[int]) -> int:
-    """A property code from hex (``0x500d``/``500d``) or a name (``ExposureTime``, any case)."""
-    t = text.strip()
-    wanted = t.lower()
-    for code in supported:
-        if property_name(code).lower() == wanted:
-            return code
-    for name, code in vars(DPC).items():
-        if isinstance(code, int) and name.lower() == wanted:
-            return code
-    digits = wanted[2:] if wanted.startswith("0x") else wanted
-    try:
-        code = int(digits, 16)
-    except ValueError:
-        raise InvalidValue(f"unknown property {text!r} (use a name from -p or a hex code)") from None
-    if not 0 <= code <= 0xFFFF:
-        raise InvalidValue(f"property code {text!r} does not fit in 16 bits")
-    return code
-
-
-def _parse_int(text: str, datatype: int, what: str) -> int:
-    t = text.strip()
-    try:
-        value = int(t, 0) if t.lower().lstrip("+-").startswith("0x") else int(t, 10)
-    except ValueError:
-        raise InvalidValue(f"{what}: {text!r} is not an integer") from None
-    size, signed = INT_TYPES[datatype]
-    bits = size * 8
-    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    if not low <= value <= high:
-        raise InvalidValue(f"{what}: {value} does not fit in {output.datatype_token(datatype)} "
-                           f"({low}..{high})")
-    return value
-
-
-def parse_property_value(desc: DevicePropDesc, text: str) -> Any:
-    """Parse *text* for the descriptor's datatype and check it against its form.
-
-    Raises :class:`InvalidValue` with a message naming the allowed values.
-    """
-    what = property_name(desc.code)
-    dt = desc.datatype
-    if dt == DT.STR:
-        if len(text) > 254:
-            raise InvalidValue(f"{what}: strings hold at most 254 characters")
-        value: Any = text
-    elif dt in INT_TYPES:
-        value = _parse_int(text, dt, what)
-    elif is_array_type(dt):
-        base = dt & ~DT.ARRAY
-        items = [s for s in text.split(",") if s.strip()]
-        value = tuple(_parse_int(s, base, what) for s in items)
-    else:
-        raise InvalidValue(f"{what}: cannot set values of datatype {output.datatype_token(dt)}")
-    form = desc.form
-    if isinstance(form, PropRange):
-        low, high, step = form.minimum, form.maximum, form.step
-        if not low <= value <= high:
-            raise InvalidValue(f"{what}: {value} is outside the allowed range {low}..{high}")
-        if step and (value - low) % step:
-            raise InvalidValue(f"{what}: {value} is not on the allowed steps "
-                               f"({output.describe_form(form)})")
-    elif isinstance(form, PropEnum) and value not in form.values:
-        raise InvalidValue(f"{what}: {output.format_value(value)} is not one of the allowed "
-                           f"values {output.describe_form(form)[5:]}")
-    return value
-
-
 def _set_property(run: _Run, session: Any, assignment: str) -> None:
     name, sep, raw = assignment.partition("=")
     if not sep or not name.strip():
         raise InvalidValue(f"bad --set-property {assignment!r}: expected CODE=VALUE")
-    code = resolve_property(name, session.device_info.device_properties_supported)
+    code = properties.resolve_property(name, session.device_info.device_properties_supported)
     desc = session.get_device_prop_desc(code)
-    if not desc.get_set:
-        raise InvalidValue(f"{output.code_token('property', code)} is read-only")
-    value = parse_property_value(desc, raw)
-    session.set_device_prop_value(code, value, desc.datatype)
+    properties.set_property(session, desc, raw)
     now = session.get_device_prop_value(code, desc.datatype)
-    run.line(f"{output.code_token('property', code)} = {output.format_value(now)}")
+    run.line(f"{output.code_token('property', code)} = {properties.format_both(code, now)}")
     run.doc.setdefault("set_property", []).append(
-        {"code": code, "name": property_name(code), "value": output.json_value(now)})
+        {"code": code, "name": property_name(code), "value": output.json_value(now),
+         "text": properties.format_value(code, now)})
 
 
 # --------------------------------------------------------------------------- devices
@@ -543,42 +425,6 @@ def _list_devices(run: _Run) -> None:
 
 
 # --------------------------------------------------------------------------- errors
-
-def _response_text(exc: ResponseError) -> str:
-    if exc.operation is None:
-        return str(exc)
-    op = operation_name(exc.operation).removeprefix("PTP_")
-    return f"{op}: {exc.name} (0x{exc.code:04x})"
-
-
-def error_exit_code(exc: BaseException) -> tuple[int, str]:
-    """The exit code and one-line message for an exception."""
-    if isinstance(exc, UsageError):
-        return EXIT_USAGE, str(exc)
-    if isinstance(exc, InvalidValue):
-        return EXIT_USAGE, str(exc)
-    if isinstance(exc, ResponseError):
-        return EXIT_PTP, _response_text(exc)
-    if isinstance(exc, DeviceNotFound):
-        return EXIT_NO_DEVICE, str(exc)
-    if isinstance(exc, DeviceClaimed):
-        text = str(exc)
-        return EXIT_BUSY, text if "gio mount -u" in text else f"{text}; {_BUSY_HINT}"
-    if isinstance(exc, DevicePermissionError):
-        return EXIT_PERMISSION, f"{exc}; {_PERMISSION_HINT}"
-    if isinstance(exc, TransportTimeout):
-        return EXIT_LINK, f"timed out: {exc}"
-    if isinstance(exc, (ConnectionLost, TransportError)):
-        return EXIT_LINK, f"connection lost: {exc}"
-    if isinstance(exc, NotSupported):
-        return EXIT_ERROR, f"not supported: {exc}"
-    if isinstance(exc, PTPError):
-        return EXIT_ERROR, f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, OSError):
-        text = exc.strerror if exc.filename and exc.strerror else str(exc)
-        return EXIT_ERROR, f"{exc.filename}: {text}" if exc.filename else text
-    return EXIT_ERROR, f"{type(exc).__name__}: {exc}"
-
 
 def _fail(exc: BaseException) -> int:
     code, message = error_exit_code(exc)
@@ -666,6 +512,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "serve":
         return serve_main(argv[1:])
+    if argv and argv[0] == "import":
+        from ptpfs.cli.import_cmd import import_main
+
+        return import_main(argv[1:])
     parser = build_parser()
     if not argv:
         parser.print_usage(sys.stderr)
@@ -698,7 +548,7 @@ def serve_main(argv: Sequence[str]) -> int:
     parser = build_serve_parser()
     try:
         args = parser.parse_args(list(argv))
-        host, port = connect.parse_host_port(args.listen, connect.PTPIP_PORT)
+        host, port, warning = serve_address(args.listen)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         return _fail(exc)
@@ -708,6 +558,11 @@ def serve_main(argv: Sequence[str]) -> int:
         return int(exc.code or 0)
     if args.root is not None and not os.path.isdir(args.root):
         return _fail(FileNotFoundError(f"{args.root}: not a directory"))
+    if warning:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    if args.root is not None:
+        print(f"{PROG}: note: clients may change and delete the files under {args.root} "
+              "(serve a copy to keep the originals safe)", file=sys.stderr)
     from ptpfs.sim import make_camera
     from ptpfs.sim.ptpip_server import PtpipServer
 
@@ -718,7 +573,8 @@ def serve_main(argv: Sequence[str]) -> int:
             logging.getLogger("ptpfs").setLevel(logging.DEBUG)
         try:
             camera = _make_camera(make_camera, args)
-            server = PtpipServer(camera, host=host, port=port)
+            server = PtpipServer(camera, host=host, port=port,
+                                 name=args.name or camera.profile.model)
             server.start()
         except (PTPError, OSError, ValueError) as exc:
             return _fail(exc)
@@ -747,7 +603,8 @@ def serve_main(argv: Sequence[str]) -> int:
 
 
 def _make_camera(make_camera: Callable[..., Any], args: argparse.Namespace) -> Any:
-    camera = make_camera(args.root, args.profile)
+    options = {} if args.uploads is None else {"uploads": args.uploads}
+    camera = make_camera(args.root, args.profile, **options)
     if args.bandwidth is not None:
         camera.link.bandwidth = args.bandwidth
     if args.latency:

@@ -10,6 +10,7 @@ control characters or exceed the 255-byte limit of a Linux file name.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 NAME_MAX = 255  # bytes, UTF-8
@@ -28,10 +29,16 @@ def _fits(name: str, limit: int = NAME_MAX) -> str:
     return out + suffix
 
 
+_UNSAFE = re.compile("[/\x00-\x1f\x7f\ud800-\udfff]")
+
+
 def sanitize(name: str | None, fallback: str = "_") -> str:
-    """Return *name* as a safe single path component (never empty, ``.``, ``..``)."""
+    """Return *name* as a safe single path component (never empty, ``.``, ``..``);
+    a name that is safe already is returned as is (the same object: no copy)."""
     if not name:
         return fallback
+    if (len(name) <= 63 and name not in (".", "..") and _UNSAFE.search(name) is None):
+        return name         # 63 characters are at most 252 UTF-8 bytes
     chars = []
     for ch in name:
         code = ord(ch)

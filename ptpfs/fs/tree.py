@@ -5,17 +5,30 @@ Listings are fetched lazily, one folder at a time, with the session's best
 keyed by ``(storage_id, folder_handle)``; device events update or invalidate
 exactly the folder they concern.  Node objects are reused across re-listings
 (same handle, same node), so inode numbers and parent links stay stable.
+
+Memory: a listed object costs one slotted :class:`Node` (its metadata, no
+separate ObjectMeta kept) plus its entries in two dicts, about 300-400 bytes
+with its name (``scripts/memory_listing.py`` measures it).
+
+Events are applied by one worker from a bounded queue (:data:`EVENT_QUEUE_MAX`).
+It takes what has queued up as one batch: a small batch is applied event by
+event (one GetObjectInfo per new object); a burst (more than
+:data:`BURST_EVENTS` object events) costs no transaction at all: the folders
+of the objects it names are invalidated once each and, if it names objects not
+seen yet, every cached listing is dropped, to be re-listed on next use.  When
+the queue overflows, the events that did not fit are dropped and the same
+"re-list everything" applies.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from cachetools import TTLCache
@@ -45,24 +58,85 @@ EC_STORE_FULL = 0x400A
 EC_STORAGE_INFO_CHANGED = 0x400C
 EC_OBJECT_PROP_CHANGED = 0xC801
 
+OBJECT_EVENTS = (EC_OBJECT_ADDED, EC_OBJECT_REMOVED, EC_OBJECT_INFO_CHANGED,
+                 EC_OBJECT_PROP_CHANGED)
+#: Most events waiting for the worker; more are dropped and everything is re-listed.
+EVENT_QUEUE_MAX = 4096
+#: A batch with more object events than this invalidates folders instead of
+#: fetching each object's metadata.
+BURST_EVENTS = 32
 
-@dataclass(eq=False)
+_WRITABLE = 1
+_DELETABLE = 2
+_CARRIED = 4        # known from before the last reconnect, not confirmed since
+#: Known files asked for after a reconnect, to check that handles still name them.
+PROBE_OBJECTS = 3
+_KINDS = {k: k for k in ("root", "storage", "dir", "file")}
+
+
 class Node:
-    """One directory or file of the mounted tree."""
+    """One directory or file of the mounted tree (slotted: a mount may list
+    millions; the inode number is derived from the kind and handle)."""
 
-    kind: str                      # "root", "storage", "dir", "file"
-    name: str
-    ino: int
-    storage_id: int = 0
-    handle: int = 0                # 0 for the root and storage roots
-    parent: "Node | None" = None
-    size: int = 0
-    mtime: float = 0.0
-    format: int = 0
-    writable: bool = True
-    deletable: bool = True
-    raw_name: str = ""
-    info: Any = None               # StorageInfo for storages
+    __slots__ = ("kind", "name", "storage_id", "handle", "parent", "size", "mtime", "format",
+                 "_flags", "_raw", "info")
+
+    def __init__(self, kind: str, name: str, *, storage_id: int = 0, handle: int = 0,
+                 parent: "Node | None" = None, size: int = 0, mtime: float = 0.0,
+                 format: int = 0, writable: bool = True, deletable: bool = True,
+                 raw_name: str | None = None, info: Any = None) -> None:
+        self.kind = _KINDS[kind]       # "root", "storage", "dir", "file" (shared strings)
+        self.name = name
+        self.storage_id = storage_id
+        self.handle = handle           # 0 for the root and storage roots
+        self.parent = parent
+        self.size = size
+        self.mtime = mtime
+        self.format = format
+        self._flags = (_WRITABLE if writable else 0) | (_DELETABLE if deletable else 0)
+        self._raw: str | None = None
+        self.raw_name = raw_name if raw_name is not None else ""
+        self.info = info               # StorageInfo for storages
+
+    def __repr__(self) -> str:
+        return f"Node({self.kind!r}, {self.name!r}, handle=0x{self.handle:08x})"
+
+    @property
+    def ino(self) -> int:
+        """Inode number: fixed per root, storage ID or object handle."""
+        if self.kind == "root":
+            return INO_ROOT
+        if self.kind == "storage":
+            return INO_STORAGE | self.storage_id
+        return INO_OBJECT | self.handle
+
+    @property
+    def raw_name(self) -> str:
+        """The device's own file name ("" for the root and storages)."""
+        return self.name if self._raw is None else self._raw
+
+    @raw_name.setter
+    def raw_name(self, value: str) -> None:
+        # kept only when it differs from the display name (rarely)
+        self._raw = None if value == self.name else value
+
+    @property
+    def writable(self) -> bool:
+        """Whether the object may be written (its own protection status)."""
+        return bool(self._flags & _WRITABLE)
+
+    @writable.setter
+    def writable(self, value: bool) -> None:
+        self._flags = (self._flags | _WRITABLE) if value else (self._flags & ~_WRITABLE)
+
+    @property
+    def deletable(self) -> bool:
+        """Whether the object may be deleted."""
+        return bool(self._flags & _DELETABLE)
+
+    @deletable.setter
+    def deletable(self, value: bool) -> None:
+        self._flags = (self._flags | _DELETABLE) if value else (self._flags & ~_DELETABLE)
 
     @property
     def is_dir(self) -> bool:
@@ -96,12 +170,21 @@ class Node:
         return out
 
 
-@dataclass
 class Folder:
-    """A cached listing: the metadata of each child and the names given."""
+    """A cached listing: display name -> child node (the nodes carry the metadata)."""
 
-    metas: dict[int, ObjectMeta] = field(default_factory=dict)
-    by_name: dict[str, Node] = field(default_factory=dict)
+    __slots__ = ("by_name",)
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Node] = {}
+
+    def nodes(self) -> list[Node]:
+        """The children."""
+        return list(self.by_name.values())
+
+    def handles(self) -> set[int]:
+        """The children's handles."""
+        return {n.handle for n in self.by_name.values()}
 
 
 def storage_label(info: Any, storage_id: int) -> str:
@@ -123,34 +206,42 @@ class Tree:
         self.read_only = read_only
         self.cache_ttl = cache_ttl
         self._lock = threading.RLock()
-        self.root = Node("root", "", INO_ROOT, writable=not read_only, mtime=time.time())
+        self.root = Node("root", "", writable=not read_only, mtime=time.time())
         self._storages: dict[str, Node] | None = None
         self._storages_at = 0.0
         self._storage_nodes: dict[int, Node] = {}
         self._folders: TTLCache = TTLCache(maxsize=65536, ttl=cache_ttl)
         self._nodes: dict[int, Node] = {}          # handle -> node (reused)
+        # one int object per distinct storage ID / format, not one per node
+        self._interned: Callable[[int, int], int] = {}.setdefault
         self._storage_info: TTLCache = TTLCache(maxsize=64, ttl=storage_ttl)
         self.events: collections.deque[str] = collections.deque(maxlen=500)
         self.listeners: list[Callable[[list[str]], None]] = []
         self.prop_listeners: list[Callable[[int], None]] = []
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue[tuple[int, Any] | None] = queue.Queue(maxsize=EVENT_QUEUE_MAX)
+        self._overflow = False         # events were dropped: re-list everything
+        #: Events received / dropped on overflow / bursts coalesced (for /.ptp and tests).
+        self.event_stats = {"received": 0, "dropped": 0, "bursts": 0, "relists": 0}
         self._worker: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._stopping = False
+        self._notify_lock = threading.Lock()
 
     # ------------------------------------------------------------------ storages
     def storages(self) -> dict[str, Node]:
-        """Present storages by display name (cached until a store event)."""
+        """Present storages by display name (cached until a store event).  The tree lock is
+        not held while the device answers: cached folders stay answerable meanwhile."""
         with self._lock:
             if self._storages is not None and time.monotonic() - self._storages_at < self.cache_ttl:
                 return self._storages
-            ids = [sid for sid in self.session.get_storage_ids() if sid & 0xFFFF]
-            infos = {}
-            for sid in ids:
-                try:
-                    infos[sid] = self.session.get_storage_info(sid)
-                except ResponseError as exc:
-                    log.info("storage 0x%08x unavailable: %s", sid, exc)
+        ids = [sid for sid in self.session.get_storage_ids() if sid & 0xFFFF]
+        infos = {}
+        for sid in ids:
+            try:
+                infos[sid] = self.session.get_storage_info(sid)
+            except ResponseError as exc:
+                log.info("storage 0x%08x unavailable: %s", sid, exc)
+        with self._lock:
             names = unique_names(((sid, storage_label(info, sid)) for sid, info in infos.items()),
                                  reserved=(VIRTUAL_DIR,))
             result: dict[str, Node] = {}
@@ -158,7 +249,7 @@ class Tree:
                 info = infos[sid]
                 node = self._storage_nodes.get(sid)
                 if node is None:
-                    node = Node("storage", names[sid], INO_STORAGE | sid, storage_id=sid,
+                    node = Node("storage", names[sid], storage_id=sid,
                                 parent=self.root, mtime=self.root.mtime)
                     self._storage_nodes[sid] = node
                 node.name = names[sid]
@@ -201,40 +292,78 @@ class Tree:
 
     # ------------------------------------------------------------------- folders
     def _folder(self, node: Node) -> Folder:
+        """The cached listing of *node*, listed from the device if absent (without the tree
+        lock held while the device answers; the caller must not hold it either)."""
         key = node.folder_key
-        folder = self._folders.get(key)
-        if folder is None:
+        with self._lock:
+            folder = self._folders.get(key)
+            if folder is not None:
+                return folder
+        iter_folder = getattr(self.lister, "iter_folder", None)
+        if iter_folder is not None:
+            # objects carried over a reconnect and still listed are not fetched again
+            metas = iter_folder(node.storage_id, node.handle,
+                                known=lambda handle: self._carried(handle, node))
+        else:
             metas = self.lister.list_folder(node.storage_id, node.handle)
-            folder = Folder(metas={m.handle: m for m in metas})
-            self._rename_children(node, folder)
-            self._folders[key] = folder
-        return folder
+        nodes = self._nodes_for(node, metas)
+        with self._lock:
+            folder = self._folders.get(key)
+            if folder is None:          # nobody listed it meanwhile
+                folder = Folder()
+                self._name_children(node, folder, nodes)
+                self._folders[key] = folder
+            return folder
 
-    def _rename_children(self, parent: Node, folder: Folder) -> None:
-        """(Re)assign the unique names of *folder*'s children, reusing nodes."""
-        # an object listed inside itself or inside its own descendant would make a
-        # cycle: such listings from a confused or hostile device are dropped
+    def _nodes_for(self, parent: Node, metas: Iterable[ObjectMeta]) -> list[Node]:
+        """Nodes (reused by handle) carrying *metas*; an object listed inside itself or
+        inside its own descendant would make a cycle: a confused or hostile device's
+        such listings are dropped."""
         above = parent.ancestors()
-        for handle in [h for h in folder.metas if h in above]:
-            del folder.metas[handle]
-        names = unique_names((h, m.filename) for h, m in folder.metas.items())
+        out: dict[int, Node] = {}
+        intern = self._interned
+        for meta in metas:      # the device answers here, without the tree lock held
+            handle = meta.handle
+            if handle in above:
+                continue
+            with self._lock:
+                node = self._nodes.get(handle)
+                kind = "dir" if meta.is_folder else "file"
+                if node is None or node.kind != kind:
+                    node = Node(kind, meta.filename, handle=handle)
+                    self._nodes[handle] = node
+                node.raw_name = meta.filename      # the display name stays until renamed
+                node.storage_id = intern(meta.storage_id, meta.storage_id)
+                node.parent = parent
+                node.size = meta.size
+                node.mtime = meta.mtime if meta.mtime is not None else (parent.mtime or 0.0)
+                node.format = intern(meta.format, meta.format)
+                node.writable = node.deletable = meta.protection == 0  # storage access: live
+                node._flags &= ~_CARRIED
+            out[handle] = node
+        return list(out.values())
+
+    def _name_children(self, parent: Node, folder: Folder, nodes: list[Node]) -> None:
+        """(Re)assign the unique display names of *folder*'s children."""
         by_name: dict[str, Node] = {}
-        for handle, meta in folder.metas.items():
-            node = self._nodes.get(handle)
-            kind = "dir" if meta.is_folder else "file"
-            if node is None or node.kind != kind:
-                node = Node(kind, names[handle], INO_OBJECT | handle)
-                self._nodes[handle] = node
-            node.name = names[handle]
-            node.raw_name = meta.filename
-            node.storage_id = meta.storage_id
-            node.handle = handle
-            node.parent = parent
-            node.size = meta.size
-            node.mtime = meta.mtime if meta.mtime is not None else (parent.mtime or 0.0)
-            node.format = meta.format
-            node.writable = meta.protection == 0   # the storage's access is checked live
-            node.deletable = meta.protection == 0
+        for node in nodes:      # the common case, without a temporary per child
+            safe = sanitize(node.raw_name)
+            if safe in by_name:
+                break
+            by_name[safe] = node
+        else:
+            for safe, node in by_name.items():
+                raw = node.raw_name
+                node.name = safe
+                node.raw_name = raw
+            folder.by_name = by_name
+            return
+        names = unique_names((n.handle, n.raw_name) for n in nodes)   # twins: ~2, ~3...
+        by_name = {}
+        for node in nodes:
+            raw = node.raw_name
+            node.name = names[node.handle]
+            node.raw_name = raw
             by_name[node.name] = node
         folder.by_name = by_name
 
@@ -242,8 +371,7 @@ class Tree:
         """Name -> node of a directory's children (storages for the root)."""
         if node.kind == "root":
             return self.storages()
-        with self._lock:
-            return self._folder(node).by_name
+        return self._folder(node).by_name
 
     def lookup(self, path: str) -> Node:
         """Resolve an absolute path; raises FileNotFoundError."""
@@ -277,8 +405,8 @@ class Tree:
             folder = self._folders.get(parent.folder_key)
             if folder is None:
                 return None  # not listed yet: the next listing sees it
-            folder.metas[meta.handle] = meta
-            self._rename_children(parent, folder)
+            others = [n for n in folder.by_name.values() if n.handle != meta.handle]
+            self._name_children(parent, folder, others + self._nodes_for(parent, [meta]))
             self._storage_info.pop(meta.storage_id, None)
             return self._nodes.get(meta.handle)
 
@@ -298,9 +426,9 @@ class Tree:
         if parent is None:
             return
         folder = self._folders.get(parent.folder_key)
-        if folder is not None and node.handle in folder.metas:
-            del folder.metas[node.handle]
-            self._rename_children(parent, folder)
+        if folder is not None and folder.by_name.get(node.name) is node:
+            self._name_children(parent, folder,
+                                [n for n in folder.by_name.values() if n is not node])
 
     def _forget_subtree(self, node: Node) -> None:
         stack = [node]
@@ -336,6 +464,69 @@ class Tree:
             self._storage_info.clear()
             self._folders.clear()
 
+    def _carried(self, handle: int, parent: Node) -> ObjectMeta | None:
+        """What is known of *handle* in *parent* from before the last reconnect, if it
+        has not been confirmed since (see :meth:`reconnected`)."""
+        with self._lock:
+            node = self._nodes.get(handle)
+            if node is None or not node._flags & _CARRIED or node.parent is not parent:
+                return None
+            return ObjectMeta(handle, node.storage_id, parent.handle, node.raw_name,
+                              node.format, node.size, node.mtime,
+                              0 if node.writable else 1)
+
+    def reconnected(self) -> list[str]:
+        """The session was reopened on the same device (the session checks its
+        identity).  If a few known files still have the same handle, name and
+        folder, every listing is kept for revalidation: a folder is listed again
+        on next use, but objects it still lists are not fetched again (with
+        GetObjectHandles + GetObjectInfo: one transaction per folder plus one per
+        new object), so a listing interrupted by link drops makes progress
+        across reconnects.  Otherwise (a device whose handles changed), the same
+        as :meth:`reset`.  Returns the paths for the kernel's caches."""
+        with self._lock:
+            files = (n for n in reversed(self._nodes.values()) if n.kind == "file")
+            sample = list(itertools.islice(files, PROBE_OBJECTS))
+        if not self._same_objects(sample):
+            log.info("reconnected: object handles changed; listing everything again")
+            return self.reset()
+        with self._lock:
+            paths = ["/"] + [n.path for n in self._storage_nodes.values()]
+            for key in list(self._folders.keys()):
+                folder_node = self._nodes.get(key[1]) if key[1] else None
+                if folder_node is not None:
+                    paths.append(folder_node.path)
+            for node in self._nodes.values():
+                node._flags |= _CARRIED
+            self._storages = None
+            self._storage_info.clear()
+            self._folders.clear()
+            self.root.mtime = time.time()
+        log.info("reconnected to the same device: %d known objects kept for revalidation",
+                 len(self._nodes))
+        self.events.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} session reopened; "
+                           "listings kept for revalidation")
+        return paths
+
+    def _same_objects(self, sample: list[Node]) -> bool:
+        """Whether the device still gives *sample*'s handles the same name and folder
+        (one that vanished meanwhile proves nothing; at least one must match)."""
+        matched = 0
+        for node in sample:
+            try:
+                info = self.session.get_object_info(node.handle)
+            except ResponseError as exc:
+                if exc.code == RC.InvalidObjectHandle:
+                    continue
+                return False
+            except PTPError:
+                return False
+            parent = node.parent.handle if node.parent is not None else 0
+            if info.filename != node.raw_name or norm_parent(info.parent) != parent:
+                return False
+            matched += 1
+        return matched > 0
+
     def reset(self) -> list[str]:
         """Forget everything, nodes included: the session was reopened and
         object handles may now name other objects.  Returns the paths that
@@ -362,8 +553,9 @@ class Tree:
         self._worker.start()
 
     def stop_events(self) -> None:
-        """Stop the worker (idempotent)."""
-        self._stopping = True
+        """Stop the worker (idempotent); no listener is called once this returns."""
+        with self._notify_lock:
+            self._stopping = True
         if self._unsubscribe is not None:
             try:
                 self._unsubscribe()
@@ -371,7 +563,10 @@ class Tree:
                 pass
             self._unsubscribe = None
         if self._worker is not None:
-            self._queue.put(None)
+            try:
+                self._queue.put(None, timeout=1)
+            except queue.Full:
+                pass        # the worker sees _stopping after its batch
             self._worker.join(timeout=5)
             self._worker = None
 
@@ -380,30 +575,117 @@ class Tree:
 
     def _enqueue(self, event: Any) -> None:
         # stamped, so events of a link that was since replaced are dropped
-        self._queue.put((self._generation(), event))
+        self.event_stats["received"] += 1
+        try:
+            self._queue.put_nowait((self._generation(), event))
+        except queue.Full:
+            # never block the session's event thread, never grow without bound:
+            # what was dropped is made up for by re-listing
+            self._overflow = True
+            self.event_stats["dropped"] += 1
+
+    def _take_batch(self) -> list[tuple[int, Any]] | None:
+        """Wait for an event, then take whatever else has queued up (``None``: stop)."""
+        first = self._queue.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < EVENT_QUEUE_MAX:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)      # stop after this batch
+                break
+            batch.append(item)
+        return batch
 
     def _run_events(self) -> None:
         while not self._stopping:
-            item = self._queue.get()
-            if item is None:
+            batch = self._take_batch()
+            if batch is None:
                 return
-            generation, event = item
-            if generation != self._generation():
-                continue
+            generation = self._generation()
+            events = [event for gen, event in batch if gen == generation]
             try:
-                paths = self.apply_event(event)
-            except PTPError as exc:
-                log.info("event %s not applied: %s", event, exc)
-                continue
+                paths = self.apply_events(events)
             except Exception:  # noqa: BLE001 - keep the worker alive
-                log.exception("event %s not applied", event)
+                log.exception("events not applied")
                 continue
             if paths:
-                for listener in list(self.listeners):
-                    try:
-                        listener(paths)
-                    except Exception:  # noqa: BLE001
-                        log.exception("invalidation listener failed")
+                self._notify(list(dict.fromkeys(paths)))
+
+    def _notify(self, paths: list[str]) -> None:
+        # under the lock, and never once stop_events() has begun: a listener may use
+        # the FUSE handle, which is gone after unmount
+        with self._notify_lock:
+            if self._stopping:
+                return
+            for listener in list(self.listeners):
+                try:
+                    listener(paths)
+                except Exception:  # noqa: BLE001
+                    log.exception("invalidation listener failed")
+
+    def apply_events(self, events: list[Any]) -> list[str]:
+        """Apply a batch of events (see the module doc: bursts and overflow are
+        coalesced into folder invalidations); return the paths that changed."""
+        overflow, self._overflow = self._overflow, False
+        objects = [e for e in events if e.code in OBJECT_EVENTS]
+        if not overflow and len(objects) <= BURST_EVENTS:
+            changed: list[str] = []
+            for event in events:
+                try:
+                    changed += self.apply_event(event)
+                except PTPError as exc:
+                    log.info("event %s not applied: %s", event, exc)
+            return changed
+        # a burst (or lost events): no transaction per event, invalidate instead
+        self.event_stats["bursts"] += 1
+        changed = []
+        for event in events:
+            if event.code not in OBJECT_EVENTS:
+                try:
+                    changed += self.apply_event(event)
+                except PTPError as exc:
+                    log.info("event %s not applied: %s", event, exc)
+        with self._lock:
+            unknown = overflow
+            folders: dict[tuple[int, int], Node] = {}
+            for event in objects:
+                node = self._nodes.get(event.params[0]) if event.params else None
+                if node is None or node.parent is None:
+                    unknown = True          # a new object: its folder is not known
+                    continue
+                folders[node.parent.folder_key] = node.parent
+                if node.is_dir and event.code == EC_OBJECT_REMOVED:
+                    self._forget_subtree(node)
+            if unknown:
+                changed += self._relist_all()
+            else:
+                for key, parent in folders.items():
+                    self._folders.pop(key, None)
+                    self._storage_info.pop(key[0], None)
+                    changed.append(parent.path)
+        self.events.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {len(events)} events "
+                           f"coalesced{' (some dropped: queue full)' if overflow else ''}")
+        return changed
+
+    def _relist_all(self) -> list[str]:
+        """Drop every cached listing (nodes stay, so inode numbers do): each folder
+        is listed again on next use.  Returns the folders' paths."""
+        self.event_stats["relists"] += 1
+        paths = ["/"] + [n.path for n in self._storage_nodes.values()]
+        for key in list(self._folders.keys()):
+            if key[1]:
+                node = self._nodes.get(key[1])
+                if node is not None:
+                    paths.append(node.path)
+        self._folders.clear()
+        self._storages = None
+        self._storage_info.clear()
+        return paths
 
     def apply_event(self, event: Any) -> list[str]:
         """Update caches for one device event; return the paths that changed."""

@@ -5,160 +5,33 @@
 content is computed when they are looked at (getattr/open) so ``stat``,
 ``wc -c`` and ``cat`` agree.  ``properties.d/<Name>`` holds one property's
 current value; writing a value to a settable property sets it on the camera
-(``echo 1/250 > .ptp/properties.d/ExposureTime``).
+(``echo 1/250 > .ptp/properties.d/ExposureTime``).  Values are parsed,
+formatted and checked by :mod:`ptpfs.services.properties`, the same code
+``ptpctl --set-property`` uses.  ``thumbs/`` mirrors the
+storages with the camera's thumbnails (see :mod:`ptpfs.fs.thumbs`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 from cachetools import TTLCache
 
 from ptpfs.errors import InvalidValue, PTPError
 from ptpfs.fs.naming import unique_names
+from ptpfs.fs.thumbs import INO_THUMBS_DIR, Thumbs
+from ptpfs.services.properties import check_value, describe_form, format_value
 
 log = logging.getLogger("ptpfs.fs")
-
-DPC_FNUMBER = 0x5007
-DPC_EXPOSURE_TIME = 0x500D
-DT_STR = 0xFFFF
-DT_ARRAY = 0x4000
 
 INO_VIRTUAL = 2            # /.ptp
 INO_VIRTUAL_FILES = 3      # 3.. for the fixed files
 INO_PROPS_DIR = 100
 INO_PROPERTY = 1 << 39     # | property code
-
-
-# ----------------------------------------------------------------- value forms
-def _int(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise InvalidValue(f"{text!r} is not an integer") from None
-
-
-def format_exposure(value: int) -> str:
-    """ExposureTime (units of 1/10000 s) -> ``1/250``, ``0.5``, ``2"``."""
-    if value <= 0:
-        return str(value)
-    if value >= 10000 and value % 10000 == 0:
-        return f'{value // 10000}"'
-    frac = Fraction(value, 10000)
-    if frac.numerator == 1:
-        return f"1/{frac.denominator}"
-    denom = round(10000 / value)
-    if denom > 1 and abs(10000 / denom - value) <= 0.02 * value:
-        return f"1/{denom}"   # e.g. 166 -> 1/60 (cameras round 1/60 s to 0.0166 s)
-    return f"{value / 10000:g}"
-
-
-def parse_exposure(text: str) -> int:
-    """``1/250``, ``0.5``, ``2"``, ``2s`` -> units of 1/10000 s."""
-    t = text.strip().rstrip('"').rstrip("s").strip()
-    try:
-        if "/" in t:
-            num, _, den = t.partition("/")
-            seconds = Fraction(num.strip()) / Fraction(den.strip())
-        else:
-            seconds = Fraction(t)
-    except (ValueError, ZeroDivisionError):
-        raise InvalidValue(f"{text!r} is not an exposure time (try 1/250, 0.5 or 2\")") from None
-    if seconds <= 0:
-        raise InvalidValue(f"exposure time {text!r} must be positive")
-    return round(seconds * 10000)
-
-
-def format_fnumber(value: int) -> str:
-    """FNumber (f-number x 100) -> ``5.6``."""
-    return f"{value / 100:g}"
-
-
-def parse_fnumber(text: str) -> int:
-    """``5.6``, ``f/5.6``, ``F5.6`` -> 560."""
-    t = re.sub(r"^[fF]\s*/?\s*", "", text.strip())
-    try:
-        return round(float(t) * 100)
-    except ValueError:
-        raise InvalidValue(f"{text!r} is not an f-number (try 5.6 or f/5.6)") from None
-
-
-def format_value(code: int, datatype: int, value: Any) -> str:
-    """A property value in its human form."""
-    if code == DPC_EXPOSURE_TIME and isinstance(value, int):
-        return format_exposure(value)
-    if code == DPC_FNUMBER and isinstance(value, int):
-        return format_fnumber(value)
-    if isinstance(value, (list, tuple)):
-        return " ".join(str(v) for v in value)
-    return str(value)
-
-
-def parse_value(code: int, datatype: int, text: str) -> Any:
-    """Parse the human or plain form of a value of *datatype*."""
-    text = text.strip()
-    if datatype == DT_STR:
-        return text
-    if code == DPC_EXPOSURE_TIME:
-        return parse_exposure(text)
-    if code == DPC_FNUMBER:
-        return parse_fnumber(text)
-    if datatype & DT_ARRAY:
-        return [_int(part) for part in re.split(r"[\s,]+", text) if part]
-    if not text:
-        raise InvalidValue("empty value")
-    return _int(text)
-
-
-def snap(desc: Any, value: Any) -> Any:
-    """For exposure time and f-number, pick the allowed value within 3 % of
-    *value* (``1/60`` means 0.0166 s on a camera that lists 166)."""
-    from ptpfs.protocol.datasets import PropEnum
-
-    if (desc.code in (DPC_EXPOSURE_TIME, DPC_FNUMBER) and isinstance(desc.form, PropEnum)
-            and isinstance(value, int) and value > 0 and value not in desc.form.values):
-        close = [v for v in desc.form.values
-                 if isinstance(v, int) and abs(v - value) <= 0.03 * value]
-        if close:
-            return min(close, key=lambda v: abs(v - value))
-    return value
-
-
-def validate(desc: Any, value: Any) -> None:
-    """Raise InvalidValue unless *value* fits the descriptor's form."""
-    from ptpfs.protocol.datasets import PropEnum, PropRange
-
-    form = desc.form
-    if isinstance(form, PropRange) and isinstance(value, int):
-        lo, hi, step = form.minimum, form.maximum, form.step
-        if not lo <= value <= hi:
-            raise InvalidValue(f"{format_value(desc.code, desc.datatype, value)} is outside "
-                               f"{format_value(desc.code, desc.datatype, lo)}.."
-                               f"{format_value(desc.code, desc.datatype, hi)}")
-        if step and (value - lo) % step:
-            raise InvalidValue(f"{value} is not on the step {step} from {lo}")
-    elif isinstance(form, PropEnum) and form.values and value not in form.values:
-        allowed = ", ".join(format_value(desc.code, desc.datatype, v) for v in form.values)
-        raise InvalidValue(f"{format_value(desc.code, desc.datatype, value)} is not one of: {allowed}")
-
-
-def describe_form(desc: Any) -> str:
-    """``range 0..100 step 1`` / ``enum 1/250 1/125`` / ``-``."""
-    from ptpfs.protocol.datasets import PropEnum, PropRange
-
-    form = desc.form
-    fmt = lambda v: format_value(desc.code, desc.datatype, v)  # noqa: E731
-    if isinstance(form, PropRange):
-        return f"range {fmt(form.minimum)}..{fmt(form.maximum)} step {form.step}"
-    if isinstance(form, PropEnum):
-        return "enum " + " ".join(fmt(v) for v in form.values)
-    return "-"
 
 
 # ----------------------------------------------------------------- the files
@@ -171,6 +44,7 @@ class VNode:
     is_dir: bool = False
     writable: bool = False
     prop: int | None = None
+    target: Any = None      # for thumbs/ entries: the tree node they stand for
 
 
 class Virtual:
@@ -195,12 +69,16 @@ class Virtual:
             "storages": self._storages, "stats": self._stats, "events.log": self._event_log,
         }
         tree.prop_listeners.append(self.property_changed)
+        self.thumbs = Thumbs(session, tree, ttl=ttl)
+        self.thumbs_dir = VNode("thumbs", INO_THUMBS_DIR, is_dir=True, target=tree.root)
 
     # -- structure ---------------------------------------------------------------
     def lookup(self, parts: list[str]) -> VNode:
         """Resolve path components below ``/.ptp``; FileNotFoundError if absent."""
         if not parts:
             return self.root
+        if parts[0] == "thumbs":
+            return self._thumb_vnode(parts[-1], self.thumbs.lookup(parts[1:]))
         if parts[0] == "properties.d":
             if len(parts) == 1:
                 return self.props_dir
@@ -216,8 +94,23 @@ class Virtual:
     def list(self, node: VNode) -> list[VNode]:
         """Children of a virtual directory."""
         if node is self.root:
-            return [self.props_dir, *self.files.values()]
+            return [self.props_dir, self.thumbs_dir, *self.files.values()]
+        if node.target is not None:
+            return [self._thumb_vnode(name, n) for name, n in self.thumbs.children(node.target)]
         return [self.lookup(["properties.d", name]) for name in self.property_names()]
+
+    def _thumb_vnode(self, name: str, node: Any) -> VNode:
+        if node.kind == "root":
+            return self.thumbs_dir
+        return VNode(name, self.thumbs.ino(node), is_dir=node.is_dir, target=node)
+
+    def stat_hint(self, node: VNode) -> tuple[int, float] | None:
+        """Size and mtime of a ``thumbs/`` entry (``None`` for other virtual files)."""
+        if node.target is None:
+            return None
+        target = node.target
+        mtime = target.mtime or self.tree.root.mtime
+        return (0 if target.is_dir else self.thumbs.size(target)), mtime
 
     def property_names(self) -> dict[str, int]:
         """File name -> property code for the device's properties."""
@@ -247,9 +140,11 @@ class Virtual:
     # -- content ------------------------------------------------------------------
     def content(self, node: VNode) -> bytes:
         """The current bytes of a virtual file."""
+        if node.target is not None:
+            return self.thumbs.content(node.target)
         if node.prop is not None:
             desc = self.desc(node.prop)
-            return (format_value(desc.code, desc.datatype, desc.current) + "\n").encode()
+            return (format_value(desc.code, desc.current) + "\n").encode()
         return self.generators[node.name]().encode("utf-8", "replace")
 
     def write_property(self, node: VNode, text: str) -> None:
@@ -257,9 +152,8 @@ class Virtual:
         if node.prop is None or not node.writable:
             raise PermissionError(node.name)
         desc = self.desc(node.prop)
-        value = snap(desc, parse_value(desc.code, desc.datatype, text))
         try:
-            validate(desc, value)
+            value = check_value(desc, text)
         except InvalidValue as exc:
             log.warning("property %s: %s", node.name, exc)
             raise
@@ -312,7 +206,7 @@ class Virtual:
     def _properties(self) -> str:
         from ptpfs.protocol.codes import datatype_name, render
         lines = []
-        for name, code in self.property_names().items():
+        for code in self.property_names().values():
             try:
                 desc = self.desc(code)
             except PTPError as exc:
@@ -320,7 +214,7 @@ class Virtual:
                 continue
             lines.append("\t".join([
                 render("property", code), datatype_name(desc.datatype),
-                format_value(code, desc.datatype, desc.current),
+                format_value(code, desc.current),
                 "rw" if desc.writable else "ro", describe_form(desc)]))
         return "".join(line + "\n" for line in lines)
 

@@ -2,7 +2,11 @@
 
 ``decode`` is total: it consumes every byte or raises :class:`~ptpfs.errors.ProtocolError`.  Real devices
 sometimes append padding after a dataset; ``decode(data, strict=False)`` ignores trailing bytes for the
-callers that know to expect it.  ``encode`` raises :class:`~ptpfs.errors.InvalidValue` for values that do
+callers that know to expect it.  Lenient decoding also accepts DeviceInfo, StorageInfo and ObjectInfo
+that end early, exactly at a field boundary among their trailing strings (an ObjectInfo that stops
+before Keywords, as libgphoto2 accepts): the missing strings are empty and their names are appended
+to the caller's ``missing`` list.  A length that lies (a string or array longer than the bytes left)
+is still a :class:`~ptpfs.errors.ProtocolError`.  ``encode`` raises :class:`~ptpfs.errors.InvalidValue` for values that do
 not fit their wire type.
 """
 
@@ -25,13 +29,44 @@ def _finish(reader: Reader, strict: bool) -> None:
         reader.end()
 
 
+def _tail_strings(r: Reader, names: tuple[str, ...], strict: bool,
+                  missing: list[str] | None) -> list[str]:
+    """Read the trailing strings ``names``; lenient decoding lets the data end before any of them."""
+    out = []
+    for name in names:
+        if not strict and r.remaining == 0:
+            out.append("")
+            if missing is not None:
+                missing.append(name)
+        else:
+            out.append(r.string())
+    return out
+
+
 def _tuple(values: Iterable[int]) -> tuple[int, ...]:
     return tuple(values)
 
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    """The answer to GetDeviceInfo."""
+    """The answer to GetDeviceInfo (PTP 1.1 section 5.5.1): what the device is and can do.
+
+    Fields:
+        standard_version: PTP version in hundredths (``100`` = 1.00, ``110`` = 1.10).
+        vendor_extension_id: who defines the vendor codes (``6`` Microsoft/MTP, ``11`` Canon).
+        vendor_extension_version: that extension's version, in hundredths.
+        vendor_extension_desc: the extension string (MTP lists ``microsoft.com: 1.0; …``).
+        functional_mode: ``0`` standard, other values vendor-defined (e.g. sleep).
+        operations_supported: operation codes the device accepts (``OC.*``).
+        events_supported: event codes it may send (``EC.*``).
+        device_properties_supported: device property codes (``DPC.*``).
+        capture_formats: object formats it can capture (``OFC.*``).
+        image_formats: object formats it can store and serve (``OFC.*``).
+        manufacturer: e.g. ``Canon Inc.``.
+        model: e.g. ``Canon EOS R6``.
+        device_version: firmware version string.
+        serial_number: the device's serial (identifies one camera across reconnects).
+    """
 
     standard_version: int = 100
     vendor_extension_id: int = 0
@@ -65,22 +100,34 @@ class DeviceInfo:
         return w.getvalue()
 
     @classmethod
-    def decode(cls, data: bytes, strict: bool = True) -> DeviceInfo:
+    def decode(cls, data: bytes, strict: bool = True, missing: list[str] | None = None) -> DeviceInfo:
         r = Reader(data, "DeviceInfo")
-        info = cls(
+        head = dict(
             standard_version=r.u16(), vendor_extension_id=r.u32(), vendor_extension_version=r.u16(),
             vendor_extension_desc=r.string(), functional_mode=r.u16(),
             operations_supported=r.array(DT.UINT16), events_supported=r.array(DT.UINT16),
             device_properties_supported=r.array(DT.UINT16), capture_formats=r.array(DT.UINT16),
-            image_formats=r.array(DT.UINT16), manufacturer=r.string(), model=r.string(),
-            device_version=r.string(), serial_number=r.string())
+            image_formats=r.array(DT.UINT16))
+        tail = ("manufacturer", "model", "device_version", "serial_number")
+        info = cls(**head, **dict(zip(tail, _tail_strings(r, tail, strict, missing))))  # type: ignore[arg-type]
         _finish(r, strict)
         return info
 
 
 @dataclass(frozen=True)
 class StorageInfo:
-    """The answer to GetStorageInfo."""
+    """The answer to GetStorageInfo (PTP 1.1 section 5.5.3): one card or memory area.
+
+    Fields:
+        storage_type: ``1`` fixed ROM, ``2`` removable ROM, ``3`` fixed RAM, ``4`` removable RAM.
+        filesystem_type: ``1`` flat, ``2`` hierarchical, ``3`` DCF (camera folders).
+        access_capability: ``0`` read-write, ``1`` read-only, ``2`` read-only with delete.
+        max_capacity: size in bytes.
+        free_space_bytes: free bytes.
+        free_space_objects: free object slots (``0xFFFFFFFF`` = not used).
+        storage_description: e.g. ``SD``.
+        volume_label: the card's label, often empty.
+    """
 
     storage_type: int = 0
     filesystem_type: int = 0
@@ -99,19 +146,41 @@ class StorageInfo:
         return w.getvalue()
 
     @classmethod
-    def decode(cls, data: bytes, strict: bool = True) -> StorageInfo:
+    def decode(cls, data: bytes, strict: bool = True, missing: list[str] | None = None) -> StorageInfo:
         r = Reader(data, "StorageInfo")
-        info = cls(r.u16(), r.u16(), r.u16(), r.u64(), r.u64(), r.u32(), r.string(), r.string())
+        info = cls(r.u16(), r.u16(), r.u16(), r.u64(), r.u64(), r.u32(),
+                   *_tail_strings(r, ("storage_description", "volume_label"), strict, missing))
         _finish(r, strict)
         return info
 
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """The answer to GetObjectInfo and the data of SendObjectInfo.
+    """The answer to GetObjectInfo and the data of SendObjectInfo (PTP 1.1 section 5.5.2).
 
     ``compressed_size`` is the raw u32: 0xFFFFFFFF means "4 GiB or more, ask ObjectSize (u64)".
     Dates are kept as the device's strings; see :attr:`capture_datetime`.
+
+    Fields:
+        storage_id: the storage holding the object (from GetStorageIDs).
+        object_format: ``OFC.*`` (``0x3801`` EXIF/JPEG, ``0x3001`` Association = folder).
+        protection_status: ``0`` none, ``1`` read-only (MTP adds ``0x8002``/``0x8003``).
+        compressed_size: size in bytes as a u32 (see above).
+        thumb_format: format of the thumbnail (GetThumb), ``0`` if none.
+        thumb_compressed_size: the thumbnail's size in bytes.
+        thumb_pix_width: thumbnail width in pixels.
+        thumb_pix_height: thumbnail height in pixels.
+        image_pix_width: image width in pixels (``0`` when not an image or unknown).
+        image_pix_height: image height in pixels.
+        image_bit_depth: bits per pixel.
+        parent: handle of the containing folder; ``0`` (or ``0xFFFFFFFF``) at the storage root.
+        association_type: for folders, ``1`` generic folder.
+        association_desc: association-specific value, usually ``0``.
+        sequence_number: position in a capture sequence, usually ``0``.
+        filename: the object's name as the device gives it (untrusted: ptpfs sanitises it).
+        capture_date: ``YYYYMMDDThhmmss[.s][Z|±hhmm]`` or empty.
+        modification_date: same format, or empty.
+        keywords: free text, usually empty.
     """
 
     storage_id: int
@@ -146,10 +215,12 @@ class ObjectInfo:
 
     @property
     def capture_datetime(self) -> Optional[datetime]:
+        """``capture_date`` as a datetime (aware if the device gave a zone); None if unusable."""
         return parse_datetime(self.capture_date)
 
     @property
     def modification_datetime(self) -> Optional[datetime]:
+        """``modification_date`` as a datetime; None if empty or unusable."""
         return parse_datetime(self.modification_date)
 
     @classmethod
@@ -170,23 +241,33 @@ class ObjectInfo:
         return w.getvalue()
 
     @classmethod
-    def decode(cls, data: bytes, strict: bool = True) -> ObjectInfo:
+    def decode(cls, data: bytes, strict: bool = True, missing: list[str] | None = None) -> ObjectInfo:
         r = Reader(data, "ObjectInfo")
+        storage_id, object_format, protection_status = r.u32(), r.u16(), r.u16()
+        compressed_size, thumb_format, thumb_compressed_size = r.u32(), r.u16(), r.u32()
+        thumb_pix_width, thumb_pix_height, image_pix_width = r.u32(), r.u32(), r.u32()
+        image_pix_height, image_bit_depth, parent = r.u32(), r.u32(), r.u32()
+        association_type, association_desc, sequence_number = r.u16(), r.u32(), r.u32()
+        filename = r.string()   # a name is never optional
+        capture_date, modification_date, keywords = _tail_strings(
+            r, ("capture_date", "modification_date", "keywords"), strict, missing)
         info = cls(
-            storage_id=r.u32(), object_format=r.u16(), protection_status=r.u16(),
-            compressed_size=r.u32(), thumb_format=r.u16(), thumb_compressed_size=r.u32(),
-            thumb_pix_width=r.u32(), thumb_pix_height=r.u32(), image_pix_width=r.u32(),
-            image_pix_height=r.u32(), image_bit_depth=r.u32(), parent=r.u32(),
-            association_type=r.u16(), association_desc=r.u32(), sequence_number=r.u32(),
-            filename=r.string(), capture_date=r.string(), modification_date=r.string(),
-            keywords=r.string())
+            storage_id=storage_id, object_format=object_format, protection_status=protection_status,
+            compressed_size=compressed_size, thumb_format=thumb_format,
+            thumb_compressed_size=thumb_compressed_size, thumb_pix_width=thumb_pix_width,
+            thumb_pix_height=thumb_pix_height, image_pix_width=image_pix_width,
+            image_pix_height=image_pix_height, image_bit_depth=image_bit_depth, parent=parent,
+            association_type=association_type, association_desc=association_desc,
+            sequence_number=sequence_number, filename=filename, capture_date=capture_date,
+            modification_date=modification_date, keywords=keywords)
         _finish(r, strict)
         return info
 
 
 @dataclass(frozen=True)
 class PropRange:
-    """Range form of a property description."""
+    """Range form of a property description: ``minimum..maximum`` in steps of ``step``
+    (values in the property's datatype; a step of ``0`` means any value in the range)."""
 
     minimum: Any
     maximum: Any
@@ -195,7 +276,7 @@ class PropRange:
 
 @dataclass(frozen=True)
 class PropEnum:
-    """Enumeration form of a property description."""
+    """Enumeration form of a property description: ``values`` lists every allowed value."""
 
     values: tuple = ()
 
@@ -212,7 +293,17 @@ FORM_ENUM = 2
 
 @dataclass(frozen=True)
 class DevicePropDesc:
-    """The answer to GetDevicePropDesc; values use the property's ``datatype``."""
+    """The answer to GetDevicePropDesc (PTP 1.1 section 5.5.4); values use the property's
+    ``datatype``.  :mod:`ptpfs.services.properties` parses, formats and checks its values.
+
+    Fields:
+        code: the property (``DPC.*``, e.g. ``0x500D`` ExposureTime).
+        datatype: ``DT.*`` (``DT.UINT16``, ``DT.STR``, arrays ``0x4000 | base``).
+        get_set: ``0`` read-only, ``1`` settable (see :attr:`writable`).
+        factory_default: the default value.
+        current: the current value (int, str, or a tuple of ints for arrays).
+        form: ``None``, a :class:`PropRange` or a :class:`PropEnum` of allowed values.
+    """
 
     code: int
     datatype: int
@@ -223,6 +314,7 @@ class DevicePropDesc:
 
     @property
     def writable(self) -> bool:
+        """True when the host may set the property (``get_set == 1``)."""
         return self.get_set == 1
 
     def encode(self) -> bytes:
@@ -273,7 +365,14 @@ class DevicePropDesc:
 
 @dataclass(frozen=True)
 class ObjectPropEntry:
-    """One element of an MTP object property list (GetObjectPropList / SendObjectPropList)."""
+    """One element of an MTP object property list (GetObjectPropList / SendObjectPropList).
+
+    Fields:
+        handle: the object (``0`` in a SendObjectPropList for the object being created).
+        prop: the object property (``OPC.*``, e.g. ``0xDC07`` ObjectFileName).
+        datatype: ``DT.*`` of ``value``.
+        value: the property's value.
+    """
 
     handle: int
     prop: int

@@ -25,6 +25,8 @@ DEFAULT_MAX_PACKET_LENGTH = 64 * 1024 * 1024
 #: Data-phase field of OperationRequest.
 DATA_PHASE_NONE_OR_IN = 1
 DATA_PHASE_SEND = 2
+#: StartData's total length when the sender does not know it.
+UNKNOWN_TOTAL_LENGTH = 0xFFFFFFFFFFFFFFFF
 
 TYPE_INIT_COMMAND_REQUEST = 1
 TYPE_INIT_COMMAND_ACK = 2
@@ -374,48 +376,140 @@ def decode_packet(b: bytes | bytearray | memoryview) -> Packet:
     return _decode_payload(ptype, bytes(b[PACKET_HEADER_SIZE:]))
 
 
+@dataclass(frozen=True)
+class DataHeader:
+    """A streamed Data (``end`` false) or EndData packet's start: its payload follows as
+    :class:`DataPayload` pieces (or is read directly by the caller, see
+    :meth:`PacketParser.payload_consumed`)."""
+
+    transaction_id: int
+    payload_length: int
+    end: bool
+
+
+@dataclass(frozen=True)
+class DataPayload:
+    """A piece of a streamed data packet's payload."""
+
+    payload: bytes
+
+
 @dataclass
 class PacketParser:
     """Sans-I/O reassembly of a PTP/IP byte stream: ``feed(bytes)`` then ``next_packet()``.
 
     A packet announcing more than ``max_length`` bytes raises :class:`ProtocolError` as soon as its
-    header arrives; the parser never holds more than the bytes it was fed.
+    header arrives; the parser never holds more than the bytes it was fed.  With ``stream_data``,
+    Data and EndData packets are not collected: ``next_packet()`` gives a :class:`DataHeader`
+    once the transaction ID is in, then the payload as :class:`DataPayload` pieces, and data
+    packets of any length pass (``max_length`` then bounds the other packets).  :meth:`wanted`
+    says how many bytes complete the item in progress, so a byte pump can read exactly that.
     """
 
     max_length: int = DEFAULT_MAX_PACKET_LENGTH
+    stream_data: bool = False
     _buffer: bytearray = field(default_factory=bytearray, repr=False)
+    _payload_left: int = field(default=0, repr=False)
+    _last_type: int = field(default=0, repr=False)
+    _header: tuple[int, int] | None = field(default=None, repr=False)   # of the buffered packet
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes."""
         self._buffer += data
-        self._check_header()
+        if not self._payload_left:
+            self._check_header()
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as packets."""
         return len(self._buffer)
 
+    @property
+    def payload_remaining(self) -> int:
+        """Payload bytes of the streamed data packet in progress not yet returned."""
+        return self._payload_left
+
+    @property
+    def at_boundary(self) -> bool:
+        """Nothing of a packet is pending: the stream is between packets."""
+        return not self._buffer and not self._payload_left
+
+    @property
+    def last_was_init_command_request(self) -> bool:
+        """The newest packet header seen was an InitCommandRequest's: a responder answers
+        such a packet with InitFail when it turns out malformed, rather than closing."""
+        return self._last_type == TYPE_INIT_COMMAND_REQUEST
+
+    def wanted(self) -> int:
+        """Bytes still needed to complete the header, packet or payload in progress."""
+        if self._payload_left:
+            return max(0, self._payload_left - len(self._buffer))
+        length = self._check_header()
+        if length is None:
+            return PACKET_HEADER_SIZE - len(self._buffer)
+        if self._streams(self._buffer):
+            return max(0, PACKET_HEADER_SIZE + 4 - len(self._buffer))
+        return max(0, length - len(self._buffer))
+
+    def payload_consumed(self, n: int) -> None:
+        """The caller read *n* payload bytes of the streamed packet itself (nothing buffered)."""
+        if self._buffer or not 0 <= n <= self._payload_left:
+            raise ProtocolError(f"PTP/IP parser: {n} payload bytes consumed out of turn")
+        self._payload_left -= n
+
+    def _streams(self, header: bytes | bytearray) -> bool:
+        return self.stream_data and self._header is not None and self._header[1] in (
+            TYPE_DATA, TYPE_END_DATA)
+
     def _check_header(self) -> int | None:
+        if self._header is not None:
+            return self._header[0]
         if len(self._buffer) < PACKET_HEADER_SIZE:
             return None
-        length, _ = parse_packet_header(self._buffer)
-        if length > self.max_length:
+        length, ptype = parse_packet_header(self._buffer)
+        self._last_type = ptype
+        if length > self.max_length and not (
+                self.stream_data and ptype in (TYPE_DATA, TYPE_END_DATA)):
+            kind = "control packet" if self.stream_data else "packet"
             raise ProtocolError(
-                f"PTP/IP peer announced a {length}-byte packet (limit {self.max_length})")
+                f"PTP/IP peer announced a {length}-byte {kind} (limit {self.max_length})")
+        self._header = (length, ptype)
         return length
 
-    def next_packet(self) -> Packet | None:
-        """The next complete packet, or ``None`` until more bytes are fed."""
+    def next_packet(self) -> Packet | DataHeader | DataPayload | None:
+        """The next complete packet (or streamed data piece), or ``None`` until more bytes are fed."""
+        if self._payload_left:
+            if not self._buffer:
+                return None
+            take = min(self._payload_left, len(self._buffer))
+            piece = bytes(self._buffer[:take])
+            del self._buffer[:take]
+            self._payload_left -= take
+            return DataPayload(piece)
         length = self._check_header()
-        if length is None or len(self._buffer) < length:
+        if length is None:
+            return None
+        if self._streams(self._buffer):
+            if length < PACKET_HEADER_SIZE + 4:
+                raise ProtocolError(f"PTP/IP data packet of {length} bytes has no transaction ID")
+            if len(self._buffer) < PACKET_HEADER_SIZE + 4:
+                return None
+            ptype = self._header[1] if self._header is not None else TYPE_DATA
+            (tid,) = struct.unpack_from("<I", self._buffer, PACKET_HEADER_SIZE)
+            del self._buffer[:PACKET_HEADER_SIZE + 4]
+            self._header = None
+            self._payload_left = length - PACKET_HEADER_SIZE - 4
+            return DataHeader(tid, self._payload_left, ptype == TYPE_END_DATA)
+        if len(self._buffer) < length:
             return None
         raw = bytes(self._buffer[:length])
         del self._buffer[:length]
+        self._header = None
         return decode_packet(raw)
 
-    def packets(self) -> list[Packet]:
+    def packets(self) -> list[Packet | DataHeader | DataPayload]:
         """Every complete packet buffered so far."""
-        out = []
+        out: list[Packet | DataHeader | DataPayload] = []
         while (p := self.next_packet()) is not None:
             out.append(p)
         return out

@@ -55,6 +55,27 @@ ALL = 0xFFFFFFFF
 #: Largest data phase buffered in memory (datasets, property values, firmware chunks).
 MAX_BUFFERED = 64 << 20
 MAC_ADDRESS = bytes.fromhex("74bfc0123456")
+#: Canon EOS properties (0xD1xx) only reported through EOS GetEvent, with the R6's
+#: values where the seed shows them (ModelID 0x80000453): code -> value (int = u32).
+EOS_PROPERTY_DUMP: tuple[tuple[int, int | str], ...] = (
+    (0xD101, 1),            # Aperture (index)
+    (0xD102, 0x6D),         # ShutterSpeed
+    (0xD103, 0x48),         # ISOSpeed
+    (0xD105, 3),            # AutoExposureMode (Manual)
+    (0xD106, 0),            # DriveMode
+    (0xD108, 0),            # FocusMode
+    (0xD109, 0),            # WhiteBalance (Auto)
+    (0xD10F, 1),            # ColorSpace (sRGB)
+    (0xD111, 2),            # BatteryPower
+    (0xD113, 0),            # CameraTime (filled in when sent)
+    (0xD115, ""),           # Owner
+    (0xD116, 0x80000453),   # ModelID (Canon EOS R6)
+    (0xD119, 0x00010000),   # PTPExtensionVersion
+    (0xD11B, 999),          # AvailableShots
+    (0xD11C, 4),            # CaptureDestination
+    (0xD11E, 0x00010001),   # CurrentStorage
+    (0xD11F, "100CANON"),   # CurrentFolder
+)
 FIRMWARE_NAME_FIELD = 32
 
 #: Operations whose data phase goes host -> device.
@@ -441,18 +462,23 @@ def _param(request: Request, index: int, default: int = 0) -> int:
 class SimCamera:
     """A simulated PTP/MTP camera serving *store* with the given *profile*.
 
-    Options: ``deny_uploads`` answers SendObjectInfo with AccessDenied (as the real R6
-    does); ``battery`` sets the BatteryLevel.
+    Options: ``uploads`` accepts (``True``) or refuses (``False``: SendObjectInfo answers
+    AccessDenied, as the real R6 does) uploads from the host; the default is the
+    profile's (``canon-eos`` refuses); ``deny_uploads`` is the older spelling of
+    ``uploads=False``; ``battery`` sets the BatteryLevel.
     """
 
     def __init__(self, store: ObjectStore, profile: str | Profile = "generic", *,
                  link: LinkModel | None = None, faults: Faults | None = None,
-                 deny_uploads: bool = False, battery: int = 80) -> None:
+                 deny_uploads: bool | None = None, uploads: bool | None = None,
+                 battery: int = 80) -> None:
         self.store = store
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         self.link = link or LinkModel()
         self.faults = faults or Faults()
         self.stats = SimStats()
+        if deny_uploads is None:
+            deny_uploads = not (self.profile.pc_uploads if uploads is None else uploads)
         self.deny_uploads = deny_uploads
         self.properties: DeviceProperties = make_properties(
             self.profile.properties, self.profile.model, battery)
@@ -464,6 +490,7 @@ class SimCamera:
         self._eos_events: deque[EOSEvent] = deque(maxlen=100_000)
         self.eos_event_mode = 0
         self.eos_remote_mode = 0
+        self._eos_dump_due = False
         self._default = SimConnection(self)
         self._remove_listener = store.add_listener(self._store_changed)
         self._handlers: dict[int, Callable[[SimConnection, Request], Reply]] = {
@@ -553,6 +580,20 @@ class SimCamera:
             subscribers = list(self._subscribers)
         for callback in subscribers:
             callback(event)
+
+    def eos_property_dump(self) -> list[EOSEvent]:
+        """PropValueChanged for every property, as an R6 sends in its first GetEvent
+        after SetEventMode: the standard properties, then the EOS-only ones."""
+        import time as _time
+        records = [EOSEvent.prop_changed(code, self.properties.encode_value(code))
+                   for code in self.properties.codes()]
+        for code, value in EOS_PROPERTY_DUMP:
+            if code == 0xD113:
+                value = int(_time.time())
+            raw = (value.encode("ascii", "replace") + b"\x00" if isinstance(value, str)
+                   else int(value).to_bytes(4, "little"))
+            records.append(EOSEvent.prop_changed(code, raw))
+        return records
 
     def _eos_record(self, record: EOSEvent) -> None:
         if self.profile.eos_events and self.eos_event_mode:
@@ -727,7 +768,7 @@ class SimCamera:
         width, height = obj.image_size
         return ObjectInfo(
             storage_id=obj.storage_id, object_format=obj.format,
-            protection_status=obj.protection, compressed_size=min(obj.size, ALL),
+            protection_status=self.protection(obj), compressed_size=min(obj.size, ALL),
             thumb_format=OFC.JFIF if thumb else 0,
             thumb_compressed_size=len(THUMBNAIL) if thumb else 0,
             thumb_pix_width=THUMB_WIDTH if thumb else 0,
@@ -736,6 +777,15 @@ class SimCamera:
             parent=obj.parent, association_type=1 if obj.is_folder else 0, association_desc=0,
             sequence_number=0, filename=obj.name, capture_date=format_datetime(obj.ctime),
             modification_date=format_datetime(obj.mtime), keywords=obj.keywords)
+
+    def protection(self, obj: SimObject) -> int:
+        """The ProtectionStatus reported for *obj*.  Folders report the profile's (1 on
+        the R6, as its listings show) while uploads are refused; it is reported only:
+        the folder's files stay deletable.  A camera made to accept uploads reports
+        its folders writable, so hosts may create files in them."""
+        if obj.is_folder and not obj.protection and self.deny_uploads:
+            return self.profile.folder_protection
+        return obj.protection
 
     def _get_object_info(self, conn: SimConnection, request: Request) -> Reply:
         with self.store.lock:
@@ -804,6 +854,9 @@ class SimCamera:
 
     def _format_store(self, conn: SimConnection, request: Request) -> Reply:
         sid = self.store.storage(_param(request, 0)).storage_id
+        if not getattr(self.store, "formattable", True):
+            # a host folder (sim:DIR) is never formatted: only generated cards are
+            return Reply(RC.AccessDenied)
         with self.store.mutating():
             for obj in self.store.children(sid, ROOT):
                 for sub in [obj] + self.store.descendants(sid, obj.handle):
@@ -903,7 +956,7 @@ class SimCamera:
         if prop == OPC.ObjectFormat:
             return obj.format
         if prop == OPC.ProtectionStatus:
-            return obj.protection
+            return self.protection(obj)
         if prop == OPC.ObjectSize:
             return obj.size
         if prop == OPC.AssociationType:
@@ -1002,12 +1055,18 @@ class SimCamera:
 
     def _eos_set_event_mode(self, conn: SimConnection, request: Request) -> Reply:
         self.eos_event_mode = _param(request, 0)
+        if self.eos_event_mode:
+            with self._eos_lock:
+                self._eos_dump_due = True   # the next GetEvent starts with the full dump
         return Reply(RC.OK)
 
     def _eos_get_event(self, conn: SimConnection, request: Request) -> Reply:
         with self._eos_lock:
             records = list(self._eos_events)
             self._eos_events.clear()
+            dump, self._eos_dump_due = self._eos_dump_due, False
+        if dump:
+            records = self.eos_property_dump() + records
         return self._data(encode_eos_events(records))
 
     def _eos_get_object_info_ex(self, conn: SimConnection, request: Request) -> Reply:

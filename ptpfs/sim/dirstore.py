@@ -8,22 +8,72 @@ sockets, FIFOs or devices.  Changes made to DIR behind the camera's back are
 noticed when a folder is listed (a light rescan of that folder) and by an
 optional watcher thread that rescans the tree every *watch_interval* seconds;
 both emit ObjectAdded / ObjectRemoved / ObjectInfoChanged.
+
+A host file is never overwritten nor erased by anything but DeleteObject of its
+own object: an upload whose name exists becomes a new object (as on a camera)
+whose bytes get a unique host name, ``NAME~2.EXT``; once the older object is
+deleted (what a client replacing a file does next) the new one's host file takes
+the plain name back.  FormatStore is refused (AccessDenied).  Hidden
+``.ptpfs-upload-*`` files left by a simulator killed mid-upload are removed at
+start-up.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import secrets
 import stat
 import threading
 from datetime import datetime
+from typing import Callable
 
 from ptpfs.sim.store import (FORMAT_ASSOCIATION, IMAGE_FORMATS, ROOT, ObjectStore, PendingObject,
                              SimObject, Storage, StoreError, Upload, _format_for, validate_name)
 
 TEMP_PREFIX = ".ptpfs-upload-"
 STORAGE_ID = 0x00010001
+
+log = logging.getLogger(__name__)
+
+
+def unique_host_name(name: str, taken: "Callable[[str], bool]") -> str:
+    """*name*, or ``NAME~2.EXT``, ``NAME~3.EXT``, … the first that is not *taken*."""
+    if not taken(name):
+        return name
+    dot = name.rfind(".")
+    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
+    n = 2
+    while True:
+        candidate = f"{stem}~{n}{ext}"
+        if len(candidate.encode("utf-8", "surrogatepass")) > 255:
+            stem = stem[:-1]
+            continue
+        if not taken(candidate):
+            return candidate
+        n += 1
+
+
+def remove_stale_uploads(root: str) -> int:
+    """Delete the hidden upload files (``.ptpfs-upload-*``) a simulator killed
+    mid-upload left under *root*; symbolic links are neither followed nor removed.
+    Returns how many were removed."""
+    removed = 0
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in files:
+            if not name.startswith(TEMP_PREFIX):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                if stat.S_ISREG(os.lstat(path).st_mode):
+                    os.unlink(path)
+                    removed += 1
+            except OSError as exc:
+                log.warning("stale upload %s not removed: %s", path, exc)
+    if removed:
+        log.warning("removed %d partial upload file(s) left in %s", removed, root)
+    return removed
 
 
 def _store_error(exc: OSError) -> StoreError:
@@ -71,6 +121,8 @@ class DirContent:
 class DirStore(ObjectStore):
     """One read-write storage (0x00010001) showing the tree under *root*."""
 
+    formattable = False     # a host folder is never formatted
+
     def __init__(self, root: str, *, watch_interval: float | None = None,
                  read_only: bool = False, description: str = "sim") -> None:
         super().__init__()
@@ -79,6 +131,8 @@ class DirStore(ObjectStore):
             raise FileNotFoundError(f"sim directory {self.root!r} does not exist")
         self.add_storage(Storage(STORAGE_ID, description, 0, volume_label=os.path.basename(self.root),
                                  filesystem_type=2, access=1 if read_only else 0))
+        if not read_only:
+            remove_stale_uploads(self.root)
         with self.mutating():
             self._scan_tree()
             self._pending_events.clear()
@@ -94,7 +148,7 @@ class DirStore(ObjectStore):
         parts: list[str] = []
         while handle != ROOT:
             obj = self._objects[handle]
-            parts.append(obj.name)
+            parts.append(obj.key)
             handle = obj.parent
         return parts[::-1]
 
@@ -124,7 +178,7 @@ class DirStore(ObjectStore):
             if obj is None or obj.is_folder:
                 raise StoreError("InvalidObjectHandle")
             dfd = self._open_parent(obj.parent)
-            name = obj.name
+            name = obj.key
         try:
             return os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dfd)
         except OSError as exc:
@@ -253,19 +307,66 @@ class DirStore(ObjectStore):
                 raise _store_error(exc) from exc
             return Upload(self, pending, fd, temp, dir_fd=dfd)
 
+    def _replace_existing(self, pending: PendingObject) -> None:
+        """Never: an upload of an existing name is a new object (see the module doc)."""
+
     def _publish_upload(self, upload: Upload) -> DirContent:
         p = upload.pending
         dfd = upload.dir_fd
         assert dfd is not None
+        siblings = self._child_map(p.storage_id, p.parent)
         try:
-            os.rename(upload.temp_name, p.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            while True:
+                name = unique_host_name(p.name, lambda n: n in siblings or _exists(n, dfd))
+                if _place(upload.temp_name, name, dfd):
+                    break       # else: created on the host meanwhile; take the next name
+            upload.host_name = name
             ts = p.mtime.timestamp()
-            os.utime(p.name, (ts, ts), dir_fd=dfd, follow_symlinks=False)
-            st = os.stat(p.name, dir_fd=dfd, follow_symlinks=False)
+            os.utime(name, (ts, ts), dir_fd=dfd, follow_symlinks=False)
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except OSError as exc:
             self._discard_upload(upload)
             raise _store_error(exc) from exc
+        if name != p.name:
+            log.info("upload %r kept beside the existing file as %r", p.name, name)
         return DirContent(self, p.handle, st.st_size, st.st_mtime_ns)
+
+    def delete(self, handle: int) -> tuple[list[int], bool]:
+        """DeleteObject; a file kept under a ``~N`` host name because of the deleted
+        one then takes its plain name back."""
+        with self.mutating():
+            obj = self.get(handle)
+            storage_id, parent = obj.storage_id, obj.parent
+            result = super().delete(handle)
+            if parent == ROOT or parent in self._objects:
+                self._settle(storage_id, parent)
+            return result
+
+    def _settle(self, storage_id: int, parent: int) -> None:
+        siblings = self._child_map(storage_id, parent)
+        movers = [self._objects[h] for k, h in siblings.items()
+                  if self._objects[h].host_name and self._objects[h].name not in siblings]
+        if not movers:
+            return
+        try:
+            dfd = self._open_parent(parent)
+        except StoreError:
+            return
+        try:
+            for obj in movers:
+                if obj.name in siblings or _exists(obj.name, dfd):
+                    continue
+                try:
+                    if not _place(obj.key, obj.name, dfd):
+                        continue
+                except OSError as exc:
+                    log.info("%r keeps its host name %r: %s", obj.name, obj.key, exc)
+                    continue
+                del siblings[obj.key]
+                obj.host_name = ""
+                siblings[obj.name] = obj.handle
+        finally:
+            os.close(dfd)
 
     def _discard_upload(self, upload: Upload) -> None:
         if upload.dir_fd is None:
@@ -279,9 +380,9 @@ class DirStore(ObjectStore):
         dfd = self._open_parent(obj.parent)
         try:
             if obj.is_folder:
-                os.rmdir(obj.name, dir_fd=dfd)
+                os.rmdir(obj.key, dir_fd=dfd)
             else:
-                os.unlink(obj.name, dir_fd=dfd)
+                os.unlink(obj.key, dir_fd=dfd)
         except FileNotFoundError:
             pass
         except OSError:
@@ -316,7 +417,7 @@ class DirStore(ObjectStore):
                     pass
                 else:
                     raise StoreError("InvalidParameter", f"{name!r} exists on the host")
-                os.rename(obj.name, name, src_dir_fd=src, dst_dir_fd=dst)
+                os.rename(obj.key, name, src_dir_fd=src, dst_dir_fd=dst)
             except OSError as exc:
                 raise _store_error(exc) from exc
             finally:
@@ -361,3 +462,30 @@ class DirStore(ObjectStore):
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(timeout=5)
         super().close()
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _place(src: str, dst: str, dir_fd: int) -> bool:
+    """Rename *src* to *dst* in *dir_fd* unless *dst* exists (then ``False``): a
+    hard link then unlink, which never replaces; a plain rename after a check where
+    the host filesystem has no hard links."""
+    try:
+        os.link(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+        if _exists(dst, dir_fd):
+            return False
+        os.rename(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        return True
+    os.unlink(src, dir_fd=dir_fd)
+    return True

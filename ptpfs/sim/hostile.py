@@ -14,7 +14,8 @@ Raw-level hostility (wrong transaction IDs, garbage containers or packets, lying
 StartData lengths, unexpected packet types, probe floods) needs the transport framing:
 :class:`HostileUsbBackend` (a :class:`~ptpfs.sim.usb_backend.SimUsbBackend` whose devices can
 corrupt what they queue on bulk IN) and :class:`HostilePtpipServer` (a small PTP/IP responder
-that speaks the framing itself) take the same plan.
+that reads through the one packet parser and writes its framing itself, broken on purpose)
+take the same plan.  Slow modes for deadline tests: ``ip_trickle`` and ``ip_trickle_init``.
 
 Everything is deterministic: ``Plan.random(seed)`` always gives the same plan, and a plan
 always gives the same bytes, so a failing case is reproduced by its seed.
@@ -30,13 +31,15 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ptpfs.errors import PTPError
+from ptpfs.errors import PTPError, ProtocolError
 from ptpfs.protocol import container
 from ptpfs.protocol import ptpip as pk
 from ptpfs.protocol.codes import DT, OC, OFC, OPC, RC
 from ptpfs.protocol.datasets import decode_prop_list
 from ptpfs.protocol.eos import ENTRY_BODY
-from ptpfs.protocol.messages import Event, Request
+from ptpfs.protocol.messages import DATA_OUT, Event, Request
+from ptpfs.protocol.transaction import (RESPONDER, DataStart, Transaction, ptpip_data_events,
+                                        ptpip_events)
 from ptpfs.protocol.wire import Reader
 from ptpfs.sim.camera import Reply
 
@@ -80,7 +83,7 @@ PTPIP_KINDS: tuple[str, ...] = (
 )
 #: PTP/IP kinds that are never chosen at random: ``ip_probe_forever`` keeps sending
 #: ProbeRequests every 0.2 s instead of answering (a device that never lets go).
-PTPIP_SPECIAL_KINDS: tuple[str, ...] = ("ip_probe_forever",)
+PTPIP_SPECIAL_KINDS: tuple[str, ...] = ("ip_probe_forever", "ip_trickle", "ip_trickle_init")
 
 #: Operations the client exercises (mutations target these).
 TARGET_OPS: tuple[int, ...] = (
@@ -767,6 +770,7 @@ def _usb_classes() -> tuple[type, type]:
                 return
             m = muts[0]
             hostile.applied.append(m)
+            self._machine.reset()     # the corrupted reply breaks the sequence on purpose
             rng = random.Random(m.arg)
             tid = request.transaction_id
             code = reply.code if reply is not None else RC.GeneralError
@@ -841,10 +845,21 @@ class _Gone(Exception):
 
 class HostilePtpipServer:
     """A one-client-at-a-time PTP/IP responder over *hostile* that corrupts its framing as the
-    plan's ``ip_*`` mutations say.  ``start()``, ``port``, ``stop()``."""
+    plan's ``ip_*`` mutations say.  ``start()``, ``port``, ``stop()``.
 
-    def __init__(self, hostile: HostileCamera, host: str = "127.0.0.1") -> None:
+    It reads through the one packet parser and checks the initiator's data phases with the
+    transaction machine; its replies break the sequence on purpose and so bypass the machine.
+    Slow modes: ``ip_trickle`` answers the chosen operation with a StartData announcing 4 GiB
+    and then one payload byte every *trickle_interval* seconds, for ever; ``ip_trickle_init``
+    (any operation) answers InitCommandRequest with an InitCommandAck carrying a
+    2,000-character name at the same pace."""
+
+    def __init__(self, hostile: HostileCamera, host: str = "127.0.0.1", *,
+                 trickle_interval: float = 1.0) -> None:
         self.hostile = hostile
+        #: Seconds between the bytes of a trickled reply (``ip_trickle``, ``ip_trickle_init``).
+        self.trickle_interval = trickle_interval
+        self._parsers: dict[socket.socket, pk.PacketParser] = {}
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((host, 0))
@@ -918,11 +933,33 @@ class HostilePtpipServer:
             buf += got
         return bytes(buf)
 
-    def _packet(self, sock: socket.socket) -> tuple[int, bytes]:
-        length, ptype = struct.unpack("<II", self._recv(sock, 8))
-        if length < 8 or length > 64 << 20:
-            raise _Gone()
-        return ptype, self._recv(sock, length - 8)
+    def _next(self, sock: socket.socket) -> pk.Packet | pk.DataHeader:
+        """The next packet from *sock* (a data packet: its header, see :meth:`_payload`)."""
+        parser = self._parsers.setdefault(sock, pk.PacketParser(64 << 20, stream_data=True))
+        while True:
+            try:
+                item = parser.next_packet()
+                if item is not None:
+                    assert not isinstance(item, pk.DataPayload)
+                    return item
+                parser.feed(self._recv(sock, parser.wanted()))
+            except PTPError:
+                raise _Gone() from None
+
+    def _payload(self, sock: socket.socket, n: int) -> bytes:
+        data = self._recv(sock, n)
+        self._parsers[sock].payload_consumed(n)
+        return data
+
+    def _trickle(self, sock: socket.socket, data: bytes | None) -> None:
+        """Send *data* (``None``: zero bytes for ever) one byte per ``trickle_interval``
+        until done or stopped."""
+        i = 0
+        while data is None or i < len(data):
+            if self._stop.wait(self.trickle_interval if i else 0):
+                raise _Gone()
+            self._send(sock, b"\x00" if data is None else data[i:i + 1])
+            i += 1
 
     def _send(self, sock: socket.socket, data: bytes, dribble: bool = False) -> None:
         self.hostile.count_out(len(data))
@@ -952,7 +989,10 @@ class HostilePtpipServer:
     def _serve(self) -> None:
         hostile = self.hostile
         cmd = self._accept()
-        ptype, _ = self._packet(cmd)
+        self._next(cmd)
+        if any(m.kind == "ip_trickle_init" for m in hostile.plan.mutations):
+            ack = pk.InitCommandAck(1, b"hostile-camera!!", "x" * 2000)
+            self._trickle(cmd, pk.encode_packet(ack))
         init = [m for m in hostile.plan.mutations if m.kind in ("ip_init_fail", "ip_init_garbage")]
         if init:
             rng = random.Random(init[0].arg)
@@ -965,22 +1005,20 @@ class HostilePtpipServer:
             return
         self._send(cmd, pk.encode_packet(pk.InitCommandAck(1, b"hostile-camera!!", "hostile")))
         evt = self._accept()
-        self._packet(evt)
+        self._next(evt)
         self._send(evt, pk.encode_packet(pk.InitEventAck()))
         if any(m.kind == "ip_event_garbage" for m in hostile.plan.mutations):
             self._send(evt, random.Random(hostile.plan.seed).randbytes(40))
         while not self._stop.is_set():
-            ptype, body = self._packet(cmd)
-            if ptype != pk.TYPE_OPERATION_REQUEST:
-                continue            # probe responses, cancels, stray data
-            try:
-                op = pk.decode_packet(struct.pack("<II", 8 + len(body), ptype) + body)
-            except PTPError:
+            op = self._next(cmd)
+            if isinstance(op, pk.DataHeader):
+                self._payload(cmd, op.payload_length)    # stray data
                 continue
-            assert isinstance(op, pk.OperationRequest)
+            if not isinstance(op, pk.OperationRequest):
+                continue            # probe responses, cancels
             request = op.to_request()
             if op.data_phase == pk.DATA_PHASE_SEND or hostile.takes_data(request.code):
-                reply = self._receive(cmd, request)
+                reply = self._receive(cmd, op)
                 if reply is None:
                     continue
             else:
@@ -990,21 +1028,33 @@ class HostilePtpipServer:
             if self._reply(cmd, request, reply, muts[0] if muts else None):
                 return
 
-    def _receive(self, sock: socket.socket, request: Request) -> Reply | None:
-        ptype, body = self._packet(sock)
-        if ptype != pk.TYPE_START_DATA:
-            return None
-        total = struct.unpack_from("<Q", body, 4)[0] if len(body) >= 12 else 0
-        receiver = self.hostile.begin_data(request, total)
-        got = 0
-        while got < total:
-            ptype, body = self._packet(sock)
-            if ptype not in (pk.TYPE_DATA, pk.TYPE_END_DATA):
+    def _receive(self, sock: socket.socket, op: pk.OperationRequest) -> Reply | None:
+        """The initiator's data phase, checked by the transaction machine (``None``: it broke
+        the sequence, and the request is dropped)."""
+        request = op.to_request()
+        machine = Transaction(RESPONDER)
+        try:
+            machine.receive(ptpip_events(op, DATA_OUT)[0])
+            start = self._next(sock)
+            events = [] if isinstance(start, pk.DataHeader) else ptpip_events(start)
+            if not events or not isinstance(events[0], DataStart):
                 return None
-            receiver.write(body[4:])
-            got += len(body) - 4
-            if ptype == pk.TYPE_END_DATA:
-                break
+            machine.receive(events[0])
+            total = machine.data_length
+            receiver = self.hostile.begin_data(
+                request, pk.UNKNOWN_TOTAL_LENGTH if total is None else total)
+            while machine.in_data_phase:
+                item = self._next(sock)
+                if not isinstance(item, pk.DataHeader):
+                    return None
+                chunk, *end = ptpip_data_events(item.transaction_id, item.payload_length,
+                                                item.end, machine)
+                machine.receive(chunk)
+                receiver.write(self._payload(sock, item.payload_length))
+                for event in end:
+                    machine.receive(event)
+        except ProtocolError:
+            return None
         return receiver.finish()
 
     def _reply(self, sock: socket.socket, request: Request, reply: Reply,
@@ -1028,6 +1078,12 @@ class HostilePtpipServer:
         if kind == "ip_huge_control":
             self._send(sock, struct.pack("<II", rng.choice((0x7FFFFFFF, 70000, 0xFFFFFFFF)),
                                          pk.TYPE_OPERATION_RESPONSE) + b"\x01\x20")
+            return True
+        if kind == "ip_trickle":
+            self._send(sock, pk.encode_packet(pk.StartData(tid, 4 << 30)))
+            self._send(sock, pk.encode_packet_header(pk.TYPE_DATA, 4 + (1 << 30))
+                       + struct.pack("<I", tid))
+            self._trickle(sock, None)
             return True
         if kind == "ip_probe_forever":
             while not self._stop.wait(0.2):

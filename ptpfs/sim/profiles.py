@@ -4,8 +4,14 @@
 * ``canon-eos``: a Canon EOS R6: its exact operations list, EOS listing, partial reads,
   polled events and firmware update.  Listed operations the simulator does not
   implement answer ``OperationNotSupported``, except a few harmless ones answered ``OK``.
+  Like the real R6 it refuses uploads from a PC (SendObjectInfo answers AccessDenied)
+  unless the camera is made with ``uploads=True`` (spec ``sim?profile=canon-eos&uploads=1``,
+  ``ptpctl serve --allow-uploads``); its folders report ProtectionStatus 1 (read-only) as
+  R6 listings show; its first EOS GetEvent after SetEventMode carries the full property dump.
 * ``android-mtp``: an Android phone in MTP mode: object property lists, 64-bit partial
   reads, rename via ObjectFileName, MoveObject.
+* ``whole-object``: a plain PTP camera with no partial reads at all (GetObject of a whole
+  object only, like many older PowerShots and phones in PTP mode).
 
 An operation that is not in the profile's list answers ``OperationNotSupported``.
 """
@@ -35,6 +41,8 @@ class Profile:
     capture_formats: tuple[int, ...]
     image_formats: tuple[int, ...]
     eos_events: bool = False          # queue EOS GetEvent records
+    pc_uploads: bool = True           # SendObjectInfo accepted (False: AccessDenied)
+    folder_protection: int = 0        # ProtectionStatus reported for folders
     noop_operations: frozenset[int] = frozenset()   # listed, answered OK and ignored
 
 
@@ -87,7 +95,7 @@ CANON_EOS = Profile(
     vendor_extension_id=0x0000000B, vendor_extension_version=100, vendor_extension_desc="",
     manufacturer="Canon Inc.", model="Canon EOS R6", device_version="3-1.5.0",
     serial_number="083021000123", capture_formats=(OFC.EXIF_JPEG, OFC.CANON_CR3),
-    image_formats=_IMAGE_FORMATS, eos_events=True,
+    image_formats=_IMAGE_FORMATS, eos_events=True, pc_uploads=False, folder_protection=1,
     noop_operations=frozenset({OC.Canon_InitiateEventProc_50, OC.Canon_TerminateEventProc_51,
                                OC.Canon_InitiateEventProc_5c, OC.Canon_TerminateEventProc_5d,
                                OC.EOS_SetUILock, OC.EOS_ResetUILock, OC.EOS_KeepDeviceOn,
@@ -106,7 +114,18 @@ ANDROID_MTP = Profile(
     manufacturer="Google", model="Pixel (simulated)", device_version="1.0",
     serial_number="SIMANDROID0001", capture_formats=(), image_formats=_IMAGE_FORMATS)
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (GENERIC, CANON_EOS, ANDROID_MTP)}
+WHOLE_OBJECT = Profile(
+    name="whole-object",
+    # no partial reads; the MTP ObjectSize property for the size of objects >= 4 GiB
+    operations=tuple(op for op in _STANDARD_OPS if op != OC.GetPartialObject) + (
+        OC.GetObjectPropsSupported, OC.GetObjectPropDesc, OC.GetObjectPropValue),
+    events=_STANDARD_EVENTS, properties=(DPC.BatteryLevel, DPC.DateTime),
+    vendor_extension_id=0, vendor_extension_version=0, vendor_extension_desc="",
+    manufacturer="ptpfs", model="PTP camera (whole objects)", device_version="1.0",
+    serial_number="SIMWHOLE0001", capture_formats=(OFC.EXIF_JPEG,), image_formats=_IMAGE_FORMATS)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (GENERIC, CANON_EOS, ANDROID_MTP,
+                                                    WHOLE_OBJECT)}
 
 
 def get_profile(name: str) -> Profile:

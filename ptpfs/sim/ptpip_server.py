@@ -12,6 +12,11 @@ as they arrive).  The camera's link model paces the bytes and its faults
 apply: ``drop_after`` closes both sockets of the pair, ``stall`` withholds the
 reply until the stall ends (a Cancel or a new request meanwhile discards it).
 
+Packets are read through the one parser (:class:`PacketReader` over
+:class:`ptpfs.protocol.ptpip.PacketParser`, Data payloads streamed) and the
+sequence is checked by :class:`ptpfs.protocol.transaction.Transaction` in the
+responder role.
+
 libgphoto2 compatibility: it sends no Data/EndData at all for an empty data
 phase (only StartData with length 0), so an empty host-to-device data phase
 completes on StartData, and a stray empty EndData after it is ignored.
@@ -29,7 +34,9 @@ import threading
 from typing import Any
 
 from ptpfs.protocol import ptpip as pk
-from ptpfs.protocol.messages import Event, Request
+from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request
+from ptpfs.protocol.transaction import (RESPONDER, Cancel, Command, DataChunk, DataStart,
+                                        Response, Transaction, ptpip_data_events, ptpip_events)
 
 __all__ = ["PtpipServer"]
 
@@ -42,6 +49,7 @@ FIRST_CHUNK_SIZE = 64 << 10
 _MAX_CONTROL = 64 * 1024
 _RC_GENERAL_ERROR = 0x2002
 _FAIL_UNSPECIFIED = 3
+_FAIL_REJECTED = 1      # "rejected initiator": e.g. an unsupported protocol version
 _SERVER_GUID = bytes.fromhex("70747066732d73696d2d63616d657261")  # "ptpfs-sim-camera"
 
 
@@ -108,16 +116,47 @@ def _recv_exact(sock: socket.socket, n: int, into: memoryview | None = None) -> 
     return None if into is not None else bytes(view)
 
 
-def _read_packet(sock: socket.socket) -> tuple[int, int]:
-    """``(length, type)`` of the next packet (header consumed)."""
-    return pk.parse_packet_header(_recv_exact(sock, pk.PACKET_HEADER_SIZE) or b"")
+class PacketReader:
+    """Packets from one socket through the one PTP/IP parser, reading exactly the bytes it
+    wants (Data packets stream: a :class:`~ptpfs.protocol.ptpip.DataHeader`, then
+    :meth:`read_payload`).  *account* is told every byte count read."""
 
+    def __init__(self, sock: socket.socket, *, stream_data: bool = True,
+                 account: Any = None) -> None:
+        self.sock = sock
+        self.parser = pk.PacketParser(_MAX_CONTROL, stream_data=stream_data)
+        self.account = account
+        self.pending: pk.Packet | pk.DataHeader | None = None   # looked at, not yet used
 
-def _read_control(sock: socket.socket, length: int, ptype: int) -> pk.Packet:
-    if length > _MAX_CONTROL:
-        raise _Closed(f"peer announced a {length}-byte control packet")
-    body = _recv_exact(sock, length - pk.PACKET_HEADER_SIZE) or b""
-    return pk.decode_packet(struct.pack("<II", length, ptype) + body)
+    def _recv(self, n: int, into: memoryview | None = None) -> bytes | None:
+        data = _recv_exact(self.sock, n, into)
+        if self.account is not None:
+            self.account(n)
+        return data
+
+    def next_item(self) -> pk.Packet | pk.DataHeader:
+        """The next packet (or data packet header)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            return pending
+        while True:
+            try:
+                item = self.parser.next_packet()
+            except pk.ProtocolError as exc:
+                raise _Closed(str(exc)) from None
+            if item is not None:
+                assert not isinstance(item, pk.DataPayload)
+                return item
+            data = self._recv(self.parser.wanted()) or b""
+            try:
+                self.parser.feed(data)
+            except pk.ProtocolError as exc:
+                raise _Closed(str(exc)) from None
+
+    def read_payload(self, view: memoryview) -> None:
+        """The next ``len(view)`` payload bytes of the data packet in progress."""
+        self._recv(len(view), view)
+        self.parser.payload_consumed(len(view))
 
 
 class PtpipServer:
@@ -222,16 +261,23 @@ class PtpipServer:
                 self._socks.discard(conn)
 
     def _dispatch(self, conn: socket.socket) -> None:
+        reader = PacketReader(conn, stream_data=False)
         try:
             conn.settimeout(10.0)
-            length, ptype = _read_packet(conn)
-            packet = _read_control(conn, length, ptype)
+            packet = reader.next_item()
             conn.settimeout(None)
         except Exception as exc:  # whatever a stranger sends, the server carries on
             _log.debug("PTP/IP handshake failed: %s", exc)
+            if reader.parser.last_was_init_command_request:
+                # a malformed InitCommandRequest gets a reason, not a silent close
+                self._send_quiet(conn, pk.encode_packet(pk.InitFail(_FAIL_UNSPECIFIED)))
             _close(conn)
             return
-        if isinstance(packet, pk.InitCommandRequest):
+        if isinstance(packet, pk.InitCommandRequest) and packet.version >> 16 != 1:
+            _log.debug("PTP/IP InitCommandRequest of version 0x%08x refused", packet.version)
+            self._send_quiet(conn, pk.encode_packet(pk.InitFail(_FAIL_REJECTED)))
+            _close(conn)
+        elif isinstance(packet, pk.InitCommandRequest):
             self._serve_command(conn, packet)
         elif isinstance(packet, pk.InitEventRequest):
             self._serve_events(conn, packet.connection_number)
@@ -296,6 +342,7 @@ class PtpipServer:
                 pair.cond.notify_all()
 
         unsubscribe = self.camera.subscribe(on_event)
+        reader = PacketReader(conn, stream_data=False)
         try:
             conn.sendall(pk.encode_packet(pk.InitEventAck()))
             while not pair.closed and not self._stopping.is_set():
@@ -310,8 +357,7 @@ class PtpipServer:
                     conn.sendall(data)
                 readable, _, _ = select.select([conn], [], [], 0)
                 if readable:
-                    length, ptype = _read_packet(conn)
-                    packet = _read_control(conn, length, ptype)
+                    packet = reader.next_item()
                     if isinstance(packet, pk.ProbeRequest):
                         conn.sendall(pk.encode_packet(pk.ProbeResponse()))
         except (_Closed, OSError, pk.ProtocolError, ValueError) as exc:
@@ -331,7 +377,8 @@ class _CommandLoop:
         self.pair = pair
         self.sock = pair.cmd
         self.buf = bytearray(CHUNK_SIZE)
-        self.pending: tuple[int, int] | None = None   # a packet header read while stalled
+        self.reader = PacketReader(self.sock, account=self._account)
+        self.machine = Transaction(RESPONDER)
 
     # -- faults and pacing
     def _account(self, n: int) -> None:
@@ -361,40 +408,29 @@ class _CommandLoop:
         if callable(drain):
             drain()
 
-    def _next_header(self) -> tuple[int, int]:
-        if self.pending is not None:
-            header, self.pending = self.pending, None
-            return header
-        header = _read_packet(self.sock)
-        self._account(pk.PACKET_HEADER_SIZE)
-        return header
-
     # -- main loop
     def run(self) -> None:
         while not self.pair.closed:
-            length, ptype = self._next_header()
-            if ptype == pk.TYPE_OPERATION_REQUEST:
-                packet = _read_control(self.sock, length, ptype)
-                assert isinstance(packet, pk.OperationRequest)
-                self._operation(packet.to_request())
-            elif ptype in (pk.TYPE_DATA, pk.TYPE_END_DATA):
-                self._skip(length - pk.PACKET_HEADER_SIZE)   # stray (e.g. after cancel)
+            item = self.reader.next_item()
+            if isinstance(item, pk.DataHeader):
+                self._skip(item.payload_length)   # stray (e.g. after cancel)
+            elif isinstance(item, pk.OperationRequest):
+                takes = self.camera.takes_data(item.code)
+                self.machine.receive(ptpip_events(item, DATA_OUT if takes else NO_DATA)[0])
+                self._operation(item.to_request())
+            elif isinstance(item, pk.ProbeRequest):
+                self._send(pk.encode_packet(pk.ProbeResponse()))
+            elif isinstance(item, pk.CancelPacket):
+                self.machine.receive(Cancel())      # nothing in progress
             else:
-                packet = _read_control(self.sock, length, ptype)
-                if isinstance(packet, pk.ProbeRequest):
-                    self._send(pk.encode_packet(pk.ProbeResponse()))
-                elif isinstance(packet, pk.CancelPacket):
-                    pass  # nothing in progress
-                else:
-                    raise pk.ProtocolError(f"unexpected {type(packet).__name__} on the command "
-                                           "connection")
+                raise pk.ProtocolError(f"unexpected {type(item).__name__} on the command "
+                                       "connection")
 
     def _skip(self, n: int) -> None:
         view = memoryview(self.buf)
         while n:
             k = min(n, len(view))
-            _recv_exact(self.sock, k, view[:k])
-            self._account(k)
+            self.reader.read_payload(view[:k])
             n -= k
 
     def _operation(self, request: Request) -> None:
@@ -410,6 +446,7 @@ class _CommandLoop:
                 _log.exception("simulated camera failed on %r", request)
                 reply = None
         if not self._wait_stall():
+            self.machine.reset()      # the reply is dropped
             return
         self._reply(request, reply)
 
@@ -422,59 +459,56 @@ class _CommandLoop:
                 raise _Closed("stopping")
             readable, _, _ = select.select([self.sock], [], [], 0)
             if readable:
-                header = _read_packet(self.sock)
-                if header[1] == pk.TYPE_CANCEL:
-                    _read_control(self.sock, *header)
-                else:
-                    self.pending = header
+                item = self.reader.next_item()
+                if not isinstance(item, pk.CancelPacket):
+                    self.reader.pending = item
                 return False
         return True
 
     def _receive_data(self, request: Request) -> Any:
-        length, ptype = self._next_header()
-        if ptype == pk.TYPE_CANCEL:
-            _read_control(self.sock, length, ptype)
+        machine = self.machine
+        item = self.reader.next_item()
+        if isinstance(item, pk.CancelPacket):
+            machine.receive(Cancel())
             return _CANCELLED
-        if ptype != pk.TYPE_START_DATA:
-            raise pk.ProtocolError(f"expected StartData after 0x{request.code:04x}, got packet "
-                                   f"type {ptype}")
-        start = _read_control(self.sock, length, ptype)
-        assert isinstance(start, pk.StartData)
-        if start.transaction_id != request.transaction_id:
-            raise pk.ProtocolError("StartData for the wrong transaction")
-        total = start.total_length
+        if isinstance(item, pk.DataHeader):
+            raise pk.ProtocolError(f"expected StartData after 0x{request.code:04x}, got data")
+        events = ptpip_events(item)
+        if not events or not isinstance(events[0], DataStart):
+            raise pk.ProtocolError(f"expected StartData after 0x{request.code:04x}, got "
+                                   f"{type(item).__name__}")
+        machine.receive(events[0])          # checks the transaction ID
+        total = machine.data_length
         try:
-            receiver = self.camera.begin_data(request, total)
+            receiver = self.camera.begin_data(
+                request, pk.UNKNOWN_TOTAL_LENGTH if total is None else total)
         except Exception:
             _log.exception("simulated camera failed starting data for %r", request)
             receiver = None
         self.receiver = receiver
-        got = 0
         view = memoryview(self.buf)
-        if total != 0:   # libgphoto2 sends neither Data nor EndData for an empty phase
-            while True:
-                length, ptype = self._next_header()
-                if ptype == pk.TYPE_CANCEL:
-                    _read_control(self.sock, length, ptype)
-                    _abort(receiver)
-                    self.receiver = None
-                    return _CANCELLED
-                if ptype not in (pk.TYPE_DATA, pk.TYPE_END_DATA):
-                    raise pk.ProtocolError(f"data phase interrupted by packet type {ptype}")
-                if length < pk.PACKET_HEADER_SIZE + 4:
-                    raise pk.ProtocolError("data packet without transaction ID")
-                _recv_exact(self.sock, 4)
-                n = length - pk.PACKET_HEADER_SIZE - 4
-                while n:
-                    k = min(n, len(view))
-                    _recv_exact(self.sock, k, view[:k])
-                    self._account(k)
-                    if receiver is not None:
-                        receiver.write(view[:k])     # receivers copy what they keep
-                    n -= k
-                    got += k
-                if ptype == pk.TYPE_END_DATA or got >= total:
-                    break
+        # libgphoto2 sends neither Data nor EndData for an empty phase
+        while machine.in_data_phase:
+            item = self.reader.next_item()
+            if isinstance(item, pk.CancelPacket):
+                machine.receive(Cancel())
+                _abort(receiver)
+                self.receiver = None
+                return _CANCELLED
+            if not isinstance(item, pk.DataHeader):
+                raise pk.ProtocolError(f"data phase interrupted by {type(item).__name__}")
+            chunk, *end = ptpip_data_events(item.transaction_id, item.payload_length,
+                                            item.end, machine)
+            machine.receive(chunk)
+            n = item.payload_length
+            while n:
+                k = min(n, len(view))
+                self.reader.read_payload(view[:k])
+                if receiver is not None:
+                    receiver.write(view[:k])     # receivers copy what they keep
+                n -= k
+            for event in end:
+                machine.receive(event)
         self.receiver = None
         if receiver is None:
             return None
@@ -492,6 +526,11 @@ class _CommandLoop:
             code, params, data = reply.code, tuple(reply.params), reply.data
         take = getattr(self.camera.faults, "take_corruption", None)   # ptpfs.sim.faults hook
         corrupt = take() if callable(take) else None
+        # An injected fault breaks the sequence on purpose: the machine is bypassed for it.
+        machine = self.machine if corrupt is None else Transaction(RESPONDER)
+        if corrupt is not None:
+            self.machine.reset()
+            machine.receive(Command(request.code, tid, tuple(request.params)))
         if corrupt == "garbage":
             self._send(b"\x07\x00\x00\x00junk\xff\xff\xff\xff")
             return
@@ -500,9 +539,12 @@ class _CommandLoop:
                        + b"oops")
         if corrupt == "tid":
             tid = (tid + 7) & 0xFFFFFFFF
+            machine.reset()
+            machine.receive(Command(request.code, tid, tuple(request.params)))
         if corrupt == "nodata":
             data = None
         if data is not None:
+            machine.send(DataStart(tid, data.length))
             self._send(pk.encode_packet(pk.StartData(tid, data.length)))
             remaining = data.length
             step = FIRST_CHUNK_SIZE
@@ -514,11 +556,16 @@ class _CommandLoop:
                 remaining -= len(chunk)
                 last = remaining == 0 or short
                 ptype = pk.TYPE_END_DATA if last else pk.TYPE_DATA
+                machine.send(DataChunk(len(chunk)))
                 self._send(pk.encode_packet_header(ptype, 4 + len(chunk))
                            + struct.pack("<I", tid), chunk)
                 if last:
+                    if short:
+                        machine.reset()     # the source ran dry: the initiator will notice
                     break
         self._drain()    # the response cannot overtake the data on the wire
+        if not machine.idle:
+            machine.send(Response(code, tid, params))
         self._send(pk.encode_packet(pk.OperationResponse(code, tid, params)))
 
 

@@ -141,10 +141,16 @@ class SimObject:
     children: dict[str, int] = field(default_factory=dict)
     image_size: tuple[int, int] = (0, 0)
     keywords: str = ""
+    host_name: str = ""                     # sim:DIR: the host file's name if not *name*
 
     @property
     def is_folder(self) -> bool:
         return self.format == FORMAT_ASSOCIATION
+
+    @property
+    def key(self) -> str:
+        """The object's key in its folder: the host name where it differs."""
+        return self.host_name or self.name
 
     @property
     def size(self) -> int:
@@ -206,6 +212,7 @@ class Upload:
         self.fd = fd
         self.temp_name = temp_name
         self.dir_fd = dir_fd  # directory holding temp_name (DirStore), else None
+        self.host_name = pending.name   # the name the bytes got on the host (DirStore)
         self.received = 0
         self.done = False
         self._budget: int | None = None          # free space at the last check
@@ -348,6 +355,9 @@ class PendingObject:
 
 class ObjectStore:
     """In-memory tree of storages and objects with a lock and change listeners."""
+
+    #: Whether FormatStore may erase it (a generated card yes, a host folder never).
+    formattable = True
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -494,7 +504,7 @@ class ObjectStore:
     # -- building the tree (subclasses and simulator-side helpers) ------------------
     def _insert(self, obj: SimObject) -> SimObject:
         siblings = self._child_map(obj.storage_id, obj.parent)
-        siblings[obj.name] = obj.handle
+        siblings[obj.key] = obj.handle
         self._objects[obj.handle] = obj
         self._emit("ObjectAdded", obj.handle)
         return obj
@@ -505,8 +515,8 @@ class ObjectStore:
         for child in list(obj.children.values()):
             removed += self._unlink(self._objects[child])
         siblings = self._child_map(obj.storage_id, obj.parent)
-        if siblings.get(obj.name) == obj.handle:
-            del siblings[obj.name]
+        if siblings.get(obj.key) == obj.handle:
+            del siblings[obj.key]
         self._objects.pop(obj.handle, None)
         self._emit("ObjectRemoved", obj.handle)
         removed.append(obj.handle)
@@ -625,8 +635,9 @@ class ObjectStore:
                 self._discard_upload(upload)
                 raise
             content = self._publish_upload(upload)
+            host_name = upload.host_name if upload.host_name != p.name else ""
             obj = SimObject(p.handle, p.storage_id, p.parent, p.name, p.format, p.mtime, p.ctime,
-                            content, keywords=p.keywords,
+                            content, keywords=p.keywords, host_name=host_name,
                             image_size=(6000, 4000) if p.format in IMAGE_FORMATS else (0, 0))
             self._insert(obj)
             self._emit("StorageInfoChanged", p.storage_id)
@@ -744,9 +755,10 @@ class ObjectStore:
         """Hook: move the bytes behind *obj*; the model is updated afterwards."""
 
     def _relink(self, obj: SimObject, storage_id: int, parent: int, name: str) -> None:
-        del self._child_map(obj.storage_id, obj.parent)[obj.name]
+        del self._child_map(obj.storage_id, obj.parent)[obj.key]
         old_storage = obj.storage_id
         obj.storage_id, obj.parent, obj.name = storage_id, parent, name
+        obj.host_name = ""
         self._child_map(storage_id, parent)[name] = obj.handle
         if old_storage != storage_id:
             stack = list(obj.children.values())

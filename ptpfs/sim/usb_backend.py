@@ -18,12 +18,18 @@ data overflows.  The camera's link model paces the bytes, its faults apply:
 ``errno.ENODEV``, as after an unplug) and ``stall`` makes bulk reads block
 until their timeout and raise ``USBTimeoutError``.  For protocol-error tests
 :meth:`SimUsbDevice.inject` corrupts the next response container.
+
+The transaction sequence (a command, data only for operations that take it,
+the data header's transaction ID, a known or short-packet-ended length) is
+checked by :class:`ptpfs.protocol.transaction.Transaction` in the responder
+role; a container that breaks it stalls the OUT pipe, as a device does.
 """
 
 from __future__ import annotations
 
 import array
 import collections
+import dataclasses
 import errno
 import logging
 import struct
@@ -35,8 +41,11 @@ from typing import Any, Iterable
 import usb.backend
 import usb.core
 
+from ptpfs.errors import ProtocolError
 from ptpfs.protocol import container
-from ptpfs.protocol.messages import Event, Request
+from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request
+from ptpfs.protocol.transaction import (RESPONDER, Cancel, Command, DataChunk, DataEnd,
+                                        DataStart, Response, Transaction, usb_container_event)
 
 __all__ = ["SimUsbBackend", "SimUsbDevice", "PACKET_SIZE"]
 
@@ -227,10 +236,9 @@ class SimUsbDevice:
 
     def _reset_state(self) -> None:
         self._outbuf = bytearray()          # incomplete command / data header
-        self._phase = "idle"                # idle | data-header | data
+        self._machine = Transaction(RESPONDER)
         self._request: Request | None = None
         self._receiver: Any = None
-        self._remaining: int | None = 0
         self._queue: collections.deque[_Outgoing] = collections.deque()
         self._zlp_pending = False
         self._halted: set[int] = set()
@@ -285,30 +293,30 @@ class SimUsbDevice:
             self._account(n)
             if n == 0:
                 self.zlps_received += 1
-                if self._phase == "data" and self._remaining is None:
-                    self._finish_data()
+                if self._machine.in_data_phase and self._machine.data_remaining is None:
+                    self._end_data()
                 return 0
             pos = 0
             while pos < n:
                 pos += self._consume(view[pos:])
-            if self._phase == "data" and self._remaining is None and n % PACKET_SIZE:
-                self._finish_data()    # a short packet ends a data phase of unknown length
+            machine = self._machine
+            if machine.in_data_phase and machine.data_remaining is None and n % PACKET_SIZE:
+                self._end_data()       # a short packet ends a data phase of unknown length
             return n
 
     def _consume(self, view: memoryview) -> int:
-        """Feed bytes to the OUT state machine; returns how many it took."""
+        """Feed bytes to the OUT side of the transaction machine; returns how many it took."""
         hs = container.HEADER_SIZE
-        if self._phase == "data":
-            if self._remaining is None:          # > 4 GiB: until a short packet
-                self._receiver.write(bytes(view))
-                return len(view)
-            take = min(self._remaining, len(view))
+        machine = self._machine
+        if machine.in_data_phase:
+            remaining = machine.data_remaining
+            take = len(view) if remaining is None else min(remaining, len(view))
             self._receiver.write(bytes(view[:take]))
-            self._remaining -= take
-            if self._remaining == 0:
+            machine.receive(DataChunk(take))
+            if not machine.in_data_phase:
                 self._finish_data()
             return take
-        # idle or data-header: collect a header, then the rest of a command.
+        # idle or awaiting a data header: collect a header, then the rest of a command.
         need = hs - len(self._outbuf)
         if need > 0:
             take = min(need, len(view))
@@ -318,42 +326,49 @@ class SimUsbDevice:
             used = take
         else:
             used = 0
-        header = self._parse_out_header()
-        if header is None:
+        if not machine.idle:
+            self._stall_unless(lambda: self._start_data(
+                usb_container_event(self._outbuf[:hs])))
             return used
-        if self._phase == "data-header":
-            self._start_data(header)
-            return used
-        want = header.length - len(self._outbuf)
+        try:
+            length = container.parse_header(bytes(self._outbuf[:hs])).length
+        except ProtocolError:
+            length = 0
+        if not hs <= length <= hs + 4 * container.MAX_PARAMS:
+            self._stall_unless(None)
+        want = length - len(self._outbuf)
         take = min(want, len(view) - used)
         self._outbuf += view[used:used + take]
         used += take
-        if len(self._outbuf) == header.length:
+        if len(self._outbuf) == length:
             raw, self._outbuf = bytes(self._outbuf), bytearray()
-            self._command(container.decode_command(raw))
+            self._stall_unless(lambda: self._command(usb_container_event(raw)))
         return used
 
-    def _parse_out_header(self) -> Any:
+    def _stall_unless(self, step: Any) -> None:
+        """Run *step*; if it (or the container) breaks the transaction sequence, stall the
+        OUT pipe as a real device does on a malformed container."""
         try:
-            header = container.parse_header(bytes(self._outbuf[:container.HEADER_SIZE]))
-        except Exception:
-            header = None
-        expected = container.TYPE_DATA if self._phase == "data-header" else container.TYPE_COMMAND
-        if header is None or header.type != expected or (
-                self._request is not None and self._phase == "data-header"
-                and header.transaction_id != self._request.transaction_id):
-            # A real device stalls its OUT pipe on a malformed container.
-            self._outbuf = bytearray()
-            self._phase = "idle"
-            self._halted.add(EP_OUT)
-            raise _usb_error(errno.EPIPE, "Pipe error (malformed container)")
-        return header
+            if step is not None:
+                step()
+                return
+        except ProtocolError:
+            pass
+        self._outbuf = bytearray()
+        self._machine.reset()
+        self._request = None
+        self._halted.add(EP_OUT)
+        raise _usb_error(errno.EPIPE, "Pipe error (malformed container)")
 
-    def _command(self, request: Request) -> None:
+    def _command(self, event: Any) -> None:
+        if not isinstance(event, Command):
+            raise ProtocolError("not a command")
         camera = self.responder
-        if camera.takes_data(request.code):
+        takes = camera.takes_data(event.code)
+        self._machine.receive(dataclasses.replace(event, direction=DATA_OUT if takes else NO_DATA))
+        request = Request(event.code, event.transaction_id, event.params)
+        if takes:
             self._request = request
-            self._phase = "data-header"
             return
         try:
             reply = camera.command(request)
@@ -363,24 +378,28 @@ class SimUsbDevice:
             return
         self._queue_reply(request, reply)
 
-    def _start_data(self, header: Any) -> None:
+    def _start_data(self, event: Any) -> None:
         request = self._request
         assert request is not None
+        self._machine.receive(event)          # a data header for this transaction
         self._outbuf = bytearray()
-        length = header.payload_length
+        length = self._machine.data_length
         try:
-            self._receiver = self.responder.begin_data(request, length)
+            self._receiver = self.responder.begin_data(
+                request, container.LENGTH_UNKNOWN if length is None else length)
         except Exception:
             _log.exception("simulated camera failed on %r", request)
             self._receiver = _Discard()
-        self._remaining = length
-        self._phase = "data"
-        if length == 0:
+        if not self._machine.in_data_phase:
             self._finish_data()
+
+    def _end_data(self) -> None:
+        self._machine.receive(DataEnd())
+        self._finish_data()
 
     def _finish_data(self) -> None:
         request, receiver = self._request, self._receiver
-        self._phase, self._request, self._receiver, self._remaining = "idle", None, None, 0
+        self._request, self._receiver = None, None
         try:
             reply = receiver.finish()
         except Exception:
@@ -395,12 +414,21 @@ class SimUsbDevice:
             code, params, data = _RC_GENERAL_ERROR, (), None
         else:
             code, params, data = reply.code, tuple(reply.params), reply.data
+        machine = self._machine
         if data is not None:
             header = container.encode_header(container.TYPE_DATA, request.code, tid, data.length)
-            if data.length >= self.unknown_length_from:
+            unknown = data.length >= self.unknown_length_from
+            if unknown:
                 header = struct.pack("<I", container.LENGTH_UNKNOWN) + header[4:]
+            machine.send(DataStart(tid, None if unknown else data.length))
+            machine.send(DataChunk(data.length))
+            machine.send(DataEnd())
             self._queue.append(_Outgoing(header, data, data.length))
         fault, self._injected = self._injected, None
+        if fault is None:
+            machine.send(Response(code, tid, params))
+        else:
+            machine.reset()        # an injected fault breaks the sequence on purpose
         if fault == "tid":
             response = container.encode_response(code, (tid + 7) & 0xFFFFFFFF, params)
         elif fault == "garbage":
@@ -508,7 +536,8 @@ class SimUsbDevice:
             except Exception:
                 _log.exception("aborting the data phase failed")
         self._outbuf = bytearray()
-        self._phase, self._request, self._receiver, self._remaining = "idle", None, None, 0
+        self._machine.receive(Cancel())
+        self._request, self._receiver = None, None
         self._queue.clear()
         self._zlp_pending = False
 

@@ -9,11 +9,54 @@ object never sits in memory.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from typing import BinaryIO, Protocol
 
-from ptpfs.errors import InvalidValue
+from ptpfs.errors import InvalidValue, TransportTimeout
 from ptpfs.protocol.messages import Event, Request, Response
+
+#: Default slowest progress a transaction may make once its first *timeout* seconds are
+#: used up: it may take *timeout* seconds plus one second per this many bytes moved.
+DEFAULT_MIN_RATE = 16 * 1024
+
+
+class Deadline:
+    """A transaction's (or handshake's) time budget: *timeout* seconds plus one second
+    per *min_rate* bytes moved so far, so a peer that trickles is given up on after about
+    *timeout* seconds however much it announced, while one that keeps up at *min_rate*
+    or better is never cut off.  *min_rate* 0 means no budget (per-read timeouts only)."""
+
+    def __init__(self, timeout: float, min_rate: float) -> None:
+        self.start = time.monotonic()
+        self.timeout = timeout
+        self.min_rate = min_rate
+        self.bytes = 0
+
+    def moved(self, n: int) -> None:
+        """*n* more bytes went over the link."""
+        self.bytes += n
+
+    def _limit(self) -> float:
+        if self.min_rate <= 0:
+            return float("inf")
+        return self.start + self.timeout + self.bytes / self.min_rate
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self._limit()
+
+    def left(self, what: str) -> float:
+        """Seconds left; :class:`TransportTimeout` if none are."""
+        left = self._limit() - time.monotonic()
+        if left <= 0:
+            raise TransportTimeout(f"{what}: {self.explain()}")
+        return left
+
+    def explain(self) -> str:
+        elapsed = time.monotonic() - self.start
+        return (f"the device did not move its data in time: given up after {elapsed:.1f} s "
+                f"with {self.bytes} bytes moved (the limit is {self.timeout:g} s plus 1 s per "
+                f"{self.min_rate:g} bytes; options timeout= and min_rate=)")
 
 
 class DataSink(Protocol):

@@ -4,8 +4,13 @@ Two TCP connections: the command/data connection (InitCommandRequest /
 InitCommandAck) and the event connection (InitEventRequest / InitEventAck).
 Data phases stream in 1 MiB Data packets in both directions; incoming Data
 packets go straight from the socket into a preallocated buffer and on to the
-sink, so an object of any size costs 1 MiB of memory.  Every socket operation
-has a timeout; lengths announced by the peer are checked against what arrives.
+sink, so an object of any size costs 1 MiB of memory.  Packets are read
+through the one parser (:class:`ptpfs.protocol.ptpip.PacketParser`, exactly
+the bytes it wants) and the sequence is checked by
+:class:`ptpfs.protocol.transaction.Transaction`: this module only moves
+bytes.  Every socket operation has a timeout, and every transaction and the
+handshake a deadline (:class:`~ptpfs.transport.base.Deadline`): a peer that
+trickles is given up on.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DeviceP
                           InvalidValue, ProtocolError, TransportError, TransportTimeout)
 from ptpfs.protocol import ptpip as pk
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request, Response
-from ptpfs.transport.base import DataSink, Transport, fill_from
+from ptpfs.protocol.transaction import (INITIATOR, Cancel, Command, DataChunk, DataEnd,
+                                        DataStart, Transaction, TransactionEvent,
+                                        ptpip_data_events, ptpip_events)
+from ptpfs.transport.base import DEFAULT_MIN_RATE, DataSink, Deadline, Transport, fill_from
 
 __all__ = ["PtpipTransport", "load_guid", "CHUNK_SIZE"]
 
@@ -81,24 +89,57 @@ def _init_fail_error(reason: int, where: str) -> TransportError:
 
 
 class _Channel:
-    """One TCP connection with exact-length reads and error mapping."""
+    """One TCP connection: exact-length reads through the one PTP/IP packet parser, error
+    mapping, and the transaction deadline (see :class:`~ptpfs.transport.base.Deadline`)."""
 
-    def __init__(self, sock: socket.socket, name: str) -> None:
+    def __init__(self, sock: socket.socket, name: str, *, stream_data: bool) -> None:
         self.sock = sock
         self.name = name
-        self.desynced = False        # a timeout hit in the middle of a packet
+        self.desynced = False        # a timeout or bad packet hit in the middle of a packet
+        self.parser = pk.PacketParser(MAX_CONTROL_PACKET, stream_data=stream_data)
+        self.read_timeout = 10.0
+        self.deadline: Deadline | None = None
+        self._deadline_bound = False    # the last socket call was cut short by the deadline
+        self._armed: float | None = None    # the socket's current timeout
 
     def settimeout(self, timeout: float) -> None:
+        self.read_timeout = timeout
         self.sock.settimeout(timeout)
+        self._armed = timeout
+
+    def _arm(self, what: str) -> None:
+        """Before each socket call: the per-call timeout, cut short by the deadline."""
+        t = self.read_timeout
+        self._deadline_bound = False
+        if self.deadline is not None:
+            left = self.deadline.left(what)
+            if left < t:
+                t, self._deadline_bound = left, True
+        t = max(t, 0.001)
+        if t != self._armed:
+            self.sock.settimeout(t)
+            self._armed = t
+
+    def _timed_out(self, what: str, sending: bool) -> TransportTimeout:
+        if self.deadline is not None and self._deadline_bound:
+            return TransportTimeout(f"{self.name}: {what}: {self.deadline.explain()}")
+        if sending:
+            return TransportTimeout(f"{self.name}: {what}: peer stopped accepting data")
+        return TransportTimeout(f"{self.name}: {what}: no data from the peer in time")
 
     def send(self, data: bytes | memoryview, what: str) -> None:
         try:
+            self._arm(what)
             self.sock.sendall(data)
         except socket.timeout as exc:
             self.desynced = True
-            raise TransportTimeout(f"{self.name}: {what}: peer stopped accepting data") from exc
+            raise self._timed_out(what, True) from exc
+        except TransportTimeout:
+            raise
         except OSError as exc:
             raise ConnectionLost(f"{self.name}: {what}: {exc.strerror or exc}") from exc
+        if self.deadline is not None:
+            self.deadline.moved(len(data))
 
     def recv_into(self, view: memoryview, what: str, *, boundary: bool = False) -> None:
         """Fill *view* completely (``boundary``: a timeout before the first byte
@@ -106,47 +147,46 @@ class _Channel:
         pos = 0
         while pos < len(view):
             try:
+                self._arm(what)
                 n = self.sock.recv_into(view[pos:])
-            except socket.timeout as exc:
+            except (socket.timeout, TransportTimeout) as exc:
                 if not (boundary and pos == 0):
                     self.desynced = True
-                raise TransportTimeout(f"{self.name}: {what}: no data from the peer in time") \
-                    from exc
+                if isinstance(exc, TransportTimeout):
+                    raise
+                raise self._timed_out(what, False) from exc
             except OSError as exc:
                 raise ConnectionLost(f"{self.name}: {what}: {exc.strerror or exc}") from exc
             if n == 0:
                 raise ConnectionLost(f"{self.name}: {what}: connection closed by the peer")
             pos += n
+            if self.deadline is not None:
+                self.deadline.moved(n)
 
-    def recv_exact(self, n: int, what: str, *, boundary: bool = False) -> bytes:
-        buf = bytearray(n)
-        self.recv_into(memoryview(buf), what, boundary=boundary)
-        return bytes(buf)
+    def next_item(self, what: str) -> pk.Packet | pk.DataHeader:
+        """The next packet (a data packet: its header; read its payload with
+        :meth:`read_payload`), reading exactly the bytes the parser wants."""
+        while True:
+            try:
+                item = self.parser.next_packet()
+            except ProtocolError:
+                self.desynced = True
+                raise
+            if item is not None:
+                assert not isinstance(item, pk.DataPayload)
+                return item
+            buf = bytearray(self.parser.wanted())
+            self.recv_into(memoryview(buf), what, boundary=self.parser.at_boundary)
+            try:
+                self.parser.feed(buf)
+            except ProtocolError:
+                self.desynced = True
+                raise
 
-    def read_header(self, what: str) -> tuple[int, int]:
-        """``(length, type)`` of the next packet (timeout here keeps the stream in step)."""
-        raw = self.recv_exact(pk.PACKET_HEADER_SIZE, what, boundary=True)
-        try:
-            return pk.parse_packet_header(raw)
-        except ProtocolError:
-            self.desynced = True
-            raise
-
-    def read_control(self, length: int, ptype: int, what: str) -> pk.Packet:
-        """The rest of a (small) non-data packet whose header was just read."""
-        if length > MAX_CONTROL_PACKET:
-            self.desynced = True
-            raise ProtocolError(f"{self.name}: {what}: peer announced a {length}-byte "
-                                f"control packet (type {ptype})")
-        body = self.recv_exact(length - pk.PACKET_HEADER_SIZE, what)
-        return pk.decode_packet(struct.pack("<II", length, ptype) + body)
-
-    def read_packet(self, what: str) -> pk.Packet:
-        length, ptype = self.read_header(what)
-        if ptype in (pk.TYPE_DATA, pk.TYPE_END_DATA):
-            self.desynced = True
-            raise ProtocolError(f"{self.name}: {what}: unexpected data packet")
-        return self.read_control(length, ptype, what)
+    def read_payload(self, view: memoryview, what: str) -> None:
+        """Read the next ``len(view)`` payload bytes of the data packet in progress."""
+        self.recv_into(view, what)
+        self.parser.payload_consumed(len(view))
 
     def close(self) -> None:
         try:
@@ -185,11 +225,12 @@ class PtpipTransport(Transport):
 
     def __init__(self, host: str, port: int = pk.DEFAULT_PORT, *, guid: bytes | None = None,
                  name: str | None = None, timeout: float = 10.0,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, min_rate: float = DEFAULT_MIN_RATE) -> None:
         if guid is not None and len(guid) != 16:
             raise InvalidValue("PTP/IP GUID must be 16 bytes")
         self.host, self.port = host, port
         self.timeout = timeout
+        self.min_rate = min_rate
         self.description = f"ptpip:{host}:{port}"
         self.guid = guid if guid is not None else load_guid()
         self.name = name if name is not None else socket.gethostname()
@@ -198,6 +239,7 @@ class PtpipTransport(Transport):
         self.connection_number = 0
         self._closed = False
         self._last_tid = 0
+        self._machine = Transaction(INITIATOR)
         self._cmd_lock = threading.Lock()
         self._evt_lock = threading.Lock()
         self._stray_events: collections.deque[Event] = collections.deque(maxlen=64)
@@ -214,20 +256,25 @@ class PtpipTransport(Transport):
     def _open(self, connect_timeout: float) -> None:
         where = self.description
         cmd = self._cmd = _Channel(_connect(self.host, self.port, connect_timeout, where),
-                                   "command connection")
+                                   "command connection", stream_data=True)
         reply = self._init(cmd, pk.InitCommandRequest(self.guid, self.name), pk.InitCommandAck,
                            where)
         self.connection_number = reply.connection_number
         self.camera_guid, self.camera_name = reply.guid, reply.name
         evt = self._evt = _Channel(_connect(self.host, self.port, connect_timeout, where),
-                                   "event connection")
+                                   "event connection", stream_data=False)
         self._init(evt, pk.InitEventRequest(self.connection_number), pk.InitEventAck, where)
 
-    def _init(self, channel: "_Channel", request: Any, expected: type, where: str) -> Any:
-        """Send one init request and return the peer's acknowledgement of type *expected*."""
+    def _init(self, channel: _Channel, request: Any, expected: type, where: str) -> Any:
+        """Send one init request and return the peer's acknowledgement of type *expected*
+        (within the deadline: a peer trickling its answer is given up on)."""
         channel.settimeout(self.timeout)
-        channel.send(pk.encode_packet(request), f"sending {type(request).__name__}")
-        reply = channel.read_packet(f"waiting for {expected.__name__}")
+        channel.deadline = Deadline(self.timeout, self.min_rate)
+        try:
+            channel.send(pk.encode_packet(request), f"sending {type(request).__name__}")
+            reply = channel.next_item(f"waiting for {expected.__name__}")
+        finally:
+            channel.deadline = None
         if isinstance(reply, pk.InitFail):
             raise _init_fail_error(reply.reason, where)
         if not isinstance(reply, expected):
@@ -244,69 +291,77 @@ class PtpipTransport(Transport):
     def transact(self, request: Request, *, data_out: BinaryIO | None = None,
                  data_out_length: int = 0, data_in: DataSink | None = None,
                  timeout: float | None = None) -> Response:
-        """Run one transaction (OperationRequest, optional data phase, OperationResponse)."""
+        """Run one transaction (OperationRequest, optional data phase, OperationResponse)
+        within its deadline: *timeout* plus one second per ``min_rate`` bytes moved."""
         with self._cmd_lock:
             cmd = self._channel()
             if cmd.desynced:
                 raise ConnectionLost(f"{self.description}: link out of step after an earlier "
                                      "timeout; reconnect")
-            cmd.settimeout(self.timeout if timeout is None else timeout)
-            tid = request.transaction_id
-            self._last_tid = tid
-            name = f"0x{request.code:04x}"
-            phase = DATA_OUT if data_out is not None else NO_DATA
-            cmd.send(pk.encode_packet(pk.OperationRequest.from_request(request, phase)),
-                     f"sending {name}")
-            if data_out is not None:
-                try:
-                    self._send_data(cmd, tid, data_out, data_out_length, name)
-                except InvalidValue:
-                    self._cancel(cmd)    # the camera waits for data that will never come
-                    raise
             wait = self.timeout if timeout is None else timeout
-            # Probes and stray events are not an answer: they must not keep a silent
-            # transaction alive past its timeout.
-            deadline = time.monotonic() + wait
-            while True:
-                if time.monotonic() > deadline:
-                    raise TransportTimeout(f"{name}: no reply within {wait:g} s (the device "
-                                           "only sent probes or events)")
-                length, ptype = cmd.read_header(f"waiting for the reply to {name}")
-                if ptype == pk.TYPE_START_DATA:
-                    start = cmd.read_control(length, ptype, f"{name}: StartData")
-                    assert isinstance(start, pk.StartData)
-                    self._check_tid(start.transaction_id, tid, name)
-                    if data_out is not None:
-                        raise ProtocolError(f"{name}: device started a data phase during a "
-                                            "host-to-device transaction")
-                    self._receive_data(cmd, start.total_length, tid, data_in, name)
-                    deadline = time.monotonic() + wait
-                    continue
-                if ptype in (pk.TYPE_DATA, pk.TYPE_END_DATA):
-                    cmd.desynced = True
-                    raise ProtocolError(f"{name}: data packet without StartData")
-                packet = cmd.read_control(length, ptype, f"{name}: reply")
-                if isinstance(packet, pk.OperationResponse):
-                    self._check_tid(packet.transaction_id, tid, name)
-                    return packet.to_response()
-                if isinstance(packet, pk.ProbeRequest):
-                    cmd.send(pk.encode_packet(pk.ProbeResponse()), "answering probe")
-                    continue
-                if isinstance(packet, pk.EventPacket):
-                    self._stray_events.append(packet.to_event())
-                    continue
-                raise ProtocolError(f"{name}: unexpected {type(packet).__name__} on the command "
+            cmd.settimeout(wait)
+            cmd.deadline = Deadline(wait, self.min_rate)
+            try:
+                return self._transact(cmd, request, data_out, data_out_length, data_in, wait)
+            finally:
+                cmd.deadline = None
+
+    def _transact(self, cmd: _Channel, request: Request, data_out: BinaryIO | None,
+                  data_out_length: int, data_in: DataSink | None, wait: float) -> Response:
+        tid = request.transaction_id
+        self._last_tid = tid
+        name = f"0x{request.code:04x}"
+        machine = self._machine
+        machine.reset()
+        phase = DATA_OUT if data_out is not None else NO_DATA
+        machine.send(Command(request.code, tid, tuple(request.params), phase))
+        cmd.send(pk.encode_packet(pk.OperationRequest.from_request(request, phase)),
+                 f"sending {name}")
+        if data_out is not None:
+            try:
+                self._send_data(cmd, tid, data_out, data_out_length, name)
+            except InvalidValue:
+                self._cancel(cmd)    # the camera waits for data that will never come
+                raise
+        # Probes and stray events are not an answer: they must not keep a silent
+        # transaction alive past its timeout.
+        silent_until = time.monotonic() + wait
+        while True:
+            if time.monotonic() > silent_until:
+                raise TransportTimeout(f"{name}: no reply within {wait:g} s (the device "
+                                       "only sent probes or events)")
+            item = cmd.next_item(f"waiting for the reply to {name}")
+            if isinstance(item, pk.DataHeader):
+                self._receive_data(cmd, item, data_in, name)
+                silent_until = time.monotonic() + wait
+                continue
+            events = ptpip_events(item)
+            for event in events:
+                self._feed(cmd, event, name)
+            if isinstance(item, pk.OperationResponse):
+                return item.to_response()
+            if isinstance(item, pk.ProbeRequest):
+                cmd.send(pk.encode_packet(pk.ProbeResponse()), "answering probe")
+            elif isinstance(item, pk.EventPacket):
+                self._stray_events.append(item.to_event())
+            elif not events:
+                raise ProtocolError(f"{name}: unexpected {type(item).__name__} on the command "
                                     "connection")
 
-    @staticmethod
-    def _check_tid(got: int, want: int, name: str) -> None:
-        if got != want:
-            raise ProtocolError(f"{name}: transaction ID {got} in reply, expected {want}")
+    def _feed(self, cmd: _Channel, event: TransactionEvent, name: str) -> None:
+        """Hand the peer's *event* to the transaction machine."""
+        try:
+            self._machine.receive(event)
+        except ProtocolError:
+            if not cmd.parser.at_boundary:
+                cmd.desynced = True
+            raise
 
     def _send_data(self, cmd: _Channel, tid: int, source: BinaryIO, length: int,
                    name: str) -> None:
         if length < 0:
             raise InvalidValue(f"negative data length {length}")
+        self._machine.send(DataStart(tid, length))
         cmd.send(pk.encode_packet(pk.StartData(tid, length)), f"{name}: sending StartData")
         buf = self._buf
         view = memoryview(buf)
@@ -317,46 +372,33 @@ class PtpipTransport(Transport):
             remaining -= k
             ptype = pk.TYPE_END_DATA if remaining == 0 else pk.TYPE_DATA
             view[:12] = pk.encode_packet_header(ptype, 4 + k) + struct.pack("<I", tid)
+            self._machine.send(DataChunk(k))
             cmd.send(view[:12 + k], f"{name}: sending data")
             if remaining == 0:
+                self._machine.send(DataEnd())
                 return
 
-    def _receive_data(self, cmd: _Channel, total: int, tid: int, sink: DataSink | None,
+    def _receive_data(self, cmd: _Channel, header: pk.DataHeader, sink: DataSink | None,
                       name: str) -> None:
-        got = 0
+        """One Data or EndData packet straight from the socket to *sink*."""
+        machine = self._machine
+        try:
+            chunk, *end = ptpip_data_events(header.transaction_id, header.payload_length,
+                                            header.end, machine)
+        except ProtocolError:
+            cmd.desynced = True
+            raise
+        self._feed(cmd, chunk, name)       # direction and announced total, before reading
         view = memoryview(self._buf)
-        unknown = total == _UNKNOWN_TOTAL
-        while True:
-            length, ptype = cmd.read_header(f"{name}: waiting for data ({got} of {total} bytes)")
-            if ptype not in (pk.TYPE_DATA, pk.TYPE_END_DATA):
-                cmd.desynced = True
-                raise ProtocolError(f"{name}: data phase interrupted by packet type {ptype} "
-                                    f"after {got} of {total} bytes")
-            if length < pk.PACKET_HEADER_SIZE + 4:
-                cmd.desynced = True
-                raise ProtocolError(f"{name}: data packet of {length} bytes has no "
-                                    "transaction ID")
-            (ptid,) = struct.unpack("<I", cmd.recv_exact(4, f"{name}: data packet"))
-            if ptid != tid:
-                cmd.desynced = True
-                raise ProtocolError(f"{name}: data packet for transaction {ptid}, expected {tid}")
-            n = length - pk.PACKET_HEADER_SIZE - 4
-            if not unknown and got + n > total:
-                cmd.desynced = True
-                raise ProtocolError(f"{name}: device sends {got + n} bytes, more than the "
-                                    f"{total} it announced")
-            while n:
-                k = min(n, CHUNK_SIZE)
-                cmd.recv_into(view[:k], f"{name}: reading data")
-                if sink is not None:
-                    sink.write(view[:k])
-                n -= k
-                got += k
-            if ptype == pk.TYPE_END_DATA:
-                if not unknown and got != total:
-                    raise ProtocolError(f"{name}: data phase ended after {got} of the {total} "
-                                        "bytes announced")
-                return
+        n = header.payload_length
+        while n:
+            k = min(n, CHUNK_SIZE)
+            cmd.read_payload(view[:k], f"{name}: reading data")
+            if sink is not None:
+                sink.write(view[:k])
+            n -= k
+        for event in end:
+            self._feed(cmd, event, name)   # EndData: the phase must be complete
 
     # ---------------------------------------------------------------- events
     def read_event(self, timeout: float) -> Event | None:
@@ -376,7 +418,11 @@ class PtpipTransport(Transport):
             if not ready:
                 return None
             evt.settimeout(self.timeout)
-            packet = evt.read_packet("reading event")
+            evt.deadline = Deadline(self.timeout, self.min_rate)
+            try:
+                packet = evt.next_item("reading event")
+            finally:
+                evt.deadline = None
             if isinstance(packet, pk.EventPacket):
                 return packet.to_event()
             if isinstance(packet, pk.ProbeRequest):
@@ -396,6 +442,7 @@ class PtpipTransport(Transport):
         if cmd.desynced:
             raise ConnectionLost(f"{self.description}: link out of step after a timeout in "
                                  "the middle of a packet; reconnect")
+        self._machine.send(Cancel())
         cmd.send(pk.encode_packet(pk.CancelPacket(self._last_tid)), "sending Cancel")
         cmd.settimeout(0.2)
         drain_until = time.monotonic() + max(self.timeout, 1.0)
@@ -405,11 +452,9 @@ class PtpipTransport(Transport):
                     cmd.desynced = True
                     raise ConnectionLost(f"{self.description}: the device keeps talking after "
                                          "cancel; reconnect")
-                length, ptype = cmd.read_header("draining after cancel")
-                if ptype in (pk.TYPE_DATA, pk.TYPE_END_DATA):
-                    self._skip(cmd, length - pk.PACKET_HEADER_SIZE)
-                else:
-                    cmd.read_control(length, ptype, "draining after cancel")
+                item = cmd.next_item("draining after cancel")
+                if isinstance(item, pk.DataHeader):
+                    self._skip(cmd, item.payload_length)
         except TransportTimeout:
             if cmd.desynced:
                 raise ConnectionLost(f"{self.description}: link out of step after cancel; "
@@ -422,7 +467,7 @@ class PtpipTransport(Transport):
         view = memoryview(self._buf)
         while n:
             k = min(n, CHUNK_SIZE)
-            cmd.recv_into(view[:k], "draining data")
+            cmd.read_payload(view[:k], "draining data")
             n -= k
 
     # ---------------------------------------------------------------- close

@@ -9,7 +9,7 @@ from pathlib import Path
 from . import cache, qmp, runner
 
 USAGE = """\
-usb-vm [--mtp-dir DIR] [--share DIR]... [--qmp SOCKET] [--trace PATTERN]... [--trace-file FILE]
+usb-vm [--mtp-dir DIR] [--umtp DIR] [--share DIR]... [--qmp SOCKET] [--trace PATTERN]... [--trace-file FILE]
        [--timeout S] [--mem MB] [--smp N] [-v] [--] COMMAND...
 usb-vm prepare
 usb-vm qmp SOCKET unplug|plug|status"""
@@ -22,6 +22,10 @@ def _parser() -> argparse.ArgumentParser:
                     "with a tmpfs overlay) and QEMU's emulated MTP device on a real Linux USB stack.")
     p.add_argument("--mtp-dir", type=Path, help="folder served by QEMU's usb-mtp device (read-write)")
     p.add_argument("--mtp-desc", default="ptpfs test MTP", help="usb-mtp desc= (storage description)")
+    p.add_argument("--umtp", type=Path, metavar="DIR",
+                   help="serve DIR (read-write, shared into the guest) with uMTP-Responder on a USB "
+                        "gadget (dummy_hcd + FunctionFS) inside the guest")
+    p.add_argument("--umtp-name", default="uMTP store", help="uMTP-Responder's storage name")
     p.add_argument("--share", type=Path, action="append", default=[],
                    help="host folder mounted read-write at the same path in the guest (repeatable)")
     p.add_argument("--qmp", type=Path, help="QMP unix socket to create (for 'usb-vm qmp')")
@@ -56,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         _parser().error("no COMMAND given")
-    for folder in [args.mtp_dir, *args.share]:
+    for folder in [args.mtp_dir, args.umtp, *args.share]:
         if folder is not None and not folder.is_dir():
             _parser().error(f"{folder} is not a directory")
     try:
@@ -76,5 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
         trace=list(args.trace),
         trace_file=args.trace_file.absolute() if args.trace_file else None,
+        umtp_dir=args.umtp.resolve() if args.umtp else None,
+        umtp_name=args.umtp_name,
     )
     return runner.run(art, config)

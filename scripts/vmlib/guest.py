@@ -18,9 +18,13 @@ INIT_VERSION = "usb-vm-init-2"  # stage2/run.sh are per run and need no bump
 #: 9p options: large messages; protocol 9p2000.L so ownership, modes and symlinks come through.
 _P9 = "trans=virtio,version=9p2000.L,msize=262144"
 
-#: Where the guest sees the control share, and busybox's module tools (put last on PATH).
+#: Where the guest sees the control share, and busybox's module tools.  GUEST_BIN goes FIRST on
+#: the guest's PATH: the module tree is laid out for busybox's modprobe (a text modules.dep), and
+#: the host's /sbin/modprobe (kmod, on every standard Debian install) cannot use it.
 GUEST_CTL = "/run/usb-vm/ctl"
 GUEST_BIN = "/run/usb-vm/bin"
+
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _ENV_SKIP = {"PWD", "OLDPWD", "SHLVL", "_", "LD_PRELOAD", "TERM_SESSION_ID"}
 
@@ -49,10 +53,13 @@ def _q(text: str) -> str:
     return shlex.quote(text)
 
 
-def stage2_script(kernel_version: str, shares: list[Path], verbose: bool, wait_usb: bool) -> str:
+def stage2_script(kernel_version: str, shares: list[Path], verbose: bool, wait_usb: bool,
+                  setup: list[str] | None = None) -> str:
     """Build the overlay root, mount the shares, run ``run.sh`` chrooted, record its status.
 
-    With ``wait_usb`` the command starts only once a USB device (not a root hub) has enumerated.
+    ``setup`` lines run after the shares are mounted and before the wait for USB (the uMTP
+    gadget mode loads its modules and starts its daemon there). With ``wait_usb`` the command
+    starts only once a USB device (not a root hub) has enumerated.
     """
     r = "/newroot"
     lines = [
@@ -84,6 +91,7 @@ def stage2_script(kernel_version: str, shares: list[Path], verbose: bool, wait_u
             f"mkdir -p {target}",
             f"mount -t 9p -o {_P9} share{index} {target} || fail cannot mount share {_q(str(path))}",
         ]
+    lines += setup or []
     if wait_usb:
         lines += [
             "n=0",
@@ -120,10 +128,10 @@ def run_script(command: list[str], cwd: str, env: dict[str, str]) -> str:
         if key in _ENV_SKIP or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             continue
         if key == "PATH":
-            value = f"{value}:{GUEST_BIN}" if value else f"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{GUEST_BIN}"
+            value = guest_path(value)
         lines.append(f"export {key}={_q(value)}")
     if "PATH" not in env:
-        lines.append(f"export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{GUEST_BIN}")
+        lines.append(f"export PATH={_q(guest_path(''))}")
     if "HOME" not in env:
         lines.append("export HOME=/root")
     lines += [
@@ -131,6 +139,16 @@ def run_script(command: list[str], cwd: str, env: dict[str, str]) -> str:
         f"exec /bin/sh -c {_q(script)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def guest_path(host_path: str) -> str:
+    """The guest command's PATH: busybox's module tools first, then the host's PATH (or a default).
+
+    ``modprobe``, ``insmod``, ``rmmod`` and ``lsmod`` must resolve to busybox whatever the host has
+    installed (kmod's tools cannot read the guest's module layout); nothing else is shadowed.
+    """
+    rest = [p for p in (host_path or _DEFAULT_PATH).split(":") if p and p != GUEST_BIN]
+    return ":".join([GUEST_BIN, *rest])
 
 
 def host_environment() -> dict[str, str]:

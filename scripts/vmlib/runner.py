@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from . import guest
+from . import gadget, guest
 from .cache import Artefacts, log
 
 #: Exit statuses of the harness itself (a command's own status is passed through).
@@ -41,6 +42,8 @@ class VmConfig:
     verbose: bool = False
     trace: list[str] = field(default_factory=list)
     trace_file: Path | None = None
+    umtp_dir: Path | None = None            # served by uMTP-Responder on a FunctionFS gadget
+    umtp_name: str = "uMTP store"
 
 
 def mtp_properties(config: VmConfig) -> dict[str, object]:
@@ -134,9 +137,18 @@ def run(art: Artefacts, config: VmConfig) -> int:
         sidecar = Path(f"{config.qmp}.json")
         sidecar.write_text(json.dumps({"mtp": mtp_properties(config)} if config.mtp_dir else {}))
     try:
+        setup: list[str] = []
+        if config.umtp_dir is not None:
+            if config.umtp_dir not in config.shares:   # served folder: shared read-write
+                config = dataclasses.replace(config, shares=[*config.shares, config.umtp_dir])
+            (ctl / "umtp.sh").write_text(gadget.setup_script(config.umtp_dir, config.umtp_name))
+            setup = gadget.insmod_lines(gadget.gadget_modules(art), "/newroot")
+            setup.append(f"chroot /newroot /bin/sh {guest.GUEST_CTL}/umtp.sh || "
+                         "fail cannot start uMTP-Responder")
         (ctl / "stage2.sh").write_text(
             guest.stage2_script(art.kernel_version, config.shares, config.verbose,
-                                wait_usb=config.mtp_dir is not None))
+                                wait_usb=config.mtp_dir is not None or config.umtp_dir is not None,
+                                setup=setup))
         (ctl / "run.sh").write_text(
             guest.run_script(config.command, config.cwd, guest.host_environment()))
         pipes = [os.pipe() for _ in range(3)]

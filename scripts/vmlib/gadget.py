@@ -1,0 +1,139 @@
+"""uMTP-Responder as a real USB device inside the guest (``usb-vm --umtp DIR``).
+
+The guest becomes its own USB device: ``dummy_hcd`` is a software host controller wired to a
+software device controller (UDC), ``libcomposite`` builds a gadget from configfs, and
+``usb_f_fs`` (FunctionFS) lets a user-space daemon — here ``umtprd`` from the Debian package
+``umtp-responder`` — implement the function's endpoints. The guest's own USB stack then
+enumerates the gadget on the dummy bus exactly like a device on a cable.
+
+The modules are not in the boot initramfs (its recipe is shared); they are unpacked once from
+the cached kernel package into ``<cache>/<kernel>/gadget-<hash>/`` and loaded by stage2 with
+busybox ``insmod`` before the command runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import shlex
+import shutil
+import tempfile
+from pathlib import Path
+
+from . import kmod
+from .cache import Artefacts, PrepareError, _download, _extract, _kernel_package, cache_root, log
+
+#: Modules for a FunctionFS gadget on the dummy host controller (dependencies added automatically).
+GADGET_MODULES = ["dummy_hcd", "libcomposite", "usb_f_fs"]
+
+#: Identity umtprd announces (the Debian default: Linux Foundation "PTP Gadget").
+UMTP_VENDOR = 0x1D6B
+UMTP_PRODUCT = 0x0100
+
+#: Where the guest's umtprd log goes (inside the guest; copy it to a share to keep it).
+UMTP_LOG = "/run/usb-vm/umtprd.log"
+
+
+def gadget_modules(art: Artefacts) -> list[Path]:
+    """The gadget modules (uncompressed ``.ko``), in load order, unpacked once into the cache."""
+    kdir = art.kernel.parent
+    recipe = hashlib.sha256(" ".join(GADGET_MODULES).encode()).hexdigest()[:12]
+    gdir = kdir / f"gadget-{recipe}"
+    order_file = gdir / "order"
+    if order_file.exists():
+        return [gdir / name for name in order_file.read_text().split()]
+    root = cache_root()
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if order_file.exists():
+            return [gdir / name for name in order_file.read_text().split()]
+        deb = _download(_kernel_package(root), root / "debs")
+        log(f"unpacking the USB gadget modules from {deb.name}")
+        with tempfile.TemporaryDirectory(dir=root) as tmp:
+            _extract(deb, Path(tmp))
+            moddir = Path(tmp) / "lib" / "modules" / art.kernel_version
+            builtin = kmod.read_builtin(moddir)
+            try:
+                order = kmod.load_order(moddir, GADGET_MODULES, builtin)
+            except kmod.ModuleError as exc:
+                raise PrepareError(str(exc)) from exc
+            staging = Path(tempfile.mkdtemp(dir=kdir, prefix="gadget-tmp-"))
+            names = []
+            for ko in order:
+                name = kmod.module_name(ko) + ".ko"
+                (staging / name).write_bytes(kmod.read_module(ko))
+                names.append(name)
+            (staging / "order").write_text("\n".join(names) + "\n")
+            shutil.rmtree(gdir, ignore_errors=True)
+            staging.rename(gdir)
+    return [gdir / name for name in order_file.read_text().split()]
+
+
+def umtprd_conf(storage: Path, name: str) -> str:
+    """Our own ``umtprd.conf``: one read-write storage, FunctionFS endpoints under /dev/ffs-mtp."""
+    def q(text: str) -> str:
+        return '"' + text.replace('"', "'") + '"'
+    return "\n".join([
+        "loop_on_disconnect 1",
+        f"storage {q(str(storage))} {q(name)} \"rw\"",
+        'manufacturer "uMTP-Responder"',
+        'product "ptpfs usb-vm uMTP"',
+        'serial "usbvm0001"',
+        'firmware_version "usb-vm"',
+        'interface "MTP"',
+        f"usb_vendor_id 0x{UMTP_VENDOR:04X}",
+        f"usb_product_id 0x{UMTP_PRODUCT:04X}",
+        "usb_class 0x6",
+        "usb_subclass 0x1",
+        "usb_protocol 0x1",
+        "usb_dev_version 0x3008",
+        "usb_functionfs_mode 0x1",
+        'usb_dev_path "/dev/ffs-mtp/ep0"',
+        'usb_epin_path "/dev/ffs-mtp/ep1"',
+        'usb_epout_path "/dev/ffs-mtp/ep2"',
+        'usb_epint_path "/dev/ffs-mtp/ep3"',
+        "usb_max_packet_size 0x200",
+        "",
+    ])
+
+
+def insmod_lines(modules: list[Path], newroot: str) -> list[str]:
+    """stage2 lines (busybox, before the chroot) loading the gadget modules from the host root."""
+    return [f"insmod {shlex.quote(newroot + str(ko))} || echo 'usb-vm: insmod {ko.stem} failed'"
+            for ko in modules]
+
+
+def setup_script(storage: Path, name: str) -> str:
+    """Run chrooted in the guest: configfs gadget with ffs.mtp, functionfs, umtprd, bind the UDC."""
+    g = "/sys/kernel/config/usb_gadget/umtp"
+    conf = umtprd_conf(storage, name)
+    return f"""set -e
+mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
+mkdir -p /etc/umtprd
+cat > /etc/umtprd/umtprd.conf <<'USBVM_EOF'
+{conf}USBVM_EOF
+mkdir {g}
+echo 0x{UMTP_VENDOR:04x} > {g}/idVendor
+echo 0x{UMTP_PRODUCT:04x} > {g}/idProduct
+echo 0x0200 > {g}/bcdUSB
+mkdir {g}/strings/0x409
+echo usbvm0001 > {g}/strings/0x409/serialnumber
+echo uMTP-Responder > {g}/strings/0x409/manufacturer
+echo "ptpfs usb-vm uMTP" > {g}/strings/0x409/product
+mkdir {g}/configs/c.1
+mkdir {g}/configs/c.1/strings/0x409
+echo "MTP" > {g}/configs/c.1/strings/0x409/configuration
+echo 120 > {g}/configs/c.1/MaxPower
+mkdir {g}/functions/ffs.mtp
+ln -s {g}/functions/ffs.mtp {g}/configs/c.1
+mkdir -p /dev/ffs-mtp
+mount -t functionfs mtp /dev/ffs-mtp
+umtprd -conf /etc/umtprd/umtprd.conf > {UMTP_LOG} 2>&1 &
+n=0
+# umtprd writes the descriptors to ep0; then the endpoint files appear
+until [ -e /dev/ffs-mtp/ep1 ]; do
+    n=$((n+1)); [ $n -gt 200 ] && {{ echo 'usb-vm: umtprd did not set up FunctionFS'; cat {UMTP_LOG}; exit 1; }}
+    sleep 0.1
+done
+ls /sys/class/udc | head -n 1 > {g}/UDC
+"""
