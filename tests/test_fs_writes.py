@@ -68,7 +68,7 @@ def wmount(tmp_path, monkeypatch) -> Iterator[Any]:
              options: list[str] | None = None) -> WMount:
         card = tmp_path / f"card{len(stack)}"
         card.mkdir()
-        camera = make_camera(str(card), profile, watch_interval=None)
+        camera = make_camera(str(card), profile, watch_interval=None, uploads=True)
         server = None
         if ptpip:
             server = PtpipServer(camera, "127.0.0.1", 0)
