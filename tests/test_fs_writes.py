@@ -360,3 +360,34 @@ def test_link_down_refuses_create(wmount) -> None:
     assert res.returncode != 0
     assert "Input/output error" in res.stderr
     assert w.dev_names() == []
+
+
+# ------------------------------------------------------------------ header peeks
+PEEK = """
+import sys
+with open(sys.argv[1], "rb") as f:          # buffered: reads st_blksize at a time
+    assert f.read(2) == b"\\xff\\xd8"
+    pos = 2
+    for _ in range(20):                      # walk the JPEG markers, as EXIF readers do
+        f.seek(pos)
+        head = f.read(4)
+        pos += 2 + int.from_bytes(head[2:4], "big")
+"""
+
+
+@pytest.mark.parametrize("profile", ["android-mtp", "generic"])
+def test_header_peek_of_large_jpeg_fetches_little(wmount, profile: str) -> None:
+    w = wmount(profile)
+    body = bytearray(os.urandom(11_000_000))
+    body[:2] = b"\xff\xd8"
+    for i in range(20):                      # 20 APPn segments of 1000 bytes
+        at = 2 + i * 1002
+        body[at:at + 4] = b"\xff\xe1" + (1000).to_bytes(2, "big")
+    with open(os.path.join(w.card, "big.jpg"), "wb") as f:
+        f.write(body)
+    assert os.stat(w.m("big.jpg")).st_blksize <= 128 << 10
+    before = w.session.stats.bytes_in
+    res = subprocess.run([sys.executable, "-c", PEEK, w.m("big.jpg")], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert w.session.stats.bytes_in - before <= 1 << 20
