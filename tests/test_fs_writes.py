@@ -391,3 +391,21 @@ def test_header_peek_of_large_jpeg_fetches_little(wmount, profile: str) -> None:
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert w.session.stats.bytes_in - before <= 1 << 20
+
+
+def test_rm_of_file_open_for_reading(wmount) -> None:
+    w = wmount("android-mtp")
+    data = os.urandom(600_000)
+    with open(os.path.join(w.card, "photo.jpg"), "wb") as f:
+        f.write(data)
+    with open(w.m("photo.jpg"), "rb", buffering=0) as f:
+        first = f.read(100_000)
+        os.unlink(w.m("photo.jpg"))
+        assert "photo.jpg" not in os.listdir(w.root)       # the name is gone at once
+        assert os.fstat(f.fileno()).st_size == 600_000
+        rest = f.read()
+        assert first + rest == data                           # the reader keeps its bytes
+    deadline = time.monotonic() + 5                           # release is asynchronous
+    while w.dev_names() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert w.dev_names() == []                                # deleted at the last close
