@@ -409,3 +409,26 @@ def test_rm_of_file_open_for_reading(wmount) -> None:
     while w.dev_names() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert w.dev_names() == []                                # deleted at the last close
+
+
+@pytest.mark.parametrize("profile", ["android-mtp", "generic"])
+def test_reader_of_overwritten_file_never_sees_a_mix(wmount, profile: str) -> None:
+    # issue 11.7: a reader that opened the old object reads the old bytes, then (the
+    # object being gone from the device) EIO; never new bytes inside old ones
+    w = wmount(profile)
+    old, new = os.urandom(3_000_000), os.urandom(3_000_000)
+    with open(os.path.join(w.card, "f.bin"), "wb") as f:
+        f.write(old)
+    fd = os.open(w.m("f.bin"), os.O_RDONLY)
+    got = os.read(fd, 1_000_000)
+    subprocess.run(["cp", "/dev/stdin", w.m("f.bin")], input=new, check=True)
+    error = None
+    try:
+        while chunk := os.read(fd, 65536):
+            got += chunk
+    except OSError as exc:
+        error = exc.errno
+    finally:
+        os.close(fd)
+    assert got == old or (old.startswith(got) and error == errno.EIO)
+    assert w.dev("f.bin") == new

@@ -23,7 +23,7 @@ from typing import Any
 import mfusepy
 from mfusepy import FuseOSError, Operations
 
-from ptpfs.errors import ConnectionLost
+from ptpfs.errors import ConnectionLost, ResponseError
 from ptpfs.fs import activity
 from ptpfs.fs.errmap import fuse_errors
 from ptpfs.fs.mtimes import MTimes, device_key
@@ -32,6 +32,7 @@ from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import VIRTUAL_DIR, Node, Tree
 from ptpfs.fs.uploads import HIDDEN_PREFIX, NAME_UNITS_MAX, Upload, Uploads, check_name
 from ptpfs.fs.virtual import Virtual, VNode
+from ptpfs.protocol.codes import RC
 
 log = logging.getLogger("ptpfs.fs")
 
@@ -582,7 +583,15 @@ class PtpFs(Operations):
             handle = self._handle(fi)
             if isinstance(handle, ReadHandle):
                 self._current(handle.generation)
-                data = handle.reader.read(offset, size)
+                try:
+                    data = handle.reader.read(offset, size)
+                except ResponseError as exc:
+                    if exc.code != RC.InvalidObjectHandle:
+                        raise
+                    # replaced or deleted on the device while open: the reader got the
+                    # old object's bytes so far, and now an error, never new bytes
+                    log.info("%s: the object was replaced or deleted while open", path)
+                    raise FuseOSError(errno.EIO) from exc
                 self._current(handle.generation)   # nothing fetched across a reconnect
                 return data
             if isinstance(handle, UploadHandle):
