@@ -651,7 +651,7 @@ class PtpFs(Operations):
                 try:
                     self.uploads.flush(handle.upload)
                 except Exception as exc:
-                    activity.upload_failed(handle.path, exc)
+                    activity.upload_failed(handle.path or path or "(unlinked)", exc)
                     raise
             elif isinstance(handle, VirtualHandle) and handle.writing and not handle.applied:
                 self._apply_property(handle)
