@@ -432,3 +432,43 @@ def test_reader_of_overwritten_file_never_sees_a_mix(wmount, profile: str) -> No
         os.close(fd)
     assert got == old or (old.startswith(got) and error == errno.EIO)
     assert w.dev("f.bin") == new
+
+
+# ------------------------------------------------------------------ over 4 GiB (issue 13.3)
+def test_5gib_sparse_round_trip(wmount) -> None:
+    w = wmount("android-mtp")                 # has SendObjectPropList: 64-bit size
+    size = 5 << 30
+    head, tail = os.urandom(1 << 20), os.urandom(1 << 20)
+    fd = os.open(w.m("big.bin"), os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.pwrite(fd, head, 0)
+        os.pwrite(fd, tail, size - len(tail))
+    finally:
+        os.close(fd)
+    st = os.stat(os.path.join(w.card, "big.bin"))
+    assert st.st_size == size
+    assert st.st_blocks * 512 < 64 << 20       # stored sparsely by the simulator
+    assert os.stat(w.m("big.bin")).st_size == size
+    with open(w.m("big.bin"), "rb") as f:
+        assert f.read(len(head)) == head
+        f.seek(size - len(tail))
+        assert f.read() == tail
+        f.seek(3 << 30)
+        assert f.read(4096) == bytes(4096)
+
+
+def test_over_4gib_refused_without_64bit_upload(wmount) -> None:
+    w = wmount("generic")
+    fd = os.open(w.m("big.bin"), os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"x" * 1000)
+        with pytest.raises(OSError) as exc:
+            os.ftruncate(fd, 5 << 30)
+        assert exc.value.errno == errno.EFBIG
+        with pytest.raises(OSError) as exc:
+            os.pwrite(fd, b"y", 1 << 32)
+        assert exc.value.errno == errno.EFBIG
+    finally:
+        os.close(fd)
+    assert w.dev("big.bin") == b"x" * 1000            # what fits arrived, nothing else
+    assert leftovers(w) == []
