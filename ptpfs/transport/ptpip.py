@@ -65,6 +65,9 @@ __all__ = ["PtpipTransport", "load_guid", "CHUNK_SIZE"]
 
 #: Payload bytes per outgoing Data packet and size of the receive buffer.
 CHUNK_SIZE = 1 << 20
+#: The deadline shortens a socket wait only when it ends this much sooner than the
+#: per-read timeout (saves resetting the socket's timeout before every read).
+DEADLINE_SLACK = 0.05
 #: While a caller may be interrupted, a silent peer is waited for in slices this long.
 INTERRUPT_SLICE = 0.25
 #: Largest non-data packet accepted from a peer.
@@ -144,7 +147,7 @@ class _Channel:
         self._deadline_bound = self._sliced = False
         if self.deadline is not None:
             left = self.deadline.left(what)
-            if left < t:
+            if left < t - DEADLINE_SLACK:
                 t, self._deadline_bound = left, True
         if self.interrupted is not None and INTERRUPT_SLICE < t:
             t, self._sliced, self._deadline_bound = INTERRUPT_SLICE, True, False
@@ -208,22 +211,18 @@ class _Channel:
     def next_item(self, what: str) -> pk.Packet | pk.DataHeader:
         """The next packet (a data packet: its header; read its payload with
         :meth:`read_payload`), reading exactly the bytes the parser wants."""
-        while True:
-            try:
-                item = self.parser.next_packet()
-            except ProtocolError:
-                self.desynced = True
-                raise
-            if item is not None:
-                assert not isinstance(item, pk.DataPayload)
-                return item
-            buf = bytearray(self.parser.wanted())
-            self.recv_into(memoryview(buf), what, boundary=self.parser.at_boundary)
-            try:
-                self.parser.feed(buf)
-            except ProtocolError:
-                self.desynced = True
-                raise
+        parser = self.parser
+        try:
+            while need := parser.wanted():
+                buf = bytearray(need)
+                self.recv_into(memoryview(buf), what, boundary=parser.at_boundary)
+                parser.feed(buf)
+            item = parser.next_packet()
+        except ProtocolError:
+            self.desynced = True
+            raise
+        assert item is not None and not isinstance(item, pk.DataPayload)
+        return item
 
     def read_payload(self, view: memoryview, what: str) -> None:
         """Read the next ``len(view)`` payload bytes of the data packet in progress."""
