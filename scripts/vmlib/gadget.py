@@ -99,8 +99,8 @@ def umtprd_conf(storage: Path, name: str) -> str:
 
 def insmod_lines(modules: list[Path], newroot: str) -> list[str]:
     """stage2 lines (busybox, before the chroot) loading the gadget modules from the host root."""
-    return [f"insmod {shlex.quote(newroot + str(ko))} || echo 'usb-vm: insmod {ko.stem} failed'"
-            for ko in modules]
+    return [f"[ -d /sys/module/{ko.stem} ] || insmod {shlex.quote(newroot + str(ko))} || "
+            f"echo 'usb-vm: insmod {ko.stem} failed'" for ko in modules]   # boot loaded usbcore
 
 
 def setup_script(storage: Path, name: str) -> str:
