@@ -32,6 +32,8 @@ from ptpfs.protocol.codes import DT, format_for_filename, property_name
 from ptpfs.protocol.datasets import ObjectInfo
 from ptpfs.protocol.wire import format_datetime
 from ptpfs.services import properties
+from ptpfs.services.objects import object_size as _object_size
+from ptpfs.services.objects import walk_storage as _walk_storage
 
 PROG = "ptpctl"
 
@@ -92,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the main command (``serve`` has its own)."""
     p = _Parser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Talk to a PTP/MTP camera (USB, PTP/IP or the simulator). "
-                            "Subcommand: `ptpctl serve --help`.",
+                            "Subcommands: `ptpctl serve --help`, `ptpctl import --help`.",
                 epilog=EXIT_CODES_HELP)
     p.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("-o", "--list-operations", action="store_true",
@@ -269,79 +271,6 @@ def _show_descriptions(run: _Run, session: Any) -> None:
         entries.append(output.prop_desc_json(desc))
     if run.json_mode:
         run.doc["property_descriptions"] = entries
-
-
-@dataclass
-class _Listed:
-    handle: int
-    info: ObjectInfo
-    size: int
-    path: str
-
-
-def _object_size(session: Any, handle: int, info: ObjectInfo) -> int:
-    """ObjectInfo's size, asking MTP ObjectSize (u64) when it says 0xFFFFFFFF (>= 4 GiB)."""
-    if info.compressed_size != 0xFFFFFFFF or not session.capabilities.object_props:
-        return info.compressed_size
-    try:
-        return int(session.get_object_prop_value(handle, 0xDC04, DT.UINT64))
-    except ResponseError:
-        return info.compressed_size
-
-
-def _walk_storage(session: Any, storage_id: int) -> list[_Listed]:
-    """Every object of a storage in tree order (folders before their contents)."""
-    infos: dict[int, ObjectInfo] = {}
-
-    def walk(frontier: list[int]) -> None:
-        """List folder by folder, from *frontier* down."""
-        while frontier:
-            for h in session.get_object_handles(storage_id, 0, frontier.pop()):
-                if h not in infos:
-                    infos[h] = session.get_object_info(h)
-                    if infos[h].is_folder:
-                        frontier.append(h)
-
-    try:
-        handles = session.get_object_handles(storage_id, 0, 0)
-    except ResponseError:  # no "all objects" listing: walk one folder at a time
-        walk([0xFFFFFFFF])
-    else:
-        for h in handles:
-            if h not in infos:
-                infos[h] = session.get_object_info(h)
-        folders = [h for h, i in infos.items() if i.is_folder]
-        if folders and not any(i.parent in folders for i in infos.values()):
-            # The device answered "all objects" with the root only (QEMU's usb-mtp does):
-            # walk the folders one at a time.
-            walk(folders)
-    children_of: dict[int, list[int]] = {}
-    roots: list[int] = []
-    for h, info in infos.items():
-        if info.parent in infos and info.parent != h:
-            children_of.setdefault(info.parent, []).append(h)
-        else:
-            roots.append(h)
-    listed: list[_Listed] = []
-    seen: set[int] = set()
-
-    def visit(h: int, prefix: str) -> None:
-        stack = [(h, prefix)]
-        while stack:
-            handle, base = stack.pop()
-            if handle in seen:
-                continue
-            seen.add(handle)
-            info = infos[handle]
-            path = f"{base}/{info.filename}"
-            listed.append(_Listed(handle, info, _object_size(session, handle, info), path))
-            stack.extend((c, path) for c in reversed(children_of.get(handle, [])))
-
-    for h in roots:
-        visit(h, "")
-    for h in infos:  # objects only reachable through a parent cycle
-        visit(h, "")
-    return listed
 
 
 def _list_files(run: _Run, session: Any) -> None:
@@ -583,6 +512,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "serve":
         return serve_main(argv[1:])
+    if argv and argv[0] == "import":
+        from ptpfs.cli.import_cmd import import_main
+
+        return import_main(argv[1:])
     parser = build_parser()
     if not argv:
         parser.print_usage(sys.stderr)

@@ -67,6 +67,9 @@ mount options (-o OPT[,OPT...], also the options field of an fstab line):
   device=SPEC           the device, for fstab lines (same as the DEVICE argument)
   profile=NAME          simulator profile, for fstab lines
   logfile=PATH          log to PATH instead of syslog/journal
+  thumbnails=prefill    write the freedesktop thumbnail cache from the camera's thumbnails
+                        for every listed folder (needs Pillow; default off)
+  remote                mount type fuse.sshfs, the FUSE type GIO calls remote
   max_idle_threads=N, max_threads=N  libfuse worker threads (defaults 10, 10)
   mount(8)'s own options (noauto, user, users, nofail, _netdev, defaults, x-*) are ignored,
   as are rw, dev, suid, exec and their no- forms, which go to the kernel."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,9 +115,13 @@ class Lister:
         """Children of *parent* (0 = storage root) on *storage_id*."""
         raise NotImplementedError
 
-    def iter_folder(self, storage_id: int, parent: int) -> Iterator[ObjectMeta]:
+    def iter_folder(self, storage_id: int, parent: int,
+                    known: Callable[[int], ObjectMeta | None] | None = None
+                    ) -> Iterator[ObjectMeta]:
         """Like :meth:`list_folder`, one child at a time where the strategy fetches them
-        one at a time (then a huge folder never holds every record at once)."""
+        one at a time (then a huge folder never holds every record at once).  *known*
+        (handle -> metadata or ``None``) lets a per-object strategy skip asking the
+        device about objects the caller still trusts (after a reconnect)."""
         return iter(self.list_folder(storage_id, parent))
 
     def object_meta(self, handle: int) -> ObjectMeta:
@@ -156,9 +160,15 @@ class GenericLister(Lister):
     def list_folder(self, storage_id: int, parent: int) -> list[ObjectMeta]:
         return list(self.iter_folder(storage_id, parent))
 
-    def iter_folder(self, storage_id: int, parent: int) -> Iterator[ObjectMeta]:
+    def iter_folder(self, storage_id: int, parent: int,
+                    known: Callable[[int], ObjectMeta | None] | None = None
+                    ) -> Iterator[ObjectMeta]:
         handles = self.session.get_object_handles(storage_id, 0, parent or ROOT)
         for handle in handles:
+            kept = known(handle) if known is not None else None
+            if kept is not None and kept.storage_id == storage_id:
+                yield kept
+                continue
             try:
                 info = self.session.get_object_info(handle)
             except ResponseError as exc:
