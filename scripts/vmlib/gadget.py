@@ -21,7 +21,15 @@ import tempfile
 from pathlib import Path
 
 from . import kmod
-from .cache import Artefacts, PrepareError, _download, _extract, _kernel_package, cache_root, log
+from .cache import (
+    Artefacts,
+    PrepareError,
+    _download,
+    _extract,
+    _kernel_package,
+    cache_root,
+    log,
+)
 
 #: Modules for a FunctionFS gadget on the dummy host controller (dependencies added automatically).
 GADGET_MODULES = ["dummy_hcd", "libcomposite", "usb_f_fs"]
