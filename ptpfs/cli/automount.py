@@ -189,7 +189,7 @@ class Watcher:
         time.sleep(0.05)   # let the stderr thread take the last line
         self.mounts.pop(m.key, None)
         self._cleanup_dir(m)
-        why = m.stderr[-1] if m.stderr else f"ptpfs exited with status {code}"
+        why = " / ".join(m.stderr[-3:]) if m.stderr else f"ptpfs exited with status {code}"
         if code == EXIT_BUSY:
             self._busy_until[m.key] = time.monotonic() + self.retry
             if m.key not in self._busy_reported:
@@ -197,7 +197,9 @@ class Watcher:
                 self.say(f"{m.spec} is busy, retrying every {self.retry:g} s: {why}")
         else:
             self._busy_until[m.key] = time.monotonic() + self.retry
-            self.say(f"{m.spec}: {why}")
+            if m.key not in self._busy_reported:    # once per device, then retried quietly
+                self._busy_reported.add(m.key)
+                self.say(f"{m.spec}: {why}; retrying every {self.retry:g} s")
 
     def _unmount(self, m: Mounted, why: str) -> None:
         for attempt in range(50):

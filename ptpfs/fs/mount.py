@@ -340,7 +340,8 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
 
         ops.prefill = Prefill(mountpoint, ops.virtual.thumbs)
     kwargs = dict(opts.fuse)
-    kwargs.setdefault("fsname", fsname)
+    # libfuse splits -o on commas: a spec like usb:1,5 must reach it as usb:1\,5
+    kwargs.setdefault("fsname", fsname.replace("\\", "\\\\").replace(",", "\\,"))
     # GIO's is_remote_fs_type (gio/glocalfile.c) names fuse.sshfs as the remote FUSE type
     # (see docs/photographer.md for which GLib versions act on it).
     kwargs.setdefault("subtype", "sshfs" if opts.remote else "ptpfs")
