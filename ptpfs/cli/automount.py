@@ -91,10 +91,18 @@ def is_mounted(path: str) -> bool:
 
 
 def default_lister() -> list[DeviceListing]:
-    """The USB cameras connected now (a fresh libusb enumeration each time)."""
+    """The USB cameras connected now: a new libusb context each time, because a
+    long-lived one sees devices plugged later only through udev's notifications."""
     from ptpfs import connect
+    from ptpfs.transport.usb import fresh_libusb_backend, release_libusb_backend
 
-    return [d for d in connect.list_devices(include_sim_hint=False) if d.spec.startswith("usb")]
+    backend = None if os.environ.get(connect.USB_SIM_ENV) else fresh_libusb_backend()
+    try:
+        found = connect.list_devices(usb_backend=backend, include_sim_hint=False)
+    finally:
+        if backend is not None:
+            release_libusb_backend(backend)
+    return [d for d in found if d.spec.startswith("usb")]
 
 
 class Watcher:
