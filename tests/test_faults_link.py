@@ -193,6 +193,7 @@ def test_waiters_fail_fast_behind_a_timeout(sim_mount) -> None:
     folder = m.path("SD1/DCIM/100CANON")
     names = sorted(n for n in os.listdir(folder) if n.endswith(".JPG"))[:6]
     m.camera.faults.stall(None)
+    sent = transport_calls(m.session)
     results: list[tuple[int | None, float]] = []
     lock = threading.Lock()
 
@@ -208,9 +209,11 @@ def test_waiters_fail_fast_behind_a_timeout(sim_mount) -> None:
         t.join(15)
     assert len(results) == len(names)
     assert all(code == errno.EIO for code, _ in results), results
-    # one waits for the timeout, the ones queued behind it are released with it: together
-    # they take less than waiting out one timeout each
-    assert max(took for _, took in results) < 1.5 * len(names), results
+    # one waits for the timeout, the ones queued behind it are released with it: they never
+    # reach the device (each waiting out its own timeout would take 6 x 1.5 s)
+    probes = [r for r in sent if r.code == 0x1001]      # GetDeviceInfo, the link probe
+    assert len(sent) - len(probes) == 1 and len(probes) <= 1, sent
+    assert max(took for _, took in results) < 1.5 + HANG, results
 
 
 # ---------------------------------------------------------------- reconnect

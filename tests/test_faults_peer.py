@@ -127,4 +127,4 @@ def test_ptpfs_exits_clearly_against_hostile_peer(peer: RawPeer, tmp_path) -> No
     expected = {"silent": "InitCommandAck", "bigdata": "in time", "hangup": "closed"}[peer.mode]
     assert expected in message, message
     assert "Traceback" not in proc.stderr
-    assert took < TIMEOUT + 4.0, took
+    assert took < TIMEOUT + 15.0, took     # a hang check (process start-up included), not a figure

@@ -31,7 +31,7 @@ RANK = {
 #: What ptpctl still takes from fs/ (issue 12 item 2 moves these to services/ too); nothing
 #: property-related may be added here: property values are ptpfs.services.properties.
 #: (cli/ptpfs_main.py is the mount program, the filesystem's own front end.)
-PTPCTL_FROM_FS = {"ptpfs.fs.naming", "ptpfs.fs.writer"}
+PTPCTL_FROM_FS = {"ptpfs.fs.naming", "ptpfs.fs.uploads"}
 
 #: Modules that move bytes; the pure codec must not import them.
 IO_MODULES = {"socket", "select", "usb", "threading", "subprocess", "os", "mfusepy", "fuse"}

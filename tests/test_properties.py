@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ptpfs.cli import ptpctl
 from ptpfs.errors import InvalidValue
@@ -25,8 +26,8 @@ from ptpfs.services.properties import (
     HUMAN_FORMS,
     check_value,
     describe_form,
-    format_both,
     format_bias,
+    format_both,
     format_exposure,
     format_fnumber,
     format_value,

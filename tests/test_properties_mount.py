@@ -44,9 +44,8 @@ def test_sweep_through_the_mount_reaches_the_camera_zero_times(mounted) -> None:
         except UnicodeEncodeError:
             continue              # not writable as bytes; the library sweep covers it
         path = os.path.join(props, property_name(code))
-        with pytest.raises(OSError) as err:
-            with open(path, "wb") as f:
-                f.write(data)
+        with pytest.raises(OSError) as err, open(path, "wb") as f:
+            f.write(data)
         expected = {errno.EINVAL} if descs[code].writable else {errno.EACCES, errno.EPERM}
         assert err.value.errno in expected, (property_name(code), text[:40], err.value)
         tried += 1
@@ -58,7 +57,7 @@ def test_sweep_through_the_mount_reaches_the_camera_zero_times(mounted) -> None:
 
 
 def test_docs_echo_examples_work_as_shown(mounted) -> None:
-    camera, session, props = mounted
+    _, session, props = mounted
     examples = readme_echo_examples()
     assert examples
     for value, name in examples:

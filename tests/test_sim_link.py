@@ -76,3 +76,24 @@ def test_faults_drop_busy_stall() -> None:
     f.stall(None)
     threading.Timer(0.05, f.clear).start()
     assert f.wait_while_stalled(30.0) is True    # cleared: the wait ends (False on timeout)
+
+
+def test_wall_clock_figures_script_runs() -> None:
+    """scripts/link_model_timing.py reports the real-time figures (none asserted here)."""
+    import importlib.util
+    import io
+    import json
+    from contextlib import redirect_stdout
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "link_model_timing.py"
+    spec = importlib.util.spec_from_file_location("link_model_timing", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert module.main(["--repeat", "1", "--json"]) == 0
+    figures = json.loads(out.getvalue())
+    assert set(figures) == {"pace_2MB_at_20MBps", "overlap_20_chunks", "ptpip_get_object_3MB"}
+    assert all(f["median"] > 0 and f["ideal"] > 0 for f in figures.values())

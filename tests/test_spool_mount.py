@@ -106,10 +106,10 @@ def test_given_spool_dir_and_its_files_stay_untouched(shared_dir: Path) -> None:
 
 def test_killed_instance_leftover_removed_running_one_kept(shared_dir: Path) -> None:
     before = _snapshot(shared_dir)
-    with mounted_process(["--simulate", "-o", f"spool_dir={shared_dir}"]) as (mnt_a, proc_a):
+    with mounted_process(["--simulate", "-o", f"spool_dir={shared_dir}"]) as (mnt_a, _):
         live = set(_private_dirs(shared_dir)) - {"ptpfs-spool-lookalike"}
         assert len(live) == 1
-        with mounted_process(["--simulate", "-o", f"spool_dir={shared_dir}"]) as (mnt_k, proc_k):
+        with mounted_process(["--simulate", "-o", f"spool_dir={shared_dir}"]) as (_, proc_k):
             killed = set(_private_dirs(shared_dir)) - live - {"ptpfs-spool-lookalike"}
             assert len(killed) == 1
             os.kill(proc_k.pid, signal.SIGKILL)               # no chance to clean up
@@ -143,7 +143,8 @@ def test_unusable_spool_dir_refused_in_one_line(tmp_path: Path, kind: str, backg
     argv = [sys.executable, "-m", "ptpfs.cli.ptpfs_main", *([] if background else ["-f"]),
             "--simulate", "-o", f"spool_dir={target}", mountpoint]
     try:
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60,
+                              check=False)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith(f"ptpfs: spool_dir={target}: ")
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

@@ -274,7 +274,7 @@ def test_pipeline_keeps_the_generation_it_started_in() -> None:
 # ------------------------------------------------------------------ ptpfs upload spool writer
 def test_spool_writes_in_background_read_back_truncate_and_send(tmp_path) -> None:
     from ptpfs.fs.spool import SpoolDir
-    from ptpfs.fs.writer import Upload
+    from ptpfs.fs.uploads import Upload
 
     camera = make_camera(None, "generic", folders=1, files_per_folder=1)
     session = Session(InProcessTransport(camera)).open()
@@ -299,7 +299,7 @@ def test_spool_writes_in_background_read_back_truncate_and_send(tmp_path) -> Non
 
 def test_spool_write_error_fails_the_commit(tmp_path) -> None:
     from ptpfs.fs.spool import SpoolDir
-    from ptpfs.fs.writer import Upload
+    from ptpfs.fs.uploads import Upload
 
     camera = make_camera(None, "generic", folders=1, files_per_folder=1)
     session = Session(InProcessTransport(camera)).open()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-from vmlib.guest import GUEST_BIN, guest_path, run_script  # noqa: E402
+from vmlib.guest import GUEST_BIN, guest_path, run_script
 
 
 def _exported_path(script: str) -> str:

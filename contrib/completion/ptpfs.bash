@@ -39,11 +39,11 @@ _ptpctl() {
     prev=${COMP_WORDS[COMP_CWORD-1]}
     if [ "${COMP_WORDS[1]}" = serve ]; then
         case $prev in
-            --profile) COMPREPLY=($(compgen -W "generic canon-eos android-mtp" -- "$cur")); return ;;
+            --profile) COMPREPLY=($(compgen -W "generic canon-eos android-mtp whole-object" -- "$cur")); return ;;
             --root) COMPREPLY=($(compgen -d -- "$cur")); return ;;
         esac
-        COMPREPLY=($(compgen -W "-h --help --listen --root --profile --bandwidth --latency
-            -v --debug" -- "$cur"))
+        COMPREPLY=($(compgen -W "-h --help --listen --root --profile --name --allow-uploads
+            --deny-uploads --bandwidth --latency -v --debug" -- "$cur"))
         return
     fi
     case $prev in

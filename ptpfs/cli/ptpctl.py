@@ -23,11 +23,12 @@ from typing import Any, Callable, NoReturn, Sequence, TextIO
 
 from ptpfs import __version__, connect
 from ptpfs.cli import output
+from ptpfs.cli.exitcodes import (  # noqa: F401 - re-exported: ptpctl's public names
+    _BUSY_HINT, _PERMISSION_HINT, EXIT_BUSY, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_LINK,
+    EXIT_NO_DEVICE, EXIT_OK, EXIT_PERMISSION, EXIT_PTP, EXIT_USAGE, UsageError, error_exit_code)
 from ptpfs.cli.progress import ProgressBar
-from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
-                          InvalidValue, NotSupported, PTPError, ResponseError, TransportError,
-                          TransportTimeout)
-from ptpfs.protocol.codes import DT, format_for_filename, operation_name, property_name
+from ptpfs.errors import (InvalidValue, PTPError, ResponseError)
+from ptpfs.protocol.codes import DT, format_for_filename, property_name
 from ptpfs.protocol.datasets import ObjectInfo
 from ptpfs.protocol.wire import format_datetime
 from ptpfs.services import properties
@@ -37,16 +38,6 @@ from ptpfs.services.objects import walk_storage as _walk_storage
 PROG = "ptpctl"
 
 #: Exit codes (also listed in ``ptpctl --help``).
-EXIT_OK = 0
-EXIT_ERROR = 1          # anything else (local file problems, unexpected device data)
-EXIT_USAGE = 2          # bad command line or bad value (handle, property value, spec)
-EXIT_NO_DEVICE = 3      # no camera found / nothing listening at the address
-EXIT_BUSY = 4           # the device is claimed by another program
-EXIT_PERMISSION = 5     # the OS refused access to the device
-EXIT_PTP = 6            # the camera answered with a PTP error response
-EXIT_LINK = 7           # connection lost or timed out mid-session
-EXIT_INTERRUPTED = 130  # Ctrl-C
-
 EXIT_CODES_HELP = """\
 exit codes:
   0  success
@@ -71,16 +62,6 @@ examples:
   ptpctl --set-property ExposureTime=1/250 --set-property FNumber=f/5.6
   ptpctl serve --listen 127.0.0.1:15740 --profile canon-eos
 """
-
-_BUSY_HINT = ("hint: if gvfs-gphoto2-volume-monitor holds it, unmount the camera with "
-              "`gio mount -u gphoto2://…` (see `gio mount -l`), then retry")
-_PERMISSION_HINT = ("hint: install the udev rule from the README (or libgphoto2's rules) "
-                    "and replug the camera")
-
-
-class UsageError(Exception):
-    """A command-line problem (exit code 2)."""
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -400,7 +381,7 @@ def _upload(run: _Run, session: Any, spec: str, parent: int | None) -> None:
         with ProgressBar(st.st_size, base[:40]) as bar:
             session.send_object(f, st.st_size, progress=bar)
     # Devices may announce a handle they register later (or another object's): confirm it.
-    from ptpfs.fs.writer import confirm_upload
+    from ptpfs.fs.uploads import confirm_upload
 
     handle, _ = confirm_upload(session, got_sid or sid,
                                0 if parent in (None, 0xFFFFFFFF) else parent, base, handle)
@@ -444,42 +425,6 @@ def _list_devices(run: _Run) -> None:
 
 
 # --------------------------------------------------------------------------- errors
-
-def _response_text(exc: ResponseError) -> str:
-    if exc.operation is None:
-        return str(exc)
-    op = operation_name(exc.operation).removeprefix("PTP_")
-    return f"{op}: {exc.name} (0x{exc.code:04x})"
-
-
-def error_exit_code(exc: BaseException) -> tuple[int, str]:
-    """The exit code and one-line message for an exception."""
-    if isinstance(exc, UsageError):
-        return EXIT_USAGE, str(exc)
-    if isinstance(exc, InvalidValue):
-        return EXIT_USAGE, str(exc)
-    if isinstance(exc, ResponseError):
-        return EXIT_PTP, _response_text(exc)
-    if isinstance(exc, DeviceNotFound):
-        return EXIT_NO_DEVICE, str(exc)
-    if isinstance(exc, DeviceClaimed):
-        text = str(exc)
-        return EXIT_BUSY, text if "gio mount -u" in text else f"{text}; {_BUSY_HINT}"
-    if isinstance(exc, DevicePermissionError):
-        return EXIT_PERMISSION, f"{exc}; {_PERMISSION_HINT}"
-    if isinstance(exc, TransportTimeout):
-        return EXIT_LINK, f"timed out: {exc}"
-    if isinstance(exc, (ConnectionLost, TransportError)):
-        return EXIT_LINK, f"connection lost: {exc}"
-    if isinstance(exc, NotSupported):
-        return EXIT_ERROR, f"not supported: {exc}"
-    if isinstance(exc, PTPError):
-        return EXIT_ERROR, f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, OSError):
-        text = exc.strerror if exc.filename and exc.strerror else str(exc)
-        return EXIT_ERROR, f"{exc.filename}: {text}" if exc.filename else text
-    return EXIT_ERROR, f"{type(exc).__name__}: {exc}"
-
 
 def _fail(exc: BaseException) -> int:
     code, message = error_exit_code(exc)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from ptpfs import __version__
 from ptpfs.cli import logsetup
-from ptpfs.cli.ptpctl import (
+from ptpfs.cli.exitcodes import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_PERMISSION,

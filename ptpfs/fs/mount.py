@@ -322,10 +322,10 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
     mountpoint = os.path.abspath(mountpoint)  # libfuse changes the cwd to /
     if not os.environ.get("PTPFS_NO_MALLOPT"):
         limit_malloc_growth()
-    state = {"ready": False}
+    state = {"ready": False, "serving": False}
 
     def ready() -> None:
-        state["ready"] = True
+        state["ready"] = state["serving"] = True
         threading.Thread(target=raise_kernel_readahead, args=(mountpoint, opts.kernel_readahead),
                          name="ptpfs-readahead", daemon=True).start()
         if on_ready is not None:
@@ -342,6 +342,14 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
     kwargs = dict(opts.fuse)
     # libfuse splits -o on commas: a spec like usb:1,5 must reach it as usb:1\,5
     kwargs.setdefault("fsname", fsname.replace("\\", "\\\\").replace(",", "\\,"))
+    # a program that gets a signal while its request waits for the device (queued behind
+    # another transaction) is answered EINTR at once; see docs/reliability.md
+    import mfusepy
+
+    def interrupted() -> bool:
+        return state["serving"] and bool(mfusepy._libfuse.fuse_interrupted())
+
+    session.interrupted = interrupted
     # GIO's is_remote_fs_type (gio/glocalfile.c) names fuse.sshfs as the remote FUSE type
     # (see docs/photographer.md for which GLib versions act on it).
     kwargs.setdefault("subtype", "sshfs" if opts.remote else "ptpfs")
@@ -354,6 +362,8 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
             log.error("mounting %s failed (%s)", mountpoint, exc)
             return False
     finally:
+        session.interrupted = None
+        state["serving"] = False
         ops.tree.stop_events()
         ops.spool_dir.close()
         if ops.prefill is not None:

@@ -118,6 +118,9 @@ class PtpFs(Operations):
         self._dirs: dict[int, list[tuple[str, dict[str, Any]]]] = {}
         self._next_fh = 1
         self._fuse_ptr: int | None = None
+        # held around every kernel notification and by destroy() while it drops the
+        # handle: a notification racing an unmount used the freed handle (segfault)
+        self._notify_lock = threading.Lock()
         self.tree.listeners.append(self._kernel_invalidate)
         self._tl = threading.local()
         try:
@@ -149,7 +152,8 @@ class PtpFs(Operations):
         self.tree.stop_events()
         if self._remove_link_listener is not None:
             self._remove_link_listener()
-        self._fuse_ptr = None
+        with self._notify_lock:
+            self._fuse_ptr = None
         with self._lock:
             handles = list(self._handles.values())
             self._handles.clear()
@@ -157,8 +161,14 @@ class PtpFs(Operations):
             self._close_handle(handle, commit=True)
         self.uploads.release_all()
 
+    def _notify_kernel(self, path: str) -> None:
+        """Drop the kernel's cached entry of *path* (nothing once unmounting)."""
+        with self._notify_lock:
+            if self._fuse_ptr:
+                mfusepy._libfuse.fuse_invalidate_path(
+                    self._fuse_ptr, path.encode("utf-8", "surrogateescape"))
+
     def _kernel_invalidate(self, paths: list[str]) -> None:
-        ptr = self._fuse_ptr
         for path in dict.fromkeys(paths):
             node = None
             try:
@@ -167,8 +177,7 @@ class PtpFs(Operations):
                 pass
             if isinstance(node, Node) and node.handle:
                 self.spools.forget(node.handle)
-            if ptr:
-                mfusepy._libfuse.fuse_invalidate_path(ptr, path.encode("utf-8", "surrogateescape"))
+            self._notify_kernel(path)
 
     # ---------------------------------------------------------------- link state
     def _generation(self) -> int:
@@ -200,19 +209,18 @@ class PtpFs(Operations):
             raise ConnectionLost(STALE)
 
     def _link_changed(self, state: str) -> None:
-        """Session link listener: after a reconnect every handle may have
-        changed, so the tree, the download spools and the kernel's caches
-        start afresh, and uploads cut off by the loss are cleaned up."""
+        """Session link listener: after a reconnect the tree keeps its listings
+        for revalidation if the handles still name the same objects (else it
+        starts afresh), the download spools and the kernel's caches start afresh,
+        and uploads cut off by the loss are cleaned up."""
         if state != "reconnected":
             log.warning("device link lost; cached listings stay visible, everything else "
                         "answers EIO until it is back")
             return
-        paths = self.tree.reset()
+        paths = self.tree.reconnected()     # listings kept if the handles still hold
         self.spools = SpoolCache(self.session, self.spool_dir)
-        ptr = self._fuse_ptr
-        if ptr:
-            for p in dict.fromkeys(paths):
-                mfusepy._libfuse.fuse_invalidate_path(ptr, p.encode("utf-8", "surrogateescape"))
+        for p in dict.fromkeys(paths):
+            self._notify_kernel(p)
         self.cleanup_orphans()
 
     def cleanup_orphans(self) -> int:

@@ -50,6 +50,8 @@ from ptpfs.protocol.wire import (
 #: Most digits in one number (a 128-bit integer has 39).
 MAX_DIGITS = 40
 
+_LONG_NUMBER = re.compile(r"[0-9]{41,}", re.ASCII)   # more than MAX_DIGITS digits
+
 #: Longest text accepted as a value (a PTP string holds 254 characters; arrays a few thousand).
 MAX_TEXT = 16384
 
@@ -165,7 +167,7 @@ def parse_iso(text: str) -> int | None:
     m = re.fullmatch(r"[iI][sS][oO]\s*(\S*)", text.strip())
     if m is None:
         return None
-    if not re.fullmatch(r"[0-9]{1,%d}" % MAX_DIGITS, m.group(1), re.ASCII):
+    if not re.fullmatch(r"[0-9]{1,40}", m.group(1), re.ASCII):
         raise InvalidValue(f"{text.strip()!r} is not an ISO speed (try ISO 400)")
     return int(m.group(1))
 
@@ -196,7 +198,7 @@ def parse_bias(text: str) -> int | None:
         t = t[:ev.start()]
     if not ev and "/" not in t and "." not in t:
         return None
-    if re.search(r"[0-9]{%d,}" % (MAX_DIGITS + 1), t, re.ASCII):
+    if _LONG_NUMBER.search(t):
         raise InvalidValue(f"{t[:20]!r}… is not an exposure compensation (number too long)")
     m = re.fullmatch(r"([+-]?)\s*(?:([0-9]+)\s+(?=[0-9]+/))?(" + _DECIMAL + r")(?:\s*/\s*([0-9]+))?",
                      t, re.ASCII)
@@ -351,7 +353,7 @@ def parse_value(desc: DevicePropDesc, text: str) -> Any:
     t = text.strip()
     if not t:
         raise InvalidValue(f"{what}: empty value")
-    if re.search(r"[0-9]{%d,}" % (MAX_DIGITS + 1), t, re.ASCII):
+    if _LONG_NUMBER.search(t):
         raise InvalidValue(f"{what}: number too long ({t[:20]}…)")
     if dt in INT_TYPES:
         if form is not None:
