@@ -340,7 +340,8 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
 
         ops.prefill = Prefill(mountpoint, ops.virtual.thumbs)
     kwargs = dict(opts.fuse)
-    kwargs.setdefault("fsname", fsname)
+    # libfuse splits -o on commas: a spec like usb:1,5 must reach it as usb:1\,5
+    kwargs.setdefault("fsname", fsname.replace("\\", "\\\\").replace(",", "\\,"))
     # a program that gets a signal while its request waits for the device (queued behind
     # another transaction) is answered EINTR at once; see docs/reliability.md
     import mfusepy
