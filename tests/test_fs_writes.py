@@ -65,10 +65,10 @@ def wmount(tmp_path, monkeypatch) -> Iterator[Any]:
     stack: list[Any] = []
 
     def make(profile: str = "android-mtp", ptpip: bool = False,
-             options: list[str] | None = None) -> WMount:
+             options: list[str] | None = None, uploads: bool = True) -> WMount:
         card = tmp_path / f"card{len(stack)}"
         card.mkdir()
-        camera = make_camera(str(card), profile, watch_interval=None, uploads=True)
+        camera = make_camera(str(card), profile, watch_interval=None, uploads=uploads)
         server = None
         if ptpip:
             server = PtpipServer(camera, "127.0.0.1", 0)
@@ -472,3 +472,14 @@ def test_over_4gib_refused_without_64bit_upload(wmount) -> None:
         os.close(fd)
     assert w.dev("big.bin") == b"x" * 1000            # what fits arrived, nothing else
     assert leftovers(w) == []
+
+
+def test_device_refusing_uploads_fails_redirects_at_create(wmount) -> None:
+    # issue 11.3: the R6 answers SendObjectInfo with AccessDenied; once known, a redirect
+    # (whose shell ignores close()) fails at create, never silently
+    w = wmount("canon-eos", uploads=False)
+    first = run(["cp", "/dev/null", w.m("a.txt")])
+    assert first.returncode != 0 and "Permission denied" in first.stderr
+    res = run(["sh", "-c", f"echo important > '{w.m('notes.txt')}'"])
+    assert res.returncode != 0 and "Permission denied" in res.stderr
+    assert w.dev_names() == []

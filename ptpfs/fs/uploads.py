@@ -445,6 +445,7 @@ OPC_FILENAME = 0xDC07
 OPC_DATE_MODIFIED = 0xDC09
 DT_STR = 0xFFFF
 OC_SEND_OBJECT_PROP_LIST = 0x9808
+OC_SEND_OBJECT_INFO = 0x100C
 
 
 def _adapt(session: Any, key: str, message: str) -> None:
@@ -488,6 +489,9 @@ class Uploads:
         self._lock = threading.RLock()
         self._by_path: dict[str, Upload] = {}
         self._hidden: dict[str, Node] = {}     # unlinked device files still open
+        #: Folders where the device refused SendObjectInfo (AccessDenied, e.g. a camera
+        #: that takes no uploads): later creates there fail at once, not at close.
+        self._refused: set[tuple[int, int]] = set()
         self._orphans: list[Orphan] = []
 
     # ------------------------------------------------------------------ lookup
@@ -530,6 +534,10 @@ class Uploads:
         upload.max_size = None if caps.supports(OC_SEND_OBJECT_PROP_LIST) else U32_MAX - 1
         return upload
 
+    def _check_refused(self, storage_id: int, parent: int) -> None:
+        if (storage_id, parent) in self._refused:
+            raise FuseOSError(errno.EACCES)
+
     def _register(self, path: str, upload: Upload) -> Upload:
         self._limit(upload)
         upload.path = path
@@ -543,6 +551,7 @@ class Uploads:
         """A new, empty file *path* (replacing *existing* when it is sent)."""
         check_name(name)
         self._check_link()
+        self._check_refused(parent.storage_id, parent.handle)
         upload = Upload(self.spool_dir, parent.storage_id, parent.handle,
                         existing.raw_name or existing.name if existing is not None else name,
                         replaces=existing.handle if existing is not None else None)
@@ -586,6 +595,12 @@ class Uploads:
         path = upload.path or "/"
         try:
             handle, deleted = upload.commit(self.session)
+        except ResponseError as exc:
+            if exc.code == RC.AccessDenied and exc.operation in (OC_SEND_OBJECT_INFO,
+                                                                 OC_SEND_OBJECT_PROP_LIST):
+                with self._lock:
+                    self._refused.add((upload.storage_id, upload.parent))
+            raise
         except TransportError:
             # the link broke during the upload: what reached the device is
             # deleted after the reconnect (or at once if the link is fine)
