@@ -1003,6 +1003,7 @@ class Uploads:
         how many were deleted.  Kept for the next reconnect if it fails."""
         with self._lock:
             orphans, self._orphans = self._orphans, []
+            self._refused.clear()     # a reconnected device may take uploads again
         removed = 0
         keep: list[Orphan] = []
         for orphan in orphans:
