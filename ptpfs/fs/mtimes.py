@@ -104,7 +104,7 @@ class MTimes:
             records.pop(self._id(storage_id, handle), None)
             records[self._id(storage_id, handle)] = {
                 "name": name, "size": size, "device": int(device_mtime),
-                "ns": int(round(mtime * 1e9))}
+                "ns": round(mtime * 1e9)}
             while len(records) > MAX_RECORDS:
                 records.pop(next(iter(records)))
             self._save()

@@ -42,8 +42,8 @@ from mfusepy import FuseOSError
 from ptpfs.errors import ConnectionLost, ProtocolError, ResponseError, TransportError
 from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import Node, Tree
-from ptpfs.protocol.datasets import ObjectPropEntry
 from ptpfs.protocol.codes import RC
+from ptpfs.protocol.datasets import ObjectPropEntry
 
 log = logging.getLogger("ptpfs.fs")
 
