@@ -65,9 +65,11 @@ def wmount(tmp_path, monkeypatch) -> Iterator[Any]:
     stack: list[Any] = []
 
     def make(profile: str = "android-mtp", ptpip: bool = False,
-             options: list[str] | None = None, uploads: bool = True) -> WMount:
-        card = tmp_path / f"card{len(stack)}"
-        card.mkdir()
+             options: list[str] | None = None, uploads: bool = True,
+             card: Any = None) -> WMount:
+        if card is None:
+            card = tmp_path / f"card{len(stack)}"
+            card.mkdir()
         camera = make_camera(str(card), profile, watch_interval=None, uploads=uploads)
         server = None
         if ptpip:
@@ -277,6 +279,12 @@ def test_rsync_twice_transfers_nothing(wmount, tmp_path, profile: str) -> None:
     assert second.returncode == 0, second.stderr
     assert "Number of regular files transferred: 0" in second.stdout, second.stdout
     assert w.dev("f3.bin") == (src / "f3.bin").read_bytes()
+    # a new mount of the same device (the time record persists across mounts)
+    w.session.close()
+    again = wmount(profile, card=w.card)
+    third = run(["rsync", "-a", "--stats", f"{src}/", f"{again.root}/"])
+    assert third.returncode == 0, third.stderr
+    assert "Number of regular files transferred: 0" in third.stdout, third.stdout
     assert w.dev("sub", "deep.txt") == b"deep"
     assert leftovers(w) == []
 

@@ -138,6 +138,8 @@ def test_mtime_record_persists_and_expires(tmp_path) -> None:
     assert rec.get(1, 5, "a.jpg", 10, 1000.0) is None
     assert not os.path.exists(rec.path)                 # nothing written until a time is set
     rec.set(1, 5, "a.jpg", 10, 1000.0, 1234.5678)
+    rec.set(1, 6, "b.jpg", 10, 1000.0, 99.0)
+    rec.flush()                                         # unmount (else within a second)
     again = MTimes("cam-1", str(tmp_path))              # a later mount
     assert again.get(1, 5, "a.jpg", 10, 1000.0) == pytest.approx(1234.5678)
     assert again.get(1, 5, "a.jpg", 11, 1000.0) is None   # changed size: the device's date

@@ -162,6 +162,8 @@ class PtpFs(Operations):
         for handle in handles:
             self._close_handle(handle, commit=True)
         self.uploads.release_all()
+        if self.uploads.mtimes is not None:
+            self.uploads.mtimes.flush()
 
     def _notify_kernel(self, path: str) -> None:
         """Drop the kernel's cached entry of *path* (nothing once unmounting)."""
