@@ -106,6 +106,7 @@ def test_fsync_then_truncate_then_write(wmount, profile: str) -> None:
     a, b = os.urandom(100_000), os.urandom(50_000)
     fd = os.open(w.m("f.bin"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
     try:
+        assert os.fstat(fd).st_blksize == 1 << 20        # cp writes 1 MiB per request
         os.write(fd, a)
         os.fsync(fd)
         assert w.dev("f.bin") == a                       # fsync: the device copy is current

@@ -40,9 +40,11 @@ ROOT = 0xFFFFFFFF
 FILL_DIR_PLUS = 1 << 1
 READDIR_PLUS = 1 << 0
 BLOCK = 4096
-#: st_blksize: what buffered readers (stdio, Python, Pillow) read at a time.  Kept
-#: small so a header peek of a large photo fetches little (see docs/ptpfs.md).
+#: st_blksize of camera files: what buffered readers (stdio, Python, Pillow) read at a
+#: time.  Kept small so a header peek of a large photo fetches little (docs/ptpfs.md).
 IO_BLOCK = 128 << 10
+#: st_blksize of files being written: ``cp`` then writes 1 MiB per request.
+WRITE_BLOCK = 1 << 20
 #: utimensat's special nanosecond values, as libfuse passes them (tv_sec 0).
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
@@ -263,11 +265,12 @@ class PtpFs(Operations):
         return perm
 
     def _attrs(self, *, ino: int, is_dir: bool, size: int = 0, mtime: float = 0.0,
-               writable: bool = True, nlink: int = 1) -> dict[str, Any]:
+               writable: bool = True, nlink: int = 1,
+               blksize: int = IO_BLOCK) -> dict[str, Any]:
         ns = int(mtime * 1e9)
         mode = (stat.S_IFDIR if is_dir else stat.S_IFREG) | self._perm(is_dir, writable)
         return {"st_mode": mode, "st_ino": ino, "st_nlink": 2 if is_dir else nlink,
-                "st_size": size, "st_blocks": (size + 511) // 512, "st_blksize": IO_BLOCK,
+                "st_size": size, "st_blocks": (size + 511) // 512, "st_blksize": blksize,
                 "st_mtime": ns, "st_ctime": ns, "st_atime": ns,
                 "st_uid": self.uid, "st_gid": self.gid}
 
@@ -294,7 +297,8 @@ class PtpFs(Operations):
         if first is not None:
             ino = (1 << 41) | first
         return self._attrs(ino=ino, is_dir=False, size=upload.size,
-                           mtime=upload.mtime_set if upload.mtime_set is not None else upload.mtime)
+                           mtime=upload.mtime_set if upload.mtime_set is not None else upload.mtime,
+                           blksize=WRITE_BLOCK)
 
     @staticmethod
     def _virtual_parts(path: str) -> list[str] | None:
