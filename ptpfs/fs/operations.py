@@ -320,7 +320,10 @@ class PtpFs(Operations):
             return hidden
         if path is None:
             raise FileNotFoundError("an unlinked file")
-        return self.tree.lookup(path)
+        node = self.tree.lookup(path)
+        if self.uploads.is_hidden(node):       # unlinked while open, re-listed meanwhile
+            raise FileNotFoundError(path)
+        return node
 
     def _parent_dir(self, path: str) -> tuple[Node, str]:
         parent_path, _, name = path.rstrip("/").rpartition("/")
@@ -404,7 +407,7 @@ class PtpFs(Operations):
             self.prefill.listed(children.values())
         pending = self.uploads.in_folder(path)
         for name, child in children.items():
-            if name not in pending:
+            if name not in pending and not self.uploads.is_hidden(child):
                 entries.append((name, self._node_attrs(child)))
         for name, upload in pending.items():
             entries.append((name, self._upload_attrs(upload)))

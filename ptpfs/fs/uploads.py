@@ -729,6 +729,12 @@ class Uploads:
         with self._lock:
             self._hidden[hidden] = node
 
+    def is_hidden(self, node: Node) -> bool:
+        """Whether *node* was unlinked while open (still on the device until closed)."""
+        with self._lock:
+            return any(n.handle == node.handle for n in self._hidden.values()) \
+                if self._hidden else False
+
     def _shadow(self, parent: Node, name: str) -> Node | None:
         """A hidden device file that still holds *name* in *parent* on the device."""
         with self._lock:
