@@ -30,7 +30,8 @@ stalls raises :class:`~ptpfs.errors.ConnectionLost` or
 :class:`~ptpfs.errors.TransportTimeout`.
 
 Testing aid: when the environment variable ``PTPFS_TEST_USB_SIM`` is set to a
-simulator profile name (``generic``, ``canon-eos``, …), ``usb`` specs are
+simulator profile name (``generic``, ``canon-eos``, …, optionally with the
+``sim`` spec's options: ``canon-eos?uploads=1``), ``usb`` specs are
 served by the simulated camera through the simulated pyusb backend, so the
 real USB transport code runs without hardware (``PTPFS_TEST_USB_SIM_ROOT``
 optionally names the directory it serves).  It exists for the test-suite
@@ -346,7 +347,9 @@ def _usb_sim_backend(backend: Any) -> Any:
     if key not in _usb_sim_backends:
         from ptpfs.sim.usb_backend import SimUsbBackend
 
-        camera = _make_sim_camera(key[1], key[0])
+        # the value is a profile, optionally with the sim spec's options: canon-eos?uploads=1
+        sim = _parse_sim("?profile=" + key[0].replace("?", "&", 1))
+        camera = _make_sim_camera(key[1], sim.profile or DEFAULT_PROFILE, sim.uploads)
         _usb_sim_backends[key] = SimUsbBackend([camera])
         close = getattr(camera, "close", None)
         if callable(close):

@@ -220,10 +220,11 @@ class DirStore(ObjectStore):
         current = self._child_map(STORAGE_ID, folder)
         for name, handle in list(current.items()):
             obj = self._objects[handle]
-            st = found.get(name)
-            if st is None or stat.S_ISDIR(st.st_mode) != obj.is_folder:
+            seen = found.get(name)
+            if seen is None or stat.S_ISDIR(seen.st_mode) != obj.is_folder:
                 self._unlink(obj)
                 continue
+            st = seen
             protection = 0 if st.st_mode & stat.S_IWUSR else 1
             if not obj.is_folder:
                 content = obj.content
