@@ -425,6 +425,7 @@ class Session(LinkSupervision):
             tid = self._take_tid(code)
             request = Request(code, tid, params)
             started = time.monotonic()
+            self.transport.interrupted = self.interrupted
             try:
                 response = self.transport.transact(
                     request, data_out=out, data_out_length=length if out else 0,  # type: ignore[arg-type]
@@ -742,6 +743,10 @@ class Session(LinkSupervision):
     def canon_get_mac_address(self) -> bytes:
         """Canon GetMacAddress (0x9033)."""
         return self._checked(OC.Canon_GetMacAddress).data
+
+    def eos_get_thumb_ex(self, handle: int) -> bytes:
+        """Canon EOS GetThumbEx (0x910A): the object's embedded thumbnail JPEG."""
+        return self._checked(OC.EOS_GetThumbEx, [handle]).data
 
     def eos_set_remote_mode(self, mode: int = 1) -> None:
         """Canon EOS SetRemoteMode (0x9114)."""

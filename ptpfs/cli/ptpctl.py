@@ -24,11 +24,23 @@ from typing import Any, Callable, NoReturn, Sequence, TextIO
 from ptpfs import __version__, connect
 from ptpfs.cli import output
 from ptpfs.cli.exitcodes import (  # noqa: F401 - re-exported: ptpctl's public names
-    _BUSY_HINT, _PERMISSION_HINT, EXIT_BUSY, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_LINK,
-    EXIT_NO_DEVICE, EXIT_OK, EXIT_PERMISSION, EXIT_PTP, EXIT_USAGE, UsageError, error_exit_code)
+    _BUSY_HINT,
+    _PERMISSION_HINT,
+    EXIT_BUSY,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_LINK,
+    EXIT_NO_DEVICE,
+    EXIT_OK,
+    EXIT_PERMISSION,
+    EXIT_PTP,
+    EXIT_USAGE,
+    UsageError,
+    error_exit_code,
+)
 from ptpfs.cli.progress import ProgressBar
-from ptpfs.errors import (InvalidValue, PTPError, ResponseError)
-from ptpfs.protocol.codes import DT, format_for_filename, property_name
+from ptpfs.errors import InvalidValue, PTPError, ResponseError
+from ptpfs.protocol.codes import format_for_filename, property_name
 from ptpfs.protocol.datasets import ObjectInfo
 from ptpfs.protocol.wire import format_datetime
 from ptpfs.services import properties

@@ -24,7 +24,6 @@ from cachetools import TTLCache
 from ptpfs.errors import InvalidValue, PTPError
 from ptpfs.fs.naming import unique_names
 from ptpfs.fs.thumbs import INO_THUMBS_DIR, Thumbs
-from ptpfs.services.properties import check_value, describe_form, format_value
 
 log = logging.getLogger("ptpfs.fs")
 
@@ -143,6 +142,7 @@ class Virtual:
         if node.target is not None:
             return self.thumbs.content(node.target)
         if node.prop is not None:
+            from ptpfs.services.properties import format_value   # not at mount time (slow hosts)
             desc = self.desc(node.prop)
             return (format_value(desc.code, desc.current) + "\n").encode()
         return self.generators[node.name]().encode("utf-8", "replace")
@@ -151,6 +151,7 @@ class Virtual:
         """Parse, validate and set a property from what was written to its file."""
         if node.prop is None or not node.writable:
             raise PermissionError(node.name)
+        from ptpfs.services.properties import check_value
         desc = self.desc(node.prop)
         try:
             value = check_value(desc, text)
@@ -205,6 +206,7 @@ class Virtual:
 
     def _properties(self) -> str:
         from ptpfs.protocol.codes import datatype_name, render
+        from ptpfs.services.properties import describe_form, format_value
         lines = []
         for code in self.property_names().values():
             try:

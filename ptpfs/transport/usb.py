@@ -50,14 +50,36 @@ from typing import Any, BinaryIO
 import usb.core
 import usb.util
 
-from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
-                          InvalidValue, ProtocolError, TransportError, TransportTimeout)
+from ptpfs.errors import (
+    ConnectionLost,
+    DeviceClaimed,
+    DeviceNotFound,
+    DevicePermissionError,
+    InvalidValue,
+    ProtocolError,
+    TransportError,
+    TransportTimeout,
+)
 from ptpfs.protocol import container
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request, Response
-from ptpfs.protocol.transaction import (INITIATOR, Command, DataChunk, DataEnd, DataStart,
-                                        Response as ResponseEvent, Transaction,
-                                        TransactionEvent, usb_container_event)
-from ptpfs.transport.base import DEFAULT_MIN_RATE, DataSink, Deadline, Transport, fill_from
+from ptpfs.protocol.transaction import (
+    INITIATOR,
+    Command,
+    DataChunk,
+    DataEnd,
+    DataStart,
+    Transaction,
+    TransactionEvent,
+    usb_container_event,
+)
+from ptpfs.protocol.transaction import Response as ResponseEvent
+from ptpfs.transport.base import (
+    DEFAULT_MIN_RATE,
+    DataSink,
+    Deadline,
+    Transport,
+    fill_from,
+)
 from ptpfs.transport.usbspec import UsbSpec, format_busdev, parse_usb_spec
 
 __all__ = ["UsbDeviceInfo", "UsbTransport", "EndpointStalled", "ZeroLengthPacketRefused",
