@@ -225,3 +225,26 @@ def test_listed_operation_refused_falls_back_to_standard_listing(refusal: int) -
     finally:
         session.close()
         cam.close()
+
+
+@pytest.mark.parametrize("refusal", [RC.OperationNotSupported, RC.GeneralError,
+                                     RC.ParameterNotSupported])
+def test_proplist_listed_but_refused_falls_back_once(camera: Any, refusal: int) -> None:
+    calls: list[int] = []
+
+    def refuse(conn: Any, request: Any) -> Reply:
+        calls.append(request.code)
+        return Reply(refusal)
+
+    session = Session(InProcessTransport(camera)).open()
+    try:
+        sid = session.get_storage_ids()[0]
+        expected = sorted((m.handle, m.filename) for m in GenericLister(session).list_folder(sid, 0))
+        camera._handlers[OC.GetObjectPropList] = refuse
+        lister = PropListLister(session)
+        for _ in range(2):
+            assert sorted((m.handle, m.filename) for m in lister.list_folder(sid, 0)) == expected
+        assert calls == [OC.GetObjectPropList]
+        assert "proplist-refused" in session.adaptations
+    finally:
+        session.close()
