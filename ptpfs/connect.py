@@ -383,7 +383,7 @@ def _open_ptpip(host: str, port: int, timeout: float | None,
 
 # --------------------------------------------------------------------------- discovery
 
-SIM_HINT = DeviceListing("sim", "simulated camera (sim[:DIR][?profile=generic|canon-eos|android-mtp])")
+SIM_HINT = DeviceListing("sim", "simulated camera (sim[:DIR][?profile=generic|canon-eos|android-mtp|whole-object])")
 
 
 def list_devices(*, usb_backend: Any = None, include_sim_hint: bool = True) -> list[DeviceListing]:

@@ -7,10 +7,10 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_ptpip_packets import packets
 
 from ptpfs.errors import ProtocolError
 from ptpfs.protocol import ptpip as p
-from test_ptpip_packets import packets
 
 
 def _reassemble(items: list[object]) -> list[object]:

@@ -156,7 +156,7 @@ def test_objectinfo_may_end_at_any_trailing_string(name: str, dates: list[str], 
                       capture_date=dates[0], modification_date=dates[1], keywords=dates[2])
     # cut after the filename and `keep` of the three trailing strings
     cut = ObjectInfo(0x10001, 0x3000, compressed_size=5, parent=3, filename=name,
-                     **dict(zip(("capture_date", "modification_date", "keywords"), dates[:keep])))
+                     **dict(zip(("capture_date", "modification_date", "keywords"), dates[:keep], strict=False)))
     data = cut.encode()
     for _ in range(3 - keep):
         data = data[:-1]    # each absent string was encoded as one zero length byte
@@ -187,7 +187,7 @@ def test_objectinfo_cut_inside_a_string_is_rejected(name: str, cut: int) -> None
 def test_deviceinfo_and_storageinfo_may_end_early(strings: list[str], keep: int) -> None:
     info = DeviceInfo(operations_supported=(0x1001,),
                       **dict(zip(("manufacturer", "model", "device_version", "serial_number"),
-                                 strings[:keep])))
+                                 strings[:keep], strict=False)))
     data = info.encode()[:len(info.encode()) - (4 - keep)]
     missing: list[str] = []
     assert DeviceInfo.decode(data, strict=False, missing=missing) == info
@@ -225,3 +225,50 @@ def test_listed_operation_refused_falls_back_to_standard_listing(refusal: int) -
     finally:
         session.close()
         cam.close()
+
+
+@pytest.mark.parametrize("refusal", [RC.OperationNotSupported, RC.GeneralError,
+                                     RC.ParameterNotSupported])
+def test_proplist_listed_but_refused_falls_back_once(camera: Any, refusal: int) -> None:
+    calls: list[int] = []
+
+    def refuse(conn: Any, request: Any) -> Reply:
+        calls.append(request.code)
+        return Reply(refusal)
+
+    session = Session(InProcessTransport(camera)).open()
+    try:
+        sid = session.get_storage_ids()[0]
+        expected = sorted((m.handle, m.filename) for m in GenericLister(session).list_folder(sid, 0))
+        camera._handlers[OC.GetObjectPropList] = refuse
+        lister = PropListLister(session)
+        for _ in range(2):
+            assert sorted((m.handle, m.filename) for m in lister.list_folder(sid, 0)) == expected
+        assert calls == [OC.GetObjectPropList]
+        assert "proplist-refused" in session.adaptations
+    finally:
+        session.close()
+
+
+def test_missing_objectsize_property_keeps_the_32_bit_marker(camera: Any) -> None:
+    def big(original: Any) -> Any:
+        def handler(conn: Any, request: Any) -> Reply:
+            info = ObjectInfo.decode(original(conn, request).data.read(1 << 20))
+            if not info.is_folder:
+                info = dataclasses.replace(info, compressed_size=0xFFFFFFFF)   # "4 GiB or more"
+            return camera._data(info.encode())
+        return handler
+
+    session = Session(InProcessTransport(camera)).open()
+    try:
+        sid = session.get_storage_ids()[0]
+        _patch(camera, OC.GetObjectInfo, big)
+        camera._handlers[OC.GetObjectPropValue] = lambda conn, req: Reply(RC.OperationNotSupported)
+        lister, files, todo = GenericLister(session), [], [0]
+        while todo and not files:
+            for m in lister.list_folder(sid, todo.pop()):
+                (todo.append(m.handle) if m.is_folder else files.append(m))
+        assert files and all(m.size == 0xFFFFFFFF for m in files)
+        assert "objectsize-missing" in session.adaptations
+    finally:
+        session.close()

@@ -18,7 +18,7 @@ _ptpfs() {
         logfile= max_idle_threads= max_threads= thumbnails= remote"
     case $prev in
         -D|--device) COMPREPLY=($(compgen -W "$_ptpfs_specs" -- "$cur")); return ;;
-        --profile) COMPREPLY=($(compgen -W "generic canon-eos android-mtp" -- "$cur")); return ;;
+        --profile) COMPREPLY=($(compgen -W "generic canon-eos android-mtp whole-object" -- "$cur")); return ;;
         -o)
             local head=${cur%,*} last=${cur##*,}
             [ "$head" = "$cur" ] && head="" || head="$head,"
@@ -48,7 +48,7 @@ _ptpctl() {
     fi
     case $prev in
         --device) COMPREPLY=($(compgen -W "$_ptpfs_specs" -- "$cur")); return ;;
-        --profile) COMPREPLY=($(compgen -W "generic canon-eos android-mtp" -- "$cur")); return ;;
+        --profile) COMPREPLY=($(compgen -W "generic canon-eos android-mtp whole-object" -- "$cur")); return ;;
         -O|--output|-u|--upload) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     local opts="-h --help -V --version -o --list-operations -p --list-properties

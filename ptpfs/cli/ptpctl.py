@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", metavar="SPEC",
                    help="device to use (default: usb if a USB camera is found)")
     p.add_argument("--profile", metavar="NAME",
-                   help="simulator profile for sim specs (generic, canon-eos, android-mtp)")
+                   help="simulator profile for sim specs (generic, canon-eos, android-mtp, whole-object)")
     p.add_argument("--timeout", metavar="SECONDS", type=float,
                    help="per-transaction timeout")
     p.add_argument("--list-devices", "--auto-detect", action="store_true", dest="list_devices",

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulate", metavar="DIR", nargs="?", const="",
                    help="mount the built-in simulated camera (serving DIR if given)")
     p.add_argument("--profile", metavar="NAME",
-                   help="simulator profile: generic, canon-eos, android-mtp")
+                   help="simulator profile: generic, canon-eos, android-mtp, whole-object")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log one line per PTP transaction (without libfuse's -d output)")

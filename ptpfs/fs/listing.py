@@ -136,7 +136,9 @@ def big_size(session: Any, handle: int) -> int:
         value = session.get_object_prop_value(handle, OPC_SIZE, DT_UINT64)
         return int(value)
     except Exception as exc:  # noqa: BLE001 - fall back to the 32-bit figure
-        log.info("ObjectSize of 0x%08x unavailable: %s", handle, exc)
+        _note(session, "objectsize-missing", f"no 64-bit ObjectSize for objects of 4 GiB or "
+                                             f"more ({exc}): their size shows as 4 GiB - 1")
+        log.debug("ObjectSize of 0x%08x unavailable: %s", handle, exc)
         return SIZE_UNKNOWN32
 
 
