@@ -317,6 +317,7 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
     unmounted cleanly, by fusermount3 -u or a signal), ``False`` if the
     mount failed.  The session is not closed here.
     """
+    from ptpfs.fs import fusemain
     from ptpfs.fs.operations import PlusFUSE, PtpFs
 
     mountpoint = os.path.abspath(mountpoint)  # libfuse changes the cwd to /
@@ -325,11 +326,14 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
     state = {"ready": False, "serving": False}
 
     def ready() -> None:
-        state["ready"] = state["serving"] = True
+        state["ready"] = True
         threading.Thread(target=raise_kernel_readahead, args=(mountpoint, opts.kernel_readahead),
                          name="ptpfs-readahead", daemon=True).start()
         if on_ready is not None:
             on_ready()
+        # only now: this is libfuse's INIT thread, whose context has no request
+        # (fuse_interrupted would dereference NULL here)
+        state["serving"] = True
 
     ops = PtpFs(session, cache_ttl=opts.cache_ttl, read_only=opts.read_only,
                 readahead_max=opts.readahead_max, readahead_min=opts.readahead_min,
@@ -358,12 +362,19 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
         fs_destroy(path)
 
     ops.destroy = destroy  # type: ignore[method-assign]
+
+    def loop_ended() -> None:
+        # fuse_destroy frees libfuse's tables before it calls destroy(), and runs the
+        # .fuse_hidden unlinks in a context without a request: stop asking libfuse here
+        state["serving"] = False
+        ops.loop_ended()
     # GIO's is_remote_fs_type (gio/glocalfile.c) names fuse.sshfs as the remote FUSE type
     # (see docs/photographer.md for which GLib versions act on it).
     kwargs.setdefault("subtype", "sshfs" if opts.remote else "ptpfs")
     try:
-        PlusFUSE(ops, mountpoint, raw_fi=True, foreground=True, debug=debug,
-                 nothreads=single_thread, use_ino=True, **kwargs)
+        with fusemain.hooked(loop_ended):
+            PlusFUSE(ops, mountpoint, raw_fi=True, foreground=True, debug=debug,
+                     nothreads=single_thread, use_ino=True, **kwargs)
     except RuntimeError as exc:
         # libfuse 3 reports "ended by signal" as a non-zero result; that is a clean stop.
         if not state["ready"]:
