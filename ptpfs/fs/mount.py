@@ -288,24 +288,27 @@ def raise_kernel_readahead(mountpoint: str, size: int) -> None:
         return
     want = str(max(size >> 10, 4))
     path = f"/sys/class/bdi/{dev}/read_ahead_kb"
-    # The kernel clamps the window to its INIT proposal (128 KiB) when it processes
-    # our INIT reply, which may come after this write: check and write again.
-    stable = 0
-    for _ in range(30):
-        try:
-            with open(path) as f:
-                if f.read().strip() == want:
-                    stable += 1
-                    if stable >= 3:
-                        return
-                else:
-                    stable = 0
-                    with open(path, "w") as f:
-                        f.write(want)
-            time.sleep(0.1)
-        except OSError as exc:
-            log.debug("kernel read-ahead left as it is (%s)", exc)
-            return
+    # This runs from FUSE INIT, before libfuse replies. The kernel holds every request
+    # until it has processed that reply (and clamped the window), so a stat of the root
+    # returns only after the clamp: no race with it, however slow the machine.
+    try:
+        os.stat(mountpoint)
+    except OSError as exc:
+        log.debug("kernel read-ahead left as it is (%s)", exc)
+        return
+    # Anonymous device numbers are reused: write only while the mount is still there
+    # (a thread that outlived a short-lived mount used to set the next mount's window).
+    if _mount_device(mountpoint) != dev:
+        log.debug("kernel read-ahead left as it is (%s is gone)", mountpoint)
+        return
+    try:
+        with open(path) as f:
+            if f.read().strip() == want:
+                return
+        with open(path, "w") as f:
+            f.write(want)
+    except OSError as exc:
+        log.debug("kernel read-ahead left as it is (%s)", exc)
 
 
 def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = False,
