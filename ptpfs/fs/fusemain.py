@@ -24,8 +24,8 @@ from typing import Any
 
 import mfusepy
 
-_lib = mfusepy._libfuse
-_original = mfusepy.fuse_main_real
+_lib: Any = getattr(mfusepy, "_libfuse", None)
+_original: Any = getattr(mfusepy, "fuse_main_real", None)
 _local = threading.local()
 
 
@@ -85,7 +85,8 @@ try:
     _private: Any = ctypes.CDLL(_lib._name)
 except (OSError, AttributeError, TypeError):
     _private = None
-_funcs = _bind() if _private is not None and mfusepy.fuse_version_major == 3 else None
+_funcs = _bind() if _private is not None and _original is not None \
+    and getattr(mfusepy, "fuse_version_major", None) == 3 else None
 _libc = ctypes.CDLL(None)
 _libc.free.argtypes = [ctypes.c_void_p]
 _libc.free.restype = None
@@ -151,11 +152,11 @@ def _loop(fuse: int, opts: _CmdlineOpts) -> int:
         f["fuse_loop_cfg_destroy"](config)
 
 
-def _main_real(argc: int, argv: Any, ops: Any, ops_size: int, user_data: Any) -> int:
+def _main_real(*args: Any) -> Any:
     hook = getattr(_local, "loop_ended", None)
-    if hook is None or _funcs is None:
-        return int(_original(argc, argv, ops, ops_size, user_data))
-    return serve(argc, argv, ops, ops_size, user_data, hook)
+    if hook is None or _funcs is None or len(args) != 5:
+        return _original(*args)
+    return serve(*args, loop_ended=hook)
 
 
 @contextlib.contextmanager
@@ -172,5 +173,7 @@ def hooked(loop_ended: Callable[[], None]) -> Iterator[None]:
 
 
 def install() -> None:
-    """Point mfusepy at the hookable ``fuse_main_real`` (idempotent)."""
-    mfusepy.fuse_main_real = _main_real
+    """Point mfusepy at the hookable ``fuse_main_real`` (idempotent; nothing
+    if this libfuse or mfusepy lacks what :func:`serve` needs)."""
+    if _funcs is not None:
+        mfusepy.fuse_main_real = _main_real
