@@ -190,7 +190,8 @@ class Session(LinkSupervision):
     and increments :attr:`generation`: object handles from an older
     generation must not be used again (see :meth:`pinned`).  Link-state
     listeners (:meth:`add_link_listener`) hear ``"lost"`` and
-    ``"reconnected"``.
+    ``"reconnected"``; the latter on the reconnecting thread, before any other
+    thread may use the new session.
     """
 
     def __init__(self, transport: Transport, *, session_id: int = 1,

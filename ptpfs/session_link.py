@@ -197,12 +197,16 @@ class LinkSupervision:
                 return False
             with self._state_lock:
                 self.generation += 1
-                self.reconnects += 1
                 self._failures += 1
-                self.lost = False
         log.warning("device reconnected (session generation %d)", self.generation)
-        self._start_events()
+        # The listeners (the fs rebuilding its tree for the new handles) run before any
+        # other thread may use the new session: ``lost`` stays true until they are done,
+        # so no request resolves a path to an old handle and sends it to the new session.
         self._notify_link("reconnected")
+        with self._state_lock:
+            self.reconnects += 1
+            self.lost = False
+        self._start_events()
         return True
 
     def _check_usable(self, seen_failures: int) -> None:

@@ -151,6 +151,13 @@ class PtpFs(Operations):
         if self.on_ready is not None:
             self.on_ready()
 
+    def loop_ended(self) -> None:
+        """The FUSE loop returned: stop notifying the kernel.  libfuse's
+        ``fuse_destroy`` frees the node tables that ``fuse_invalidate_path``
+        walks *before* it calls :meth:`destroy` (see ptpfs.fs.fusemain)."""
+        with self._notify_lock:
+            self._fuse_ptr = None
+
     def destroy(self, path: str) -> None:
         """Unmounted: stop events, flush what is left, close every handle."""
         self.tree.stop_events()
