@@ -28,6 +28,7 @@ initiator ends the transaction wherever it is.
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 
 from ptpfs.errors import ProtocolError
@@ -296,6 +297,11 @@ class Transaction:
 
 
 # --------------------------------------------------------------------- wire adapters
+_HEADER = struct.Struct("<IHHI")
+_PARAMS = tuple(struct.Struct(f"<{n}I") for n in range(container.MAX_PARAMS + 1))
+_MAX_RESPONSE = container.HEADER_SIZE + 4 * container.MAX_PARAMS
+
+
 def usb_container_event(first: bytes | bytearray | memoryview,
                         direction: int = NO_DATA) -> TransactionEvent:
     """The transaction event a USB container stands for, from its first transfer.
@@ -306,8 +312,19 @@ def usb_container_event(first: bytes | bytearray | memoryview,
     marker).  *direction* is what a decoded command declares (USB commands do
     not say).  Events and unknown types raise :class:`ProtocolError`.
     """
-    if len(first) < container.HEADER_SIZE:
-        raise ProtocolError(f"short container ({len(first)} bytes)")
+    size = len(first)
+    if size < container.HEADER_SIZE:
+        raise ProtocolError(f"short container ({size} bytes)")
+    # The two containers of every transaction, decoded with one unpack each; anything
+    # else (and every malformed container) takes the checked path below.
+    length, ctype, code, tid = _HEADER.unpack_from(first)
+    if ctype == container.TYPE_DATA and length >= container.HEADER_SIZE:
+        return DataStart(tid, None if length == container.LENGTH_UNKNOWN
+                         else length - container.HEADER_SIZE)
+    if ctype == container.TYPE_RESPONSE and length == size and size <= _MAX_RESPONSE \
+            and not size % 4:
+        return Response(code, tid, _PARAMS[(size - container.HEADER_SIZE) >> 2].unpack_from(
+            first, container.HEADER_SIZE))
     header = container.parse_header(bytes(first[:container.HEADER_SIZE]))
     if header.type == container.TYPE_DATA:
         unknown = header.length == container.LENGTH_UNKNOWN

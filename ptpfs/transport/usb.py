@@ -41,11 +41,12 @@ from __future__ import annotations
 
 import array
 import errno
+import functools
 import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import usb.core
 import usb.util
@@ -313,6 +314,7 @@ class UsbTransport(Transport):
         self._respbuf = array.array("B", bytes(max(512, self._mps_in)))
         self._evbuf = array.array("B", bytes(max(64, int(self._ep_int.wMaxPacketSize) & 0x7FF)))
         self._claim()
+        self._bulk_in, self._bulk_out = self._bulk_calls()
 
     # ---------------------------------------------------------------- setup
     @staticmethod
@@ -352,6 +354,23 @@ class UsbTransport(Transport):
             raise ConnectionLost(f"{what}: {exc}") from exc
         self._claimed = True
 
+    def _bulk_calls(self) -> tuple[Callable[[array.array, int], int],
+                                   Callable[[array.array, int], int]]:
+        """Bulk-IN and bulk-OUT calls straight into the pyusb backend (libusb, or the
+        simulator's): ``device.read``/``write`` look the endpoint up, take pyusb's lock and
+        check the claim on every call, which in a slow guest costs as much as the transfer
+        itself.  The interface is claimed and the endpoints fixed for the transport's life."""
+        dev = self.device
+        ctx = getattr(dev, "_ctx", None)
+        backend = getattr(ctx, "backend", None)
+        handle = getattr(ctx, "handle", None)
+        ep_in, ep_out = self._ep_in.bEndpointAddress, self._ep_out.bEndpointAddress
+        if backend is None or handle is None or not hasattr(backend, "bulk_read"):
+            return (lambda buf, ms: int(dev.read(ep_in, buf, ms)),     # pragma: no cover
+                    lambda data, ms: int(dev.write(ep_out, data, ms)))
+        return (functools.partial(backend.bulk_read, handle, ep_in, self._ifnum),
+                functools.partial(backend.bulk_write, handle, ep_out, self._ifnum))
+
     def _dispose(self) -> None:
         try:
             usb.util.dispose_resources(self.device)
@@ -383,7 +402,7 @@ class UsbTransport(Transport):
 
     def _write(self, data: Any, ms: int, what: str) -> None:
         try:
-            n = self.device.write(self._ep_out, data, self._limit(ms, what))
+            n = self._bulk_out(data, self._limit(ms, what))
         except (usb.core.USBError, usb.core.NoBackendError) as exc:
             raise self._usb_failed(exc, what) from exc
         if n != len(data):
@@ -393,7 +412,7 @@ class UsbTransport(Transport):
 
     def _read(self, buf: array.array, ms: int, what: str) -> int:
         try:
-            n = int(self.device.read(self._ep_in, buf, self._limit(ms, what)))
+            n = self._bulk_in(buf, self._limit(ms, what))
         except (usb.core.USBError, usb.core.NoBackendError) as exc:
             raise self._usb_failed(exc, what) from exc
         if self._deadline is not None:
