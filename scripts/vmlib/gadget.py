@@ -145,3 +145,73 @@ until [ -e /dev/ffs-mtp/ep1 ]; do
 done
 ls /sys/class/udc | head -n 1 > {g}/UDC
 """
+
+
+#: Where the guest's simulator log goes (``ptpctl serve --usb-gadget``; inside the guest).
+SIM_LOG = "/run/usb-vm/sim-gadget.log"
+#: The simulator's FunctionFS mount in the guest.
+SIM_FFS = "/dev/ffs-sim"
+
+
+def _repo() -> Path:
+    """The repository this harness belongs to (the folder holding the ptpfs package)."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "ptpfs" / "__init__.py").exists():
+            return parent
+    raise PrepareError("cannot find the ptpfs package above " + str(Path(__file__).parent))
+
+
+def sim_identity(profile: str) -> dict[str, str]:
+    """The configfs IDs and strings of *profile*, from the simulator itself (repository import)."""
+    import sys
+
+    repo = str(_repo())
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    from ptpfs.sim.gadget import configfs_identity
+
+    try:
+        return configfs_identity(profile)
+    except (KeyError, ValueError) as exc:
+        raise PrepareError(str(exc)) from exc
+
+
+def sim_setup_script(profile: str, root: Path | None, python: str) -> str:
+    """Run chrooted in the guest: a configfs gadget with the profile's identity and ffs.sim,
+    ``ptpctl serve --usb-gadget`` on it (from this repository), then bind the UDC."""
+    g = "/sys/kernel/config/usb_gadget/sim"
+    ident = sim_identity(profile)
+    repo = _repo()
+    serve = [python, "-m", "ptpfs.cli.ptpctl", "serve", "--usb-gadget", SIM_FFS,
+             "--profile", profile]
+    if root is not None:
+        serve += ["--root", str(root)]
+    q = shlex.quote
+    return f"""set -e
+mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
+mkdir {g}
+echo {ident['idVendor']} > {g}/idVendor
+echo {ident['idProduct']} > {g}/idProduct
+echo 0x0200 > {g}/bcdUSB
+mkdir {g}/strings/0x409
+echo {q(ident['serialnumber'])} > {g}/strings/0x409/serialnumber
+echo {q(ident['manufacturer'])} > {g}/strings/0x409/manufacturer
+echo {q(ident['product'])} > {g}/strings/0x409/product
+mkdir {g}/configs/c.1
+mkdir {g}/configs/c.1/strings/0x409
+echo PTP > {g}/configs/c.1/strings/0x409/configuration
+echo 120 > {g}/configs/c.1/MaxPower
+mkdir {g}/functions/ffs.sim
+ln -s {g}/functions/ffs.sim {g}/configs/c.1
+mkdir -p {SIM_FFS}
+mount -t functionfs sim {SIM_FFS}
+cd {q(str(repo))}
+{shlex.join(serve)} > {SIM_LOG} 2>&1 &
+n=0
+# the server writes the descriptors to ep0; then the endpoint files appear
+until [ -e {SIM_FFS}/ep1 ]; do
+    n=$((n+1)); [ $n -gt 600 ] && {{ echo 'usb-vm: the simulator did not set up FunctionFS'; cat {SIM_LOG}; exit 1; }}
+    sleep 0.1
+done
+ls /sys/class/udc | head -n 1 > {g}/UDC
+"""
