@@ -175,8 +175,10 @@ def serve_address(text: str) -> tuple[str, int, str | None]:
 def build_serve_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ptpctl serve``."""
     p = _Parser(prog=f"{PROG} serve",
-                description="Serve the simulated camera over PTP/IP until SIGINT/SIGTERM.",
-                epilog="The first line on stdout is 'listening on HOST:PORT'.  "
+                description="Serve the simulated camera over PTP/IP (or, with --usb-gadget, as a "
+                            "USB device) until SIGINT/SIGTERM.",
+                epilog="The first line on stdout is 'listening on HOST:PORT' (with "
+                       "--usb-gadget: 'serving on the USB gadget FFS_DIR', --listen unused).  "
                        "WARNING: with --root, every client that can connect may change and "
                        "delete the files under DIR (uploads never overwrite a file and "
                        "FormatStore is refused, but DeleteObject deletes); serve a copy or a "

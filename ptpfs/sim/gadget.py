@@ -126,16 +126,16 @@ class GadgetServer:
         try:
             self._ep0 = os.open(ep0, os.O_RDWR)
         except OSError as exc:
-            raise OSError(exc.errno, f"{ep0}: cannot open ({exc.strerror}); is a FunctionFS "
-                                     "instance mounted there?") from None
+            raise OSError(exc.errno, f"cannot open ({exc.strerror}); is a FunctionFS "
+                                     "instance mounted there?", str(ep0)) from None
         try:
             os.write(self._ep0, descriptors(self.identity.interface_class))
             os.write(self._ep0, strings(self.identity.interface_label))
         except OSError as exc:
             os.close(self._ep0)
             self._ep0 = -1
-            raise OSError(exc.errno, f"{ep0}: FunctionFS refused the descriptors "
-                                     f"({exc.strerror}); is another server using it?") from None
+            raise OSError(exc.errno, f"FunctionFS refused the descriptors ({exc.strerror}); "
+                                     "is another server using it?", str(ep0)) from None
         for name in ("ep1", "ep2", "ep3"):
             self._eps[name] = os.open(self.ffs_dir / name, os.O_RDWR)
         for target, name in ((self._ep0_loop, "ep0"), (self._in_loop, "bulk-in"),
