@@ -105,9 +105,12 @@ def umtprd_conf(storage: Path, name: str) -> str:
     ])
 
 
-def insmod_lines(modules: list[Path], newroot: str) -> list[str]:
-    """stage2 lines (busybox, before the chroot) loading the gadget modules from the host root."""
-    return [f"[ -d /sys/module/{ko.stem} ] || insmod {shlex.quote(newroot + str(ko))} || "
+def insmod_lines(modules: list[Path], newroot: str, udcs: int = 1) -> list[str]:
+    """stage2 lines (busybox, before the chroot) loading the gadget modules from the host root;
+    ``udcs`` dummy device controllers (one gadget each), each on its own dummy host bus."""
+    def params(ko: Path) -> str:
+        return f" num={udcs}" if ko.stem == "dummy_hcd" and udcs > 1 else ""
+    return [f"[ -d /sys/module/{ko.stem} ] || insmod {shlex.quote(newroot + str(ko))}{params(ko)} || "
             f"echo 'usb-vm: insmod {ko.stem} failed'" for ko in modules]   # boot loaded usbcore
 
 
@@ -176,13 +179,26 @@ def sim_identity(profile: str) -> dict[str, str]:
         raise PrepareError(str(exc)) from exc
 
 
-def sim_setup_script(profile: str, root: Path | None, python: str) -> str:
-    """Run chrooted in the guest: a configfs gadget with the profile's identity and ffs.sim,
-    ``ptpctl serve --usb-gadget`` on it (from this repository), then bind the UDC."""
-    g = "/sys/kernel/config/usb_gadget/sim"
+def sim_ffs(index: int) -> str:
+    """The FunctionFS mount of the *index*-th simulator gadget in the guest."""
+    return SIM_FFS if index == 0 else f"{SIM_FFS}{index}"
+
+
+def sim_log(index: int) -> str:
+    """The log of the *index*-th simulator gadget's server in the guest."""
+    return SIM_LOG if index == 0 else SIM_LOG.replace(".log", f"{index}.log")
+
+
+def sim_setup_script(profile: str, root: Path | None, python: str, index: int = 0) -> str:
+    """Run chrooted in the guest: a configfs gadget with the profile's identity and an ffs
+    function, ``ptpctl serve --usb-gadget`` on it (from this repository), then bind the
+    *index*-th UDC (``dummy_udc.INDEX``)."""
+    name = f"sim{index}" if index else "sim"
+    g = f"/sys/kernel/config/usb_gadget/{name}"
     ident = sim_identity(profile)
     repo = _repo()
-    serve = [python, "-m", "ptpfs.cli.ptpctl", "serve", "--usb-gadget", SIM_FFS,
+    ffs, log_file = sim_ffs(index), sim_log(index)
+    serve = [python, "-m", "ptpfs.cli.ptpctl", "serve", "--usb-gadget", ffs,
              "--profile", profile]
     if root is not None:
         serve += ["--root", str(root)]
@@ -201,17 +217,17 @@ mkdir {g}/configs/c.1
 mkdir {g}/configs/c.1/strings/0x409
 echo PTP > {g}/configs/c.1/strings/0x409/configuration
 echo 120 > {g}/configs/c.1/MaxPower
-mkdir {g}/functions/ffs.sim
-ln -s {g}/functions/ffs.sim {g}/configs/c.1
-mkdir -p {SIM_FFS}
-mount -t functionfs sim {SIM_FFS}
+mkdir {g}/functions/ffs.{name}
+ln -s {g}/functions/ffs.{name} {g}/configs/c.1
+mkdir -p {ffs}
+mount -t functionfs {name} {ffs}
 cd {q(str(repo))}
-{shlex.join(serve)} > {SIM_LOG} 2>&1 &
+{shlex.join(serve)} > {log_file} 2>&1 &
 n=0
 # the server writes the descriptors to ep0; then the endpoint files appear
-until [ -e {SIM_FFS}/ep1 ]; do
-    n=$((n+1)); [ $n -gt 600 ] && {{ echo 'usb-vm: the simulator did not set up FunctionFS'; cat {SIM_LOG}; exit 1; }}
+until [ -e {ffs}/ep1 ]; do
+    n=$((n+1)); [ $n -gt 600 ] && {{ echo 'usb-vm: the simulator did not set up FunctionFS'; cat {log_file}; exit 1; }}
     sleep 0.1
 done
-ls /sys/class/udc | head -n 1 > {g}/UDC
+echo dummy_udc.{index} > {g}/UDC
 """
