@@ -52,6 +52,9 @@ IN_TRANSFER = 64 * 1024
 #: Bytes read from ep2 per OUT request; a short packet or a zero-length packet ends it early.
 OUT_TRANSFER = 64 * 1024
 _POLL_MS = 500
+#: The PTP still-image class requests (bmRequestType, bRequest): Cancel, Device Reset,
+#: Get Device Status.
+_CLASS_REQUESTS = {(0x21, 0x64), (0x21, 0x66), (0xA1, 0x67)}
 
 
 def _interface(cls: int, sub: int, proto: int) -> bytes:
@@ -136,8 +139,14 @@ class GadgetServer:
             self._ep0 = -1
             raise OSError(exc.errno, f"FunctionFS refused the descriptors ({exc.strerror}); "
                                      "is another server using it?", str(ep0)) from None
-        for name in ("ep1", "ep2", "ep3"):
-            self._eps[name] = os.open(self.ffs_dir / name, os.O_RDWR)
+        self.serve(self._ep0, {name: os.open(self.ffs_dir / name, os.O_RDWR)
+                               for name in ("ep1", "ep2", "ep3")})
+
+    def serve(self, ep0: int, eps: dict[str, int]) -> None:
+        """Start the pumps on open endpoint files: *ep0* (descriptors already written) and
+        ``ep1``/``ep2``/``ep3`` in *eps*.  :meth:`start` calls it; tests pass socket pairs."""
+        self._ep0 = ep0
+        self._eps = dict(eps)
         for target, name in ((self._ep0_loop, "ep0"), (self._in_loop, "bulk-in"),
                              (self._out_loop, "bulk-out"), (self._intr_loop, "intr-in")):
             thread = threading.Thread(target=target, name=f"gadget-{name}", daemon=True)
@@ -195,31 +204,49 @@ class GadgetServer:
             pass
 
     def _setup(self, rtype: int, request: int, value: int, index: int, length: int) -> None:
-        """A class request on the interface: run it on the simulated device, answer or stall."""
+        """A class request on the interface: run it on the simulated device, answer or stall.
+
+        Requests the device does not know are stalled before any data stage; a known one
+        whose data the device then refuses (a malformed Cancel) is only logged, as its data
+        stage has already been acknowledged."""
         ep0 = self._ep0
         try:
+            if (rtype, request) not in _CLASS_REQUESTS:
+                raise usb.core.USBError("unsupported control request", None, errno.EPIPE)
             if rtype & 0x80:
                 buf = array.array("B", bytes(length))
                 n = self.device.control(rtype, request, value, index, buf)
                 os.write(ep0, buf.tobytes()[:n])
-            else:
-                data = os.read(ep0, length) if length else b""
-                buf = array.array("B", data)
-                self.device.control(rtype, request, value, index, buf if length else None)
-                if not length:
-                    return
+                return
+            data = os.read(ep0, length) if length else b""
         except usb.core.USBError as exc:
-            _log.debug("gadget: stalling control request %#04x/%#04x: %s", rtype, request, exc)
-            self.stalls += 1
-            try:   # the opposite direction stalls ep0 (linux/usb/functionfs.h)
-                if rtype & 0x80:
-                    os.read(ep0, 0)
-                else:
-                    os.write(ep0, b"")
-            except OSError:
-                pass
+            self._stall_ep0(rtype, request, exc)
+            return
         except OSError as exc:
             _log.debug("gadget: control request %#04x/%#04x: %s", rtype, request, exc)
+            return
+        if not length:
+            try:           # no data stage: reading nothing acknowledges the status stage
+                os.read(ep0, 0)
+            except OSError as exc:
+                _log.debug("gadget: control request %#04x/%#04x: %s", rtype, request, exc)
+        try:
+            self.device.control(rtype, request, value, index,
+                                array.array("B", data) if length else None)
+        except usb.core.USBError as exc:
+            _log.info("gadget: control request %#04x/%#04x refused after its data: %s",
+                      rtype, request, exc)
+
+    def _stall_ep0(self, rtype: int, request: int, exc: BaseException) -> None:
+        _log.debug("gadget: stalling control request %#04x/%#04x: %s", rtype, request, exc)
+        self.stalls += 1
+        try:   # the opposite direction stalls ep0 (linux/usb/functionfs.h)
+            if rtype & 0x80:
+                os.read(self._ep0, 0)
+            else:
+                os.write(self._ep0, b"")
+        except OSError:
+            pass
 
     # ------------------------------------------------------------- bulk and interrupt
     def _wait_enabled(self) -> bool:
