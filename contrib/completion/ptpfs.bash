@@ -40,9 +40,9 @@ _ptpctl() {
     if [ "${COMP_WORDS[1]}" = serve ]; then
         case $prev in
             --profile) COMPREPLY=($(compgen -W "generic canon-eos android-mtp whole-object" -- "$cur")); return ;;
-            --root) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+            --root|--usb-gadget) COMPREPLY=($(compgen -d -- "$cur")); return ;;
         esac
-        COMPREPLY=($(compgen -W "-h --help --listen --root --profile --name --allow-uploads
+        COMPREPLY=($(compgen -W "-h --help --listen --usb-gadget --root --profile --name --allow-uploads
             --deny-uploads --bandwidth --latency -v --debug" -- "$cur"))
         return
     fi

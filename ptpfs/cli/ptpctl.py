@@ -175,8 +175,10 @@ def serve_address(text: str) -> tuple[str, int, str | None]:
 def build_serve_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ptpctl serve``."""
     p = _Parser(prog=f"{PROG} serve",
-                description="Serve the simulated camera over PTP/IP until SIGINT/SIGTERM.",
-                epilog="The first line on stdout is 'listening on HOST:PORT'.  "
+                description="Serve the simulated camera over PTP/IP (or, with --usb-gadget, as a "
+                            "USB device) until SIGINT/SIGTERM.",
+                epilog="The first line on stdout is 'listening on HOST:PORT' (with "
+                       "--usb-gadget: 'serving on the USB gadget FFS_DIR', --listen unused).  "
                        "WARNING: with --root, every client that can connect may change and "
                        "delete the files under DIR (uploads never overwrite a file and "
                        "FormatStore is refused, but DeleteObject deletes); serve a copy or a "
@@ -184,6 +186,11 @@ def build_serve_parser() -> argparse.ArgumentParser:
                        "for explicitly: --listen 0.0.0.0:PORT or [::]:PORT.")
     p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:15740",
                    help="address to listen on (default 127.0.0.1:15740; port 0 picks a free one)")
+    p.add_argument("--usb-gadget", metavar="FFS_DIR",
+                   help="serve as a real USB device instead of over PTP/IP: FFS_DIR is a "
+                        "mounted FunctionFS instance of a configfs gadget (Linux; root); the "
+                        "gadget's IDs and strings for the profile come from "
+                        "'python3 -m ptpfs.sim.gadget --identity PROFILE'")
     p.add_argument("--root", metavar="DIR",
                    help="serve the files under DIR, read-write (default: a generated sample "
                         "card); see the warning below")
@@ -585,8 +592,14 @@ def serve_main(argv: Sequence[str]) -> int:
             logging.getLogger("ptpfs").setLevel(logging.DEBUG)
         try:
             camera = _make_camera(make_camera, args)
-            server = PtpipServer(camera, host=host, port=port,
-                                 name=args.name or camera.profile.model)
+            server: Any
+            if args.usb_gadget is not None:
+                from ptpfs.sim.gadget import GadgetServer
+
+                server = GadgetServer(camera, args.usb_gadget)
+            else:
+                server = PtpipServer(camera, host=host, port=port,
+                                     name=args.name or camera.profile.model)
             server.start()
         except (PTPError, OSError, ValueError) as exc:
             return _fail(exc)
@@ -597,8 +610,13 @@ def serve_main(argv: Sequence[str]) -> int:
                 except ValueError:  # not the main thread: rely on KeyboardInterrupt
                     pass
             shown = f"[{host}]" if ":" in host else host
-            print(f"listening on {shown}:{server.port} (profile {args.profile}, "
-                  f"device spec ptpip:{shown}:{server.port})", flush=True)
+            if args.usb_gadget is not None:
+                ident = server.identity
+                print(f"serving on the USB gadget {args.usb_gadget} (profile {args.profile}, "
+                      f"{ident.vendor_id:04x}:{ident.product_id:04x})", flush=True)
+            else:
+                print(f"listening on {shown}:{server.port} (profile {args.profile}, "
+                      f"device spec ptpip:{shown}:{server.port})", flush=True)
             while not stop.wait(0.5):
                 pass
         except KeyboardInterrupt:

@@ -47,7 +47,7 @@ from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request
 from ptpfs.protocol.transaction import (RESPONDER, Cancel, Command, DataChunk, DataEnd,
                                         DataStart, Response, Transaction, usb_container_event)
 
-__all__ = ["SimUsbBackend", "SimUsbDevice", "PACKET_SIZE"]
+__all__ = ["SimUsbBackend", "SimUsbDevice", "UsbIdentity", "PACKET_SIZE", "usb_identity"]
 
 _log = logging.getLogger(__name__)
 
@@ -57,12 +57,37 @@ _INT_PACKET = 64
 _RC_OK, _RC_GENERAL_ERROR, _RC_DEVICE_BUSY = 0x2001, 0x2002, 0x2019
 _RC_TRANSACTION_CANCELLED = 0x201F
 
+@dataclasses.dataclass(frozen=True)
+class UsbIdentity:
+    """How a profile looks on the bus: IDs, strings and the interface class triple."""
+
+    vendor_id: int
+    product_id: int
+    manufacturer: str
+    product: str
+    interface_class: tuple[int, int, int]
+    interface_label: str
+
+
 _IDENTITIES = {
-    # profile: (vendor, product, manufacturer, product string, interface class triple, label)
-    "canon-eos": (0x04A9, 0x32F5, "Canon Inc.", "Canon Digital Camera", (6, 1, 1), "PTP"),
-    "android-mtp": (0x18D1, 0x4EE1, "Google", "Pixel", (0xFF, 0xFF, 0x00), "MTP"),
-    "generic": (0x1D6B, 0x0150, "ptpfs", "Simulated Camera", (6, 1, 1), "PTP"),
+    "canon-eos": UsbIdentity(0x04A9, 0x32F5, "Canon Inc.", "Canon Digital Camera", (6, 1, 1),
+                             "PTP"),
+    "android-mtp": UsbIdentity(0x18D1, 0x4EE1, "Google", "Pixel", (0xFF, 0xFF, 0x00), "MTP"),
+    "generic": UsbIdentity(0x1D6B, 0x0150, "ptpfs", "Simulated Camera", (6, 1, 1), "PTP"),
 }
+
+
+def usb_identity(camera: Any) -> UsbIdentity:
+    """The USB identity of *camera*'s profile (Canon's vendor ID and an EOS R6 product for
+    ``canon-eos``, a Pixel in MTP mode for ``android-mtp``, a generic still-image device
+    otherwise), with the manufacturer and product strings of the profile's DeviceInfo."""
+    ident = _IDENTITIES.get(_profile_name(camera), _IDENTITIES["generic"])
+    info = getattr(camera, "profile", None)
+    if info is not None and not isinstance(info, str):
+        ident = dataclasses.replace(
+            ident, manufacturer=getattr(info, "manufacturer", None) or ident.manufacturer,
+            product=getattr(info, "model", None) or ident.product)
+    return ident
 
 
 def _usb_error(code: int, message: str) -> usb.core.USBError:
@@ -122,18 +147,14 @@ class SimUsbDevice:
         self.camera = camera
         self.bus = bus
         self.address = address
-        profile = _profile_name(camera)
-        vid, pid, manufacturer, product, triple, label = _IDENTITIES.get(profile,
-                                                                         _IDENTITIES["generic"])
-        self.vendor_id, self.product_id = vid, pid
-        self.interface_class = triple
+        ident = usb_identity(camera)
+        self.vendor_id, self.product_id = ident.vendor_id, ident.product_id
+        self.interface_class = ident.interface_class
         info = getattr(camera, "profile", None)
         if info is not None and not isinstance(info, str):
-            manufacturer = getattr(info, "manufacturer", None) or manufacturer
-            product = getattr(info, "model", None) or product
             serial = serial or getattr(info, "serial_number", None)
-        self.strings = {1: manufacturer, 2: product, 3: serial or f"SIM{bus:03d}{address:03d}",
-                        4: label}
+        self.strings = {1: ident.manufacturer, 2: ident.product,
+                        3: serial or f"SIM{bus:03d}{address:03d}", 4: ident.interface_label}
         # Host-visible switches for tests.
         self.kernel_driver_active = False
         self.claimed_elsewhere = False
