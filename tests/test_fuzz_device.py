@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ptpfs.errors import ConnectionLost, ProtocolError, PTPError, TransportTimeout
-from ptpfs.fs.naming import unique_names
+from ptpfs.services.naming import unique_names
 from ptpfs.fs.tree import Tree
 from ptpfs.protocol.codes import OC, OFC
 from ptpfs.protocol.datasets import ObjectInfo

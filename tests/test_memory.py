@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ptpfs.fs import tree as tree_mod
-from ptpfs.fs.listing import ObjectMeta
+from ptpfs.services.listing import ObjectMeta
 from ptpfs.fs.tree import EC_OBJECT_ADDED, EC_OBJECT_REMOVED, Node, Tree
 from ptpfs.protocol.codes import OC
 from ptpfs.protocol.messages import Event

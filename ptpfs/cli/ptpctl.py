@@ -27,10 +27,11 @@ from ptpfs.cli.progress import ProgressBar
 from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
                           InvalidValue, NotSupported, PTPError, ResponseError, TransportError,
                           TransportTimeout)
-from ptpfs.protocol.codes import DT, format_for_filename, operation_name, property_name
+from ptpfs.protocol.codes import format_for_filename, operation_name, property_name
 from ptpfs.protocol.datasets import ObjectInfo
 from ptpfs.protocol.wire import format_datetime
 from ptpfs.services import properties
+from ptpfs.services.listing import object_size as _object_size
 
 PROG = "ptpctl"
 
@@ -298,16 +299,6 @@ class _Listed:
     path: str
 
 
-def _object_size(session: Any, handle: int, info: ObjectInfo) -> int:
-    """ObjectInfo's size, asking MTP ObjectSize (u64) when it says 0xFFFFFFFF (>= 4 GiB)."""
-    if info.compressed_size != 0xFFFFFFFF or not session.capabilities.object_props:
-        return info.compressed_size
-    try:
-        return int(session.get_object_prop_value(handle, 0xDC04, DT.UINT64))
-    except ResponseError:
-        return info.compressed_size
-
-
 def _walk_storage(session: Any, storage_id: int) -> list[_Listed]:
     """Every object of a storage in tree order (folders before their contents)."""
     infos: dict[int, ObjectInfo] = {}
@@ -382,7 +373,7 @@ def _list_files(run: _Run, session: Any) -> None:
 
 
 def _safe_filename(name: str, handle: int) -> str:
-    from ptpfs.fs.naming import sanitize
+    from ptpfs.services.naming import sanitize
 
     cleaned = sanitize(name.replace("\\", "_").lstrip(), fallback=f"object-{handle:08x}")
     return cleaned if cleaned.strip("._ ") else f"object-{handle:08x}"
@@ -471,7 +462,7 @@ def _upload(run: _Run, session: Any, spec: str, parent: int | None) -> None:
         with ProgressBar(st.st_size, base[:40]) as bar:
             session.send_object(f, st.st_size, progress=bar)
     # Devices may announce a handle they register later (or another object's): confirm it.
-    from ptpfs.fs.uploads import confirm_upload
+    from ptpfs.services.uploads import confirm_upload
 
     handle, _ = confirm_upload(session, got_sid or sid,
                                0 if parent in (None, 0xFFFFFFFF) else parent, base, handle)

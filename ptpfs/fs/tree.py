@@ -1,7 +1,7 @@
 """The object tree: storages, folders and files, their names and inode numbers.
 
 Listings are fetched lazily, one folder at a time, with the session's best
-:mod:`~ptpfs.fs.listing` strategy and kept in a :class:`cachetools.TTLCache`
+:mod:`~ptpfs.services.listing` strategy and kept in a :class:`cachetools.TTLCache`
 keyed by ``(storage_id, folder_handle)``; device events update or invalidate
 exactly the folder they concern.  Node objects are reused across re-listings
 (same handle, same node), so inode numbers and parent links stay stable.
@@ -34,8 +34,8 @@ from cachetools import TTLCache
 
 from ptpfs.errors import PTPError, ResponseError
 from ptpfs.protocol.codes import RC
-from ptpfs.fs.listing import Lister, ObjectMeta, choose_lister, norm_parent
-from ptpfs.fs.naming import sanitize, unique_names
+from ptpfs.services.listing import Lister, ObjectMeta, choose_lister, norm_parent
+from ptpfs.services.naming import sanitize, unique_names
 
 log = logging.getLogger("ptpfs.fs")
 

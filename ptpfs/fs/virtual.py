@@ -21,7 +21,7 @@ from typing import Any
 from cachetools import TTLCache
 
 from ptpfs.errors import InvalidValue, PTPError
-from ptpfs.fs.naming import unique_names
+from ptpfs.services.naming import unique_names
 from ptpfs.services.properties import check_value, describe_form, format_value
 
 log = logging.getLogger("ptpfs.fs")

@@ -2,6 +2,8 @@
 
 This layer sits between :mod:`ptpfs.session` and its users (:mod:`ptpfs.fs`,
 :mod:`ptpfs.cli`): one implementation of each device-level service, so the
-mount and ``ptpctl`` cannot disagree.  ``properties`` parses, formats and
-validates device property values.
+mount and ``ptpctl`` cannot disagree: ``listing`` (listing strategies and the
+ObjectSize fallback), ``naming`` (untrusted device names made safe),
+``uploads`` (which object an upload created) and ``properties`` (parsing,
+formatting and validating device property values).
 """

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ptpfs.errors import ProtocolError, ResponseError
-from ptpfs.protocol.codes import RC
+from ptpfs.protocol.codes import DT, RC
+from ptpfs.protocol.datasets import ObjectInfo
 
-log = logging.getLogger("ptpfs.fs")
+log = logging.getLogger("ptpfs.services")
 
 ROOT = 0xFFFFFFFF          # "root of the storage" as a GetObjectHandles parent
 ASSOCIATION = 0x3001       # ObjectFormat of a folder
@@ -36,7 +37,6 @@ OPC_FILENAME = 0xDC07
 OPC_DATE_CREATED = 0xDC08
 OPC_DATE_MODIFIED = 0xDC09
 OPC_PARENT = 0xDC0B
-DT_UINT64 = 0x0008
 
 #: Responses meaning "this listing mechanism does not work here; fall back".
 UNSUPPORTED = {0x2005, 0x2006, 0x201D, 0xA801, 0xA808, 0x2014}
@@ -114,25 +114,27 @@ class Lister:
         return meta_from_info(self.session, handle, info)
 
 
-def big_size(session: Any, handle: int) -> int:
-    """The 64-bit ObjectSize of an object whose ObjectInfo says 0xFFFFFFFF."""
-    try:
-        value = session.get_object_prop_value(handle, OPC_SIZE, DT_UINT64)
-        return int(value)
-    except Exception as exc:  # noqa: BLE001 - fall back to the 32-bit figure
-        log.info("ObjectSize of 0x%08x unavailable: %s", handle, exc)
-        return SIZE_UNKNOWN32
-
-
-def meta_from_info(session: Any, handle: int, info: Any) -> ObjectMeta:
-    """Build :class:`ObjectMeta` from an ObjectInfo dataset."""
+def object_size(session: Any, handle: int, info: ObjectInfo) -> int:
+    """ObjectInfo's size; when it says 0xFFFFFFFF (4 GiB or more), the 64-bit MTP
+    ObjectSize if the device has it (otherwise 0xFFFFFFFF: unknown)."""
     size = info.compressed_size
-    if size == SIZE_UNKNOWN32 and info.object_format != ASSOCIATION:
-        size = big_size(session, handle)
+    if size != SIZE_UNKNOWN32 or info.object_format == ASSOCIATION \
+            or not session.capabilities.object_props:
+        return size
+    try:
+        return int(session.get_object_prop_value(handle, OPC_SIZE, DT.UINT64))
+    except (ResponseError, ProtocolError) as exc:  # fall back to the 32-bit figure
+        log.info("ObjectSize of 0x%08x unavailable: %s", handle, exc)
+        return size
+
+
+def meta_from_info(session: Any, handle: int, info: ObjectInfo) -> ObjectMeta:
+    """Build :class:`ObjectMeta` from an ObjectInfo dataset."""
     mtime = to_timestamp(info.modification_date) or to_timestamp(info.capture_date)
     return ObjectMeta(handle=handle, storage_id=info.storage_id,
                       parent=norm_parent(info.parent), filename=info.filename,
-                      format=info.object_format, size=0 if info.object_format == ASSOCIATION else size,
+                      format=info.object_format,
+                      size=0 if info.object_format == ASSOCIATION else object_size(session, handle, info),
                       mtime=mtime, protection=info.protection_status)
 
 
