@@ -4,7 +4,7 @@
     scripts/fuzz.py --cases 100000 [--seed N] [--layer session|ptpip|usb|all]
 
 Every case builds a small simulated camera, wraps it in a
-:class:`~ptpfs.sim.hostile.HostileCamera` driven by ``Plan.random(seed)``, connects the
+:class:`~ptpfs.testing.hostile.HostileCamera` driven by ``Plan.random(seed)``, connects the
 client through the chosen layer (``session``: in-process, ``usb``: the real pyusb transport
 over a hostile simulated backend, ``ptpip``: the real PTP/IP transport over a hostile
 PTP/IP server) and runs the Session operations the filesystem uses plus a walk of the
@@ -43,7 +43,7 @@ from ptpfs.protocol.datasets import ObjectInfo  # noqa: E402
 from ptpfs.protocol.messages import Event  # noqa: E402
 from ptpfs.session import Session  # noqa: E402
 from ptpfs.sim import make_camera  # noqa: E402
-from ptpfs.sim.hostile import HostileCamera, HostilePtpipServer, HostileUsbBackend, Plan  # noqa: E402
+from ptpfs.testing.hostile import HostileCamera, HostilePtpipServer, HostileUsbBackend, Plan  # noqa: E402
 from ptpfs.transport.inprocess import InProcessTransport  # noqa: E402
 
 ALL = 0xFFFFFFFF

@@ -23,7 +23,7 @@ from ptpfs.errors import ConnectionLost, PTPError, TransportTimeout
 from ptpfs.protocol.codes import OC
 from ptpfs.session import Session
 from ptpfs.sim import make_camera
-from ptpfs.sim.hostile import HostileCamera, HostilePtpipServer, Mutation, Plan
+from ptpfs.testing.hostile import HostileCamera, HostilePtpipServer, Mutation, Plan
 from ptpfs.sim.ptpip_server import PtpipServer
 from ptpfs.transport.ptpip import PtpipTransport
 

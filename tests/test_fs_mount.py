@@ -384,7 +384,7 @@ def test_property_files(mount_sim) -> None:
 def test_hostile_fabric_listing_never_hangs(mount_sim, seed: int, echo: bool, same: bool) -> None:
     """Invented graphs (cyclic parents, self-parents, hostile and duplicate names) list
     safely: every name is a valid component and unique, and ls -R terminates."""
-    from ptpfs.sim.hostile import Fabric, HostileCamera, Plan
+    from ptpfs.testing.hostile import Fabric, HostileCamera, Plan
 
     inner = make_camera(None, "generic", folders=1, files_per_folder=2)
     plan = Plan(seed, "generic", (), Fabric(seed=seed, count=30, fanout=10, echo_parent=echo,

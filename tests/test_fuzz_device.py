@@ -1,7 +1,7 @@
 """Device-side fuzzing: a hostile simulated camera against the client (issue 5).
 
 Every case runs the Session operations the filesystem uses, and a walk of the filesystem
-tree, against a :class:`~ptpfs.sim.hostile.HostileCamera` (in process, over the real USB
+tree, against a :class:`~ptpfs.testing.hostile.HostileCamera` (in process, over the real USB
 transport on a hostile pyusb backend, and over the real PTP/IP transport on a hostile
 PTP/IP server).  The property: each operation ends in data or a ``PTPError`` subclass, no
 case hangs, memory stays within 4 x the bytes received + 4 MiB, and the tree only shows
@@ -30,7 +30,7 @@ from ptpfs.protocol.codes import OC, OFC
 from ptpfs.protocol.datasets import ObjectInfo
 from ptpfs.session import Session
 from ptpfs.sim import make_camera
-from ptpfs.sim.hostile import (HOSTILE_NAMES, PTPIP_KINDS, RESPONDER_KINDS, TARGET_OPS,
+from ptpfs.testing.hostile import (HOSTILE_NAMES, PTPIP_KINDS, RESPONDER_KINDS, TARGET_OPS,
                                USB_KINDS, Fabric, HostileCamera, HostilePtpipServer,
                                HostileUsbBackend, Mutation, Plan)
 from ptpfs.transport.inprocess import InProcessTransport

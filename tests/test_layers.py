@@ -20,6 +20,7 @@ RANK = {
     "ptpfs.protocol": 1,
     "ptpfs.transport": 2,
     "ptpfs.sim": 3,
+    "ptpfs.testing": 3.5,   # test machinery over the simulator; not installed
     "ptpfs.capabilities": 4,
     "ptpfs.session": 5,
     "ptpfs.connect": 6,
@@ -104,7 +105,7 @@ def test_filesystem_never_builds_containers(path: Path) -> None:
 #: sequence to ``ptpfs.protocol.transaction`` (``transport/inprocess.py`` has no wire: it
 #: calls the responder's methods).
 WIRE_PUMPS = ["transport/usb.py", "transport/ptpip.py", "sim/usb_backend.py",
-              "sim/ptpip_server.py", "sim/hostile.py"]
+              "sim/ptpip_server.py", "testing/hostile.py"]
 
 
 def _names(node: ast.AST) -> set[str]:
@@ -164,4 +165,19 @@ def test_one_listing_and_size_fallback_for_mount_and_ptpctl() -> None:
         if path.parent.name in {"fs", "cli"}:
             text = path.read_text(encoding="utf-8")
             assert "0xDC04" not in text and "OPC_SIZE" not in text, path.name
+
+
+def test_test_machinery_is_not_installed_nor_imported_by_the_package() -> None:
+    """ptpfs.testing ships with the source tree only: pyproject.toml leaves it out of the
+    installed package, and only connect.py's opt-in PTPFS_TEST_USB_SIM hook reaches it."""
+    pyproject = (PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'exclude = ["ptpfs.testing*"]' in pyproject
+    for path in SOURCES:
+        if path.parent.name == "testing":
+            continue
+        users = [m for m in _imports(path) if m.startswith("ptpfs.testing")]
+        if path.name == "connect.py":
+            assert users == ["ptpfs.testing"], users
+        else:
+            assert not users, f"{path.relative_to(PACKAGE)} imports {users}"
 
