@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the main command (``serve`` has its own)."""
     p = _Parser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Talk to a PTP/MTP camera (USB, PTP/IP or the simulator). "
-                            "Subcommand: `ptpctl serve --help`.",
+                            "Subcommands: `ptpctl serve --help`, `ptpctl firmware --help`.",
                 epilog=EXIT_CODES_HELP)
     p.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("-o", "--list-operations", action="store_true",
@@ -629,6 +629,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "serve":
         return serve_main(argv[1:])
+    if argv and argv[0] == "firmware":
+        from ptpfs.cli.firmware import firmware_main
+
+        return firmware_main(argv[1:])
     parser = build_parser()
     if not argv:
         parser.print_usage(sys.stderr)
