@@ -110,13 +110,7 @@ def test_seeded_plans_as_the_long_mode_runs_them() -> None:
 
 
 # ------------------------------------------------- the hostile device really is hostile
-@pytest.fixture
-def camera():
-    cam = make_camera(None, "android-mtp", files_per_folder=3, jpeg_size=3000, raw_size=5000)
-    try:
-        yield cam
-    finally:
-        cam.close()
+CAMERA = {"profile": "android-mtp", "files_per_folder": 3, "jpeg_size": 3000, "raw_size": 5000}
 
 
 def _session(camera, *muts: Mutation, fabric: Fabric | None = None) -> tuple[Session,

@@ -13,7 +13,6 @@ import subprocess
 
 import pytest
 
-from ptpfs.sim import make_camera
 from ptpfs.sim.ptpip_server import PtpipServer
 from ptpfs.sim.store import StoreError
 
@@ -26,12 +25,8 @@ FOLDER = "DCIM/100CANON"
 GP_FOLDER = "/store_00010001/DCIM/100CANON"
 
 
-@pytest.fixture
-def camera():
-    cam = make_camera(None, "generic", folders=1, files_per_folder=3, jpeg_size=250_000,
-                      raw_size=700_000)
-    yield cam
-    cam.close()
+CAMERA = {"profile": "generic", "folders": 1, "files_per_folder": 3, "jpeg_size": 250_000,
+          "raw_size": 700_000}
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from ptpfs.errors import ConnectionLost, InvalidValue, ResponseError
 from ptpfs.protocol.codes import DPC, EC, OC, OFC, RC
 from ptpfs.protocol.datasets import ObjectInfo
 from ptpfs.session import Session
-from ptpfs.sim import make_camera
 from ptpfs.transport.inprocess import InProcessTransport
 
 
@@ -23,11 +22,8 @@ def profile(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture
-def camera(profile: str):
-    cam = make_camera(None, profile, uploads=True)   # canon-eos refuses them by default
-    yield cam
-    cam.close()
+#: The shared ``camera`` fixture (conftest.py) takes its profile from ``profile`` above.
+CAMERA = {"uploads": True}   # canon-eos refuses them by default
 
 
 @pytest.fixture

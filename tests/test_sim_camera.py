@@ -15,9 +15,12 @@ from ptpfs.protocol.wire import decode_value, encode_value, parse_datetime
 from ptpfs.sim import SD1, SD2, make_camera
 from ptpfs.sim.camera import SimCamera
 
-from test_inprocess import Client
+from ptp_client import Client
 
 ALL = 0xFFFFFFFF
+
+
+CAMERA = {"profile": "generic", "files_per_folder": 4, "jpeg_size": 200_000, "raw_size": 600_000}
 
 
 def _make(profile: str = "generic", **kw: object):
@@ -25,25 +28,6 @@ def _make(profile: str = "generic", **kw: object):
     kw.setdefault("jpeg_size", 200_000)
     kw.setdefault("raw_size", 600_000)
     return make_camera(None, profile, **kw)
-
-
-@pytest.fixture
-def camera():
-    cam = _make()
-    try:
-        yield cam
-    finally:
-        cam.close()
-
-
-@pytest.fixture
-def client(camera):
-    c = Client(camera)
-    c.open()
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture

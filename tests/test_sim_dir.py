@@ -13,7 +13,7 @@ from ptpfs.protocol.datasets import ObjectInfo, StorageInfo, decode_u32_array
 from ptpfs.protocol.wire import encode_value
 from ptpfs.sim import make_camera
 
-from test_inprocess import Client
+from ptp_client import Client
 
 SID = 0x00010001
 ALL = 0xFFFFFFFF

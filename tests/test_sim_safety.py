@@ -22,7 +22,7 @@ from ptpfs.sim import make_camera
 from ptpfs.sim.dirstore import TEMP_PREFIX, unique_host_name
 from ptpfs.sim.ptpip_server import PtpipServer
 
-from test_inprocess import Client
+from ptp_client import Client
 from test_ptpctl import _env
 from test_sim_dir import SID, names, upload
 

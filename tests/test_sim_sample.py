@@ -11,7 +11,7 @@ from ptpfs.protocol.codes import OC, OFC
 from ptpfs.protocol.datasets import ObjectInfo, decode_u32_array
 from ptpfs.sim import SD1, GeneratedContent, SampleStore, make_camera
 
-from test_inprocess import Client
+from ptp_client import Client
 
 
 def test_default_layout_is_a_canon_card() -> None:

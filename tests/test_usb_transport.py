@@ -20,52 +20,13 @@ from ptpfs.sim.usb_backend import PACKET_SIZE, SimUsbBackend
 from ptpfs.sim.usb_backend import EP_IN
 from ptpfs.transport.usb import CHUNK_SIZE, EndpointStalled, find_devices, open_usb
 from ptpfs.transport.usbspec import parse_usb_spec
+from ptp_client import RawClient
 
 FOLDER = "DCIM/100CANON"
 
 
-class Client:
-    """Numbers transactions the way a session does (OpenSession = 0, then 1, 2, ...)."""
-
-    def __init__(self, transport) -> None:
-        self.t = transport
-        self.tid = 0
-
-    def call(self, code, *params, data_in=None, data=None, timeout=None):
-        kwargs = {}
-        if data is not None:
-            kwargs = {"data_out": io.BytesIO(data), "data_out_length": len(data)}
-        tid, self.tid = self.tid, self.tid + 1     # a failed transaction still uses its ID
-        return self.t.transact(Request(code, tid, params), data_in=data_in, timeout=timeout,
-                               **kwargs)
-
-    def get(self, code, *params) -> bytes:
-        sink = io.BytesIO()
-        response = self.call(code, *params, data_in=sink)
-        assert response.code == RC.OK, hex(response.code)
-        return sink.getvalue()
-
-    def open(self) -> None:
-        self.tid = 0
-        assert self.call(OC.OpenSession, 1).code == RC.OK
-
-    def upload(self, camera, name: str, payload: bytes) -> int:
-        parent = camera.store.find(FOLDER).handle
-        info = ObjectInfo(storage_id=SD1, object_format=OFC.Undefined,
-                          compressed_size=len(payload), filename=name)
-        r = self.call(OC.SendObjectInfo, SD1, parent, data=info.encode())
-        assert r.code == RC.OK, hex(r.code)
-        r = self.call(OC.SendObject, data=payload)
-        assert r.code == RC.OK, hex(r.code)
-        return camera.store.find(f"{FOLDER}/{name}").handle
-
-
-@pytest.fixture
-def camera():
-    cam = make_camera(None, "generic", folders=1, files_per_folder=2, jpeg_size=300_000,
-                      raw_size=400_000)
-    yield cam
-    cam.close()
+CAMERA = {"profile": "generic", "folders": 1, "files_per_folder": 2, "jpeg_size": 300_000,
+          "raw_size": 400_000}
 
 
 @pytest.fixture
@@ -80,13 +41,6 @@ def transport(backend):
     t = open_usb("usb", backend=backend, timeout=1.0)
     yield t
     t.close()
-
-
-@pytest.fixture
-def client(transport):
-    c = Client(transport)
-    c.open()
-    return c
 
 
 # ------------------------------------------------------------------ discovery
@@ -123,7 +77,7 @@ def test_find_by_every_spec_form():
             open_usb("usb:NOPE", backend=be)
         t = open_usb("usb:PIX1", backend=be)
         try:
-            c = Client(t)
+            c = RawClient(t)
             info = DeviceInfo.decode(c.get(OC.GetDeviceInfo))
             assert info.model == cams[2].profile.model
         finally:
@@ -148,7 +102,7 @@ def test_open_errors_are_explained(camera, backend):
     t = open_usb("usb", backend=backend)
     try:
         assert dev.detaches == 1
-        assert Client(t).get(OC.GetDeviceInfo)
+        assert RawClient(t).get(OC.GetDeviceInfo)
     finally:
         t.close()
 
@@ -156,7 +110,7 @@ def test_open_errors_are_explained(camera, backend):
 # ------------------------------------------------------------------ transactions
 
 def test_device_info_and_session(camera, transport):
-    c = Client(transport)
+    c = RawClient(transport)
     info = DeviceInfo.decode(c.get(OC.GetDeviceInfo))
     assert info.manufacturer == camera.profile.manufacturer
     assert OC.GetObject in info.operations_supported
@@ -201,7 +155,7 @@ def test_large_object_streams_with_bounded_memory():
     be = SimUsbBackend([cam])
     t = open_usb("usb", backend=be, timeout=5.0)
     try:
-        c = Client(t)
+        c = RawClient(t)
         c.open()
         obj = cam.store.find(f"{FOLDER}/MVI_9999.MP4")
 
