@@ -53,6 +53,11 @@ class TransportTimeout(TransportError):
     """The device did not answer in time."""
 
 
+class Interrupted(PTPError):
+    """The caller gave up (a signal to the program that waits) before its request reached
+    the device; nothing was sent."""
+
+
 class DeviceNotFound(PTPError):
     """No device matches the requested specification."""
 

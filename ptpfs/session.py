@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 from ptpfs.capabilities import Capabilities
 from ptpfs.errors import (
     ConnectionLost,
+    Interrupted,
     InvalidValue,
     ProtocolError,
     ResponseError,
@@ -230,6 +231,9 @@ class Session(LinkSupervision):
         self._suspect = False         # a transaction timed out: probe before the next
         self._pins = threading.local()
         self._prop_types: dict[int, int] = {}
+        #: ``() -> bool``: has the current thread's caller been interrupted?  Asked while a
+        #: transaction waits for the session (the filesystem sets it to FUSE's check).
+        self.interrupted: Callable[[], bool] | None = None
         #: Recent events, for callers that prefer polling to callbacks.
         self.events: queue.Queue[Event] = queue.Queue(maxsize=1024)
         #: Device behaviours this session adapted to (key -> one-line description).
@@ -251,12 +255,12 @@ class Session(LinkSupervision):
         SessionNotOpen) gets the session opened first and the question asked again, as
         libgphoto2 does.
         """
-        result = self.transaction(OC.GetDeviceInfo)
+        result = self.transaction(OC.GetDeviceInfo, check=False)
         if result.code == RC.SessionNotOpen:
             self.adapt("deviceinfo-in-session",
                        "GetDeviceInfo is refused outside a session: opening the session first")
             self.open_session()
-            result = self.transaction(OC.GetDeviceInfo)
+            result = self.transaction(OC.GetDeviceInfo, check=False)
         self._device_info = DeviceInfo.decode(result.raise_for_status().data, strict=False)
         self._capabilities = Capabilities.from_device_info(self._device_info)
         if not self.is_open:
@@ -414,7 +418,7 @@ class Session(LinkSupervision):
         counter = _CountingSink(sink if sink is not None else collector, progress)
         out = _CountingSource(source, progress) if source is not None else None
         seen_failures = self._failures
-        with self._lock:
+        with self._queued(code):
             self._check_usable(seen_failures)
             if self._suspect and code != OC.GetDeviceInfo:
                 self._probe()
@@ -429,11 +433,7 @@ class Session(LinkSupervision):
                 self._transaction_failed(code, tid, exc)
                 raise
             elapsed = time.monotonic() - started
-            if response.transaction_id != tid and code != OC.GetDeviceInfo:
-                self._recover()
-                raise ProtocolError(
-                    f"{operation_name(code)}: response for transaction {response.transaction_id},"
-                    f" expected {tid}")
+            # the response's transaction ID was checked by the transport's transaction machine
             self._suspect = False
             self.stats.transactions += 1
             self.stats.per_operation[code] += 1
@@ -446,6 +446,25 @@ class Session(LinkSupervision):
                       counter.count, out.count if out else 0, elapsed * 1000)
         data = bytes(collector.buf) if collector is not None else b""
         return Result(response.code, tuple(response.params), data, code, counter.count)
+
+    @contextlib.contextmanager
+    def _queued(self, code: int) -> Iterator[None]:
+        """Hold the session lock; while waiting for it (another transaction is running),
+        give up with :class:`Interrupted` as soon as :attr:`interrupted` says the caller
+        was interrupted (a FUSE request whose program got a signal)."""
+        check = self.interrupted
+        if check is None:
+            with self._lock:
+                yield
+            return
+        while not self._lock.acquire(timeout=0.1):
+            if check():
+                raise Interrupted(f"{operation_name(code)}: interrupted while waiting for "
+                                  "the device")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _take_tid(self, code: int) -> int:
         if code == OC.OpenSession or not self.is_open:

@@ -217,7 +217,8 @@ def bench_transfer(profile: str, size: int, bandwidth: float | None,
                    latency: float, workdir: str, repeat: int = 1) -> dict[str, Any]:
     """*repeat* runs of :func:`transfer_once`; per-run figures and their medians."""
     camera = make_camera(None, profile, folders=1, files_per_folder=2, jpeg_size=100_000,
-                         raw_size=100_000, big_file=size, bandwidth=bandwidth, latency=latency)
+                         raw_size=100_000, big_file=size, bandwidth=bandwidth, latency=latency,
+                         uploads=True)   # canon-eos refuses uploads by default, as the R6
     server = PtpipServer(camera, "127.0.0.1", 0)
     server.start()
     src = os.path.join(workdir, "upload.bin")

@@ -105,6 +105,7 @@ class Soak:
         self.work = tempfile.mkdtemp(prefix="ptpfs-soak-")
         self.mnt = os.path.join(self.work, "mnt")
         os.mkdir(self.mnt)
+        os.mkdir(os.path.join(self.work, "spool"), 0o700)
         self.proc: subprocess.Popen | None = None
         self.expected: dict[str, str] = {}
         self.uploads_alive: dict[str, str] = {}     # name -> sha256 (uploaded, not deleted)
@@ -124,7 +125,10 @@ class Soak:
         deadline = time.monotonic() + 20
         while not is_mounted(self.mnt):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("soak: ptpfs did not mount")
+                self.log.flush()
+                with open(self.log.name, encoding="utf-8", errors="replace") as f:
+                    tail = f.read()[-2000:]
+                raise SystemExit(f"soak: ptpfs did not mount:\n{tail}")
             time.sleep(0.05)
         os.makedirs(os.path.join(self.mnt, "SD1", UPLOAD_DIR), exist_ok=True)
         base = os.path.join(self.mnt, "SD1")

@@ -173,6 +173,7 @@ BAD_OPTIONS = [
     "cache_ttl=", "gid=-1", "uid=-1", "uid=4294967295", "uid=root", "umask=999", "umask=",
     "attr_timeout=-1", "entry_timeout=inf", "negative_timeout=x", "timeout=0", "timeout=-1",
     "timeout=99999", "max_threads=0", "max_idle_threads=-1", "logfile=", "spool_dir=",
+    "min_rate=-1", "min_rate=fast",
 ]
 
 
@@ -186,6 +187,27 @@ def test_bad_option_value_is_one_line_and_exit_2(option: str, tmp_path: Path) ->
     assert len(lines) == 1 and lines[0].startswith("ptpfs: "), res.stderr
     assert "Traceback" not in res.stderr
     assert option.split("=")[0].split(",")[0] in lines[0] or "readahead" in lines[0]
+
+
+def test_no_bad_option_reaches_the_camera(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Every bad option value is refused before the device is opened: a PTP/IP
+    "camera" listening for the whole sweep is never connected to."""
+    camera = socket.socket()
+    camera.bind(("127.0.0.1", 0))
+    camera.listen(8)
+    camera.setblocking(False)
+    port = camera.getsockname()[1]
+    try:
+        for option in BAD_OPTIONS:
+            code = ptpfs_main.main(["--device", f"ptpip:127.0.0.1:{port}", "-o", option,
+                                    str(tmp_path)])
+            assert code == 2, option
+        with pytest.raises(BlockingIOError):
+            camera.accept()                       # nobody connected
+    finally:
+        camera.close()
+    assert len(capsys.readouterr().err.strip().splitlines()) == len(BAD_OPTIONS)
 
 
 def test_option_values_in_range_are_taken() -> None:
@@ -358,6 +380,18 @@ def test_install_mount_helper_writes_working_launchers(tmp_path: Path) -> None:
     assert foreign.read_text() == "#!/bin/sh\necho other\n"
     res = _run("ptpfs.cli.ptpfs_main", f"--install-mount-helper={tmp_path}", str(tmp_path))
     assert res.returncode == 2   # a mount point makes no sense with it
+
+
+def test_install_mount_helper_keeps_this_installations_own_scripts(tmp_path: Path) -> None:
+    """pipx with PIPX_BIN_DIR=/usr/local/bin already put ptpfs there: left alone."""
+    (tmp_path / "bin").mkdir()
+    own = f"#!{sys.executable}\nfrom ptpfs.cli.ptpfs_main import main\nmain()\n"
+    for prog in ("ptpfs", "ptpctl"):
+        (tmp_path / "bin" / prog).write_text(own)
+    res = _run("ptpfs.cli.ptpfs_main", f"--install-mount-helper={tmp_path}")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("already this installation, left as it is") == 2
+    assert all((tmp_path / "bin" / p).read_text() == own for p in ("ptpfs", "ptpctl"))
 
 
 def test_files_a_project_needs_exist() -> None:

@@ -13,13 +13,14 @@ import concurrent.futures
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
-
 from fuse_helpers import is_mounted, mounted_process, run, unmount
-from ptpfs.errors import ConnectionLost, PTPError, TransportTimeout
+
+from ptpfs.errors import ConnectionLost, TransportTimeout
 from ptpfs.protocol.codes import OC
 from ptpfs.session import Session
 from ptpfs.sim import make_camera
@@ -42,10 +43,10 @@ def bounded(fn: Callable[[], T]) -> T:
         pool.shutdown(wait=False)
 
 
-def hostile_server(kind: str, op: int | None = None, nth: int | None = None) -> HostilePtpipServer:
+def hostile_server(kind: str, *ops: int | None, nth: int | None = None) -> HostilePtpipServer:
     camera = make_camera(None, "generic")
-    hostile = HostileCamera(camera, Plan(mutations=(Mutation(kind, op, 0, nth),)))
-    return HostilePtpipServer(hostile, trickle_interval=0.5)
+    plan = Plan(mutations=tuple(Mutation(kind, op, 0, nth) for op in ops or (None,)))
+    return HostilePtpipServer(HostileCamera(camera, plan), trickle_interval=0.5)
 
 
 def test_trickling_handshake_is_given_up_on() -> None:
@@ -89,6 +90,27 @@ def test_a_slow_but_steady_transfer_is_not_cut_off() -> None:
         finally:
             session.close()
     assert data == camera.store.get(handle).read(0, size)
+
+
+@pytest.mark.fuse
+def test_cat_of_a_trickling_object_fails_and_the_mount_unmounts() -> None:
+    """`cat` of a file whose data trickles ends with EIO after the deadline; /.ptp answers
+    after it, and fusermount3 -u works."""
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("no /dev/fuse")
+    reads = (OC.GetObject, OC.GetPartialObject, OC.GetPartialObject64)
+    with hostile_server("ip_trickle", *reads) as server, \
+            mounted_process(["--device", f"ptpip:127.0.0.1:{server.port}",
+                             "-o", "timeout=2,noreconnect"]) as (mnt, proc):
+        folder = os.path.join(_storage_dir(mnt), "DCIM", "100CANON")
+        name = min(os.listdir(folder))
+        cat = run(["cat", os.path.join(folder, name)], timeout=BOUND)
+        assert cat.returncode != 0 and "Input/output error" in cat.stderr, cat
+        device = run(["cat", os.path.join(mnt, ".ptp", "device")], timeout=BOUND)
+        assert device.returncode == 0 and device.stdout, device
+        done = run(["fusermount3", "-u", mnt], timeout=BOUND)
+        assert done.returncode == 0, done
+        proc.wait(timeout=BOUND)
 
 
 # ------------------------------------------------------------------ through a real mount
@@ -144,6 +166,7 @@ def test_sigterm_ends_a_mount_stuck_on_a_trickling_camera() -> None:
         stuck = subprocess.Popen(["ls", os.path.join(storage, "DCIM")],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
+            _wait_until(lambda: _waiting_in_fuse(stuck.pid), stuck)
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=BOUND)
             stuck.communicate(timeout=BOUND)
@@ -155,5 +178,53 @@ def test_sigterm_ends_a_mount_stuck_on_a_trickling_camera() -> None:
         assert not is_mounted(mnt)
 
 
-def test_errors_are_ptp_errors() -> None:
-    assert issubclass(TransportTimeout, PTPError)
+
+@pytest.mark.fuse
+def test_a_signal_ends_a_request_queued_behind_a_trickling_one() -> None:
+    """A program whose request waits for the device (behind a trickling transaction) and
+    gets SIGINT ends while the trickling one is still waiting (FUSE interrupt -> EINTR)."""
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("no /dev/fuse")
+    with hostile_server("ip_trickle", OC.GetObjectHandles, nth=1) as server, \
+            mounted_process(["--device", f"ptpip:127.0.0.1:{server.port}",
+                             "-o", "timeout=8,noreconnect"]) as (mnt, _proc):
+        storage = _storage_dir(mnt)
+        os.listdir(storage)
+        dcim = os.path.join(storage, "DCIM")
+        stuck = subprocess.Popen(["ls", dcim], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        queued = None
+        try:
+            _wait_until(lambda: _waiting_in_fuse(stuck.pid), stuck)
+            queued = subprocess.Popen(["stat", os.path.join(dcim, "x")],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            _wait_until(lambda: _waiting_in_fuse(queued.pid), queued)
+            queued.send_signal(signal.SIGINT)
+            queued.wait(timeout=BOUND)
+            assert stuck.poll() is None, "the queued program ended only with the stuck one"
+            stuck.communicate(timeout=BOUND)
+        finally:
+            for p in (stuck, queued):
+                if p is not None and p.poll() is None:
+                    p.kill()
+
+
+def _wait_until(condition: Callable[[], bool], proc: subprocess.Popen) -> None:
+    """Poll *condition* (bounded); fail if *proc* ends first."""
+    for _ in range(int(BOUND / 0.01)):
+        if condition():
+            return
+        assert proc.poll() is None, f"{proc.args} ended before it waited for the device"
+        time.sleep(0.01)
+    pytest.fail(f"{proc.args} never waited for the device")
+
+
+def _waiting_in_fuse(pid: int) -> bool:
+    """Whether *pid* sleeps in the kernel waiting for a FUSE answer."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            wchan = f.read()
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state in ("S", "D") and ("fuse" in wchan or "request_wait_answer" in wchan)

@@ -15,7 +15,7 @@ _ptpfs() {
     local mount_opts="ro rw allow_other allow_root uid= gid= umask= attr_timeout=
         entry_timeout= negative_timeout= cache_ttl= readahead_min= readahead_max=
         kernel_readahead= timeout= min_rate= reconnect noreconnect spool_dir= device= profile=
-        logfile= max_idle_threads= max_threads="
+        logfile= max_idle_threads= max_threads= thumbnails= remote"
     case $prev in
         -D|--device) COMPREPLY=($(compgen -W "$_ptpfs_specs" -- "$cur")); return ;;
         --profile) COMPREPLY=($(compgen -W "generic canon-eos android-mtp" -- "$cur")); return ;;

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from ptpfs import connect
 from ptpfs.cli.progress import ProgressBar
-from ptpfs.cli.ptpctl import EXIT_OK, error_exit_code
+from ptpfs.cli.exitcodes import EXIT_OK, error_exit_code
 from ptpfs.errors import NotSupported, PTPError
 from ptpfs.protocol.codes import OC, render
 from ptpfs.services.firmware import filename_field, send_firmware

@@ -51,20 +51,22 @@ def _sh_quote(text: str) -> str:
 
 
 def _same_installation(path: Path) -> bool:
-    """Whether an existing *path* (e.g. pipx's link) runs this very installation."""
+    """Whether an existing *path* (e.g. pipx's link) is a script of this very
+    installation: its ``#!`` interpreter is this Python, or lies in this
+    virtual environment's bin folder (paths compared unresolved: every venv's
+    python resolves to the same system binary)."""
     try:
-        resolved = path.resolve()
-        first = resolved.read_bytes()[:512].decode("utf-8", "replace").splitlines()[0]
+        first = path.read_bytes()[:512].decode("utf-8", "replace").splitlines()[0]
     except (OSError, IndexError):
         return False
-    here = Path(sys.executable).resolve()
-    if not first.startswith("#!"):
+    words = first[2:].split() if first.startswith("#!") else []
+    if not words:
         return False
-    interp = first[2:].strip().split()[0] if first[2:].strip() else ""
-    try:
-        return Path(interp).resolve() == here or Path(interp).parent.resolve() == here.parent
-    except OSError:
-        return False
+    interp = os.path.abspath(words[0])
+    if interp == os.path.abspath(sys.executable):
+        return True
+    in_venv = sys.prefix != sys.base_prefix
+    return in_venv and os.path.dirname(interp) == os.path.join(os.path.abspath(sys.prefix), "bin")
 
 
 def install(prefix: str = "/usr/local") -> list[str]:

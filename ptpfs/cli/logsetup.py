@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import logging.handlers
 import os
-import socket
 from collections.abc import Iterator
 
 #: The syslog socket (the ``PTPFS_SYSLOG_SOCKET`` environment variable overrides it).
@@ -109,6 +107,8 @@ def to_syslog() -> logging.Handler | None:
     path = syslog_socket()
     if not os.path.exists(path):
         return None
+    import logging.handlers  # only here: ~0.2 s of start-up on a slow host
+    import socket
     try:
         handler = logging.handlers.SysLogHandler(address=path,
                                                  facility=logging.handlers.SysLogHandler.LOG_DAEMON,

@@ -23,29 +23,21 @@ from typing import Any, Callable, NoReturn, Sequence, TextIO
 
 from ptpfs import __version__, connect
 from ptpfs.cli import output
+from ptpfs.cli.exitcodes import (  # noqa: F401 - re-exported: ptpctl's public names
+    _BUSY_HINT, _PERMISSION_HINT, EXIT_BUSY, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_LINK,
+    EXIT_NO_DEVICE, EXIT_OK, EXIT_PERMISSION, EXIT_PTP, EXIT_USAGE, UsageError, error_exit_code)
 from ptpfs.cli.progress import ProgressBar
-from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
-                          InvalidValue, NotSupported, PTPError, ResponseError, TransportError,
-                          TransportTimeout)
-from ptpfs.protocol.codes import format_for_filename, operation_name, property_name
+from ptpfs.errors import (InvalidValue, PTPError, ResponseError)
+from ptpfs.protocol.codes import format_for_filename, property_name
 from ptpfs.protocol.datasets import ObjectInfo
 from ptpfs.protocol.wire import format_datetime
 from ptpfs.services import properties
 from ptpfs.services.listing import object_size as _object_size
+from ptpfs.services.objects import walk_storage as _walk_storage
 
 PROG = "ptpctl"
 
 #: Exit codes (also listed in ``ptpctl --help``).
-EXIT_OK = 0
-EXIT_ERROR = 1          # anything else (local file problems, unexpected device data)
-EXIT_USAGE = 2          # bad command line or bad value (handle, property value, spec)
-EXIT_NO_DEVICE = 3      # no camera found / nothing listening at the address
-EXIT_BUSY = 4           # the device is claimed by another program
-EXIT_PERMISSION = 5     # the OS refused access to the device
-EXIT_PTP = 6            # the camera answered with a PTP error response
-EXIT_LINK = 7           # connection lost or timed out mid-session
-EXIT_INTERRUPTED = 130  # Ctrl-C
-
 EXIT_CODES_HELP = """\
 exit codes:
   0  success
@@ -70,16 +62,6 @@ examples:
   ptpctl --set-property ExposureTime=1/250 --set-property FNumber=f/5.6
   ptpctl serve --listen 127.0.0.1:15740 --profile canon-eos
 """
-
-_BUSY_HINT = ("hint: if gvfs-gphoto2-volume-monitor holds it, unmount the camera with "
-              "`gio mount -u gphoto2://…` (see `gio mount -l`), then retry")
-_PERMISSION_HINT = ("hint: install the udev rule from the README (or libgphoto2's rules) "
-                    "and replug the camera")
-
-
-class UsageError(Exception):
-    """A command-line problem (exit code 2)."""
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -112,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the main command (``serve`` has its own)."""
     p = _Parser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Talk to a PTP/MTP camera (USB, PTP/IP or the simulator). "
-                            "Subcommands: `ptpctl serve --help`, `ptpctl firmware --help`.",
+                            "Subcommands: `ptpctl serve --help`, `ptpctl import --help`, "
+                            "`ptpctl firmware --help`.",
                 epilog=EXIT_CODES_HELP)
     p.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("-o", "--list-operations", action="store_true",
@@ -291,69 +274,6 @@ def _show_descriptions(run: _Run, session: Any) -> None:
         run.doc["property_descriptions"] = entries
 
 
-@dataclass
-class _Listed:
-    handle: int
-    info: ObjectInfo
-    size: int
-    path: str
-
-
-def _walk_storage(session: Any, storage_id: int) -> list[_Listed]:
-    """Every object of a storage in tree order (folders before their contents)."""
-    infos: dict[int, ObjectInfo] = {}
-
-    def walk(frontier: list[int]) -> None:
-        """List folder by folder, from *frontier* down."""
-        while frontier:
-            for h in session.get_object_handles(storage_id, 0, frontier.pop()):
-                if h not in infos:
-                    infos[h] = session.get_object_info(h)
-                    if infos[h].is_folder:
-                        frontier.append(h)
-
-    try:
-        handles = session.get_object_handles(storage_id, 0, 0)
-    except ResponseError:  # no "all objects" listing: walk one folder at a time
-        walk([0xFFFFFFFF])
-    else:
-        for h in handles:
-            if h not in infos:
-                infos[h] = session.get_object_info(h)
-        folders = [h for h, i in infos.items() if i.is_folder]
-        if folders and not any(i.parent in folders for i in infos.values()):
-            # The device answered "all objects" with the root only (QEMU's usb-mtp does):
-            # walk the folders one at a time.
-            walk(folders)
-    children_of: dict[int, list[int]] = {}
-    roots: list[int] = []
-    for h, info in infos.items():
-        if info.parent in infos and info.parent != h:
-            children_of.setdefault(info.parent, []).append(h)
-        else:
-            roots.append(h)
-    listed: list[_Listed] = []
-    seen: set[int] = set()
-
-    def visit(h: int, prefix: str) -> None:
-        stack = [(h, prefix)]
-        while stack:
-            handle, base = stack.pop()
-            if handle in seen:
-                continue
-            seen.add(handle)
-            info = infos[handle]
-            path = f"{base}/{info.filename}"
-            listed.append(_Listed(handle, info, _object_size(session, handle, info), path))
-            stack.extend((c, path) for c in reversed(children_of.get(handle, [])))
-
-    for h in roots:
-        visit(h, "")
-    for h in infos:  # objects only reachable through a parent cycle
-        visit(h, "")
-    return listed
-
-
 def _list_files(run: _Run, session: Any) -> None:
     storages: list[dict[str, Any]] = []
     run.line("+ storages_and_files")
@@ -507,42 +427,6 @@ def _list_devices(run: _Run) -> None:
 
 # --------------------------------------------------------------------------- errors
 
-def _response_text(exc: ResponseError) -> str:
-    if exc.operation is None:
-        return str(exc)
-    op = operation_name(exc.operation).removeprefix("PTP_")
-    return f"{op}: {exc.name} (0x{exc.code:04x})"
-
-
-def error_exit_code(exc: BaseException) -> tuple[int, str]:
-    """The exit code and one-line message for an exception."""
-    if isinstance(exc, UsageError):
-        return EXIT_USAGE, str(exc)
-    if isinstance(exc, InvalidValue):
-        return EXIT_USAGE, str(exc)
-    if isinstance(exc, ResponseError):
-        return EXIT_PTP, _response_text(exc)
-    if isinstance(exc, DeviceNotFound):
-        return EXIT_NO_DEVICE, str(exc)
-    if isinstance(exc, DeviceClaimed):
-        text = str(exc)
-        return EXIT_BUSY, text if "gio mount -u" in text else f"{text}; {_BUSY_HINT}"
-    if isinstance(exc, DevicePermissionError):
-        return EXIT_PERMISSION, f"{exc}; {_PERMISSION_HINT}"
-    if isinstance(exc, TransportTimeout):
-        return EXIT_LINK, f"timed out: {exc}"
-    if isinstance(exc, (ConnectionLost, TransportError)):
-        return EXIT_LINK, f"connection lost: {exc}"
-    if isinstance(exc, NotSupported):
-        return EXIT_ERROR, f"not supported: {exc}"
-    if isinstance(exc, PTPError):
-        return EXIT_ERROR, f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, OSError):
-        text = exc.strerror if exc.filename and exc.strerror else str(exc)
-        return EXIT_ERROR, f"{exc.filename}: {text}" if exc.filename else text
-    return EXIT_ERROR, f"{type(exc).__name__}: {exc}"
-
-
 def _fail(exc: BaseException) -> int:
     code, message = error_exit_code(exc)
     message = " ".join(str(message).split()) or type(exc).__name__
@@ -629,6 +513,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "serve":
         return serve_main(argv[1:])
+    if argv and argv[0] == "import":
+        from ptpfs.cli.import_cmd import import_main
+
+        return import_main(argv[1:])
     if argv and argv[0] == "firmware":
         from ptpfs.cli.firmware import firmware_main
 

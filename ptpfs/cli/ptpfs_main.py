@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from ptpfs import __version__
 from ptpfs.cli import logsetup
-from ptpfs.cli.ptpctl import (
+from ptpfs.cli.exitcodes import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_PERMISSION,
@@ -67,6 +67,9 @@ mount options (-o OPT[,OPT...], also the options field of an fstab line):
   device=SPEC           the device, for fstab lines (same as the DEVICE argument)
   profile=NAME          simulator profile, for fstab lines
   logfile=PATH          log to PATH instead of syslog/journal
+  thumbnails=prefill    write the freedesktop thumbnail cache from the camera's thumbnails
+                        for every listed folder (needs Pillow; default off)
+  remote                mount type fuse.sshfs, the FUSE type GIO calls remote
   max_idle_threads=N, max_threads=N  libfuse worker threads (defaults 10, 10)
   mount(8)'s own options (noauto, user, users, nofail, _netdev, defaults, x-*) are ignored,
   as are rw, dev, suid, exec and their no- forms, which go to the kernel."""

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from mfusepy import FuseOSError
 
-from ptpfs.errors import (InvalidValue, NotSupported, PTPError, ProtocolError,
+from ptpfs.errors import (Interrupted, InvalidValue, NotSupported, PTPError, ProtocolError,
                           ResponseError, TransportError)
 from ptpfs.protocol.codes import RC
 
@@ -64,6 +64,8 @@ def errno_for(exc: BaseException) -> int:
         return errno.EINVAL
     if isinstance(exc, NotSupported):
         return errno.ENOTSUP
+    if isinstance(exc, Interrupted):
+        return errno.EINTR
     if isinstance(exc, (TransportError, ProtocolError, PTPError)):
         return errno.EIO
     return errno.EIO

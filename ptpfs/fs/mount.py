@@ -2,8 +2,8 @@
 
 ``-o`` options are split in two: ptpfs's own (``cache_ttl``, ``readahead_max``,
 ``readahead_min``, ``kernel_readahead``, ``spool_dir``, ``device``,
-``profile``, ``timeout``, ``logfile``, ``reconnect`` / ``noreconnect``) and
-everything else, which goes to libfuse (``ro``, ``allow_other``, ``uid=``,
+``profile``, ``timeout``, ``logfile``, ``reconnect`` / ``noreconnect``,
+``thumbnails=prefill|off``, ``remote``) and everything else, which goes to libfuse (``ro``, ``allow_other``, ``uid=``,
 ``gid=``, ``umask=``, ``attr_timeout=``, ``entry_timeout=`` ...).  mount(8)-only
 options that fstab entries carry (``noauto``, ``user``, ``nofail``,
 ``_netdev``, ``x-*``, ``defaults`` ...) are dropped.  Every value is
@@ -29,7 +29,7 @@ from ptpfs.errors import InvalidValue
 log = logging.getLogger("ptpfs.fs")
 
 OWN_OPTIONS = {"cache_ttl", "readahead_max", "readahead_min", "spool_dir", "device", "profile",
-               "timeout", "kernel_readahead", "logfile", "min_rate"}
+               "timeout", "kernel_readahead", "logfile", "min_rate", "thumbnails"}
 OWN_FLAGS = {"reconnect": True, "noreconnect": False}
 #: Seconds a transaction may stay silent before it fails with EIO (``-o timeout=``).
 DEFAULT_TIMEOUT = 5.0
@@ -51,7 +51,8 @@ DOCUMENTED_OPTIONS = ("ro", "rw", "allow_other", "allow_root", "uid=", "gid=", "
                       "attr_timeout=", "entry_timeout=", "negative_timeout=", "cache_ttl=",
                       "readahead_min=", "readahead_max=", "kernel_readahead=", "timeout=", "min_rate=",
                       "reconnect", "noreconnect", "spool_dir=", "device=", "profile=",
-                      "logfile=", "max_idle_threads=", "max_threads=")
+                      "logfile=", "max_idle_threads=", "max_threads=",
+                      "thumbnails=", "remote")
 
 
 def parse_size(text: str) -> int:
@@ -123,6 +124,8 @@ class MountOptions:
     kernel_readahead: int = 512 << 10  # the mount's bdi read-ahead (root only); 0 = leave it
     kernel_readahead_given: bool = False  # -o kernel_readahead= was on the command line
     logfile: str | None = None         # -o logfile=PATH: log there instead of syslog
+    thumbnails: str = "off"            # "prefill": write the freedesktop thumbnail cache
+    remote: bool = False               # mount type fuse.sshfs: the FUSE type GIO calls remote
 
 
 def split_options(values: list[str]) -> list[tuple[str, str | None]]:
@@ -154,6 +157,9 @@ def parse_options(values: list[str]) -> MountOptions:
         if key in OWN_FLAGS and val is None:
             opts.reconnect = OWN_FLAGS[key]
             continue
+        if key == "remote" and val is None:
+            opts.remote = True
+            continue
         if key in OWN_OPTIONS:
             if not val:
                 raise InvalidValue(f"option {key} needs a value ({key}=...)")
@@ -176,6 +182,14 @@ def parse_options(values: list[str]) -> MountOptions:
                 opts.device = val
             elif key == "profile":
                 opts.profile = val
+            elif key == "thumbnails":
+                if val not in ("prefill", "off"):
+                    raise InvalidValue(f"thumbnails={val}: expected prefill or off")
+                if val == "prefill":
+                    from ptpfs.fs.thumbcache import require_pillow
+
+                    require_pillow()
+                opts.thumbnails = val
             elif key == "timeout":
                 opts.timeout = _seconds(key, val, 3600, positive=True)
             elif key == "min_rate":
@@ -261,25 +275,33 @@ def raise_kernel_readahead(mountpoint: str, size: int) -> None:
     moves well under 1 MiB (at 1 MiB and more the kernel's first window makes
     it fetch megabytes).
     """
-    dev = _mount_device(mountpoint)
-    if not size or dev is None:
+    if not size:
         return
-    wanted = str(max(size >> 10, 4))
+    dev = _mount_device(mountpoint)
+    for _ in range(100):       # FUSE INIT may come before mountinfo lists the mount
+        if dev is not None:
+            break
+        time.sleep(0.05)
+        dev = _mount_device(mountpoint)
+    if dev is None:
+        log.debug("kernel read-ahead left as it is (%s not in mountinfo)", mountpoint)
+        return
+    want = str(max(size >> 10, 4))
     path = f"/sys/class/bdi/{dev}/read_ahead_kb"
-    # This runs as the FUSE init completes: the kernel may still apply its own limit from the
-    # INIT reply after our write, so write until the value stays (bounded, a few tries).
-    held = 0
+    # The kernel clamps the window to its INIT proposal (128 KiB) when it processes
+    # our INIT reply, which may come after this write: check and write again.
+    stable = 0
     for _ in range(30):
         try:
             with open(path) as f:
-                if f.read().strip() == wanted:
-                    held += 1
-                    if held == 3:
+                if f.read().strip() == want:
+                    stable += 1
+                    if stable >= 3:
                         return
                 else:
-                    held = 0
+                    stable = 0
                     with open(path, "w") as f:
-                        f.write(wanted)
+                        f.write(want)
             time.sleep(0.1)
         except OSError as exc:
             log.debug("kernel read-ahead left as it is (%s)", exc)
@@ -300,10 +322,10 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
     mountpoint = os.path.abspath(mountpoint)  # libfuse changes the cwd to /
     if not os.environ.get("PTPFS_NO_MALLOPT"):
         limit_malloc_growth()
-    state = {"ready": False}
+    state = {"ready": False, "serving": False}
 
     def ready() -> None:
-        state["ready"] = True
+        state["ready"] = state["serving"] = True
         threading.Thread(target=raise_kernel_readahead, args=(mountpoint, opts.kernel_readahead),
                          name="ptpfs-readahead", daemon=True).start()
         if on_ready is not None:
@@ -313,9 +335,23 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
                 readahead_max=opts.readahead_max, readahead_min=opts.readahead_min,
                 spool_dir=opts.spool_dir, uid=opts.uid, gid=opts.gid, umask=opts.umask,
                 on_ready=ready)
+    if opts.thumbnails == "prefill":
+        from ptpfs.fs.thumbcache import Prefill
+
+        ops.prefill = Prefill(mountpoint, ops.virtual.thumbs)
     kwargs = dict(opts.fuse)
     kwargs.setdefault("fsname", fsname)
-    kwargs.setdefault("subtype", "ptpfs")
+    # a program that gets a signal while its request waits for the device (queued behind
+    # another transaction) is answered EINTR at once; see docs/reliability.md
+    import mfusepy
+
+    def interrupted() -> bool:
+        return state["serving"] and bool(mfusepy._libfuse.fuse_interrupted())
+
+    session.interrupted = interrupted
+    # GIO's is_remote_fs_type (gio/glocalfile.c) names fuse.sshfs as the remote FUSE type
+    # (see docs/photographer.md for which GLib versions act on it).
+    kwargs.setdefault("subtype", "sshfs" if opts.remote else "ptpfs")
     try:
         PlusFUSE(ops, mountpoint, raw_fi=True, foreground=True, debug=debug,
                  nothreads=single_thread, use_ino=True, **kwargs)
@@ -325,6 +361,10 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
             log.error("mounting %s failed (%s)", mountpoint, exc)
             return False
     finally:
+        session.interrupted = None
+        state["serving"] = False
         ops.tree.stop_events()
         ops.spool_dir.close()
+        if ops.prefill is not None:
+            ops.prefill.stop()
     return state["ready"]

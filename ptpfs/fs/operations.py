@@ -94,6 +94,8 @@ class PtpFs(Operations):
     """A PTP session as a filesystem."""
 
     use_ns = True
+    #: ``-o thumbnails=prefill``: a :class:`~ptpfs.fs.thumbcache.Prefill` told about listings.
+    prefill: Any = None
 
     def __init__(self, session: Any, *, cache_ttl: float = 60.0, read_only: bool = False,
                  readahead_max: int = 8 << 20, readahead_min: int = 128 << 10,
@@ -116,6 +118,9 @@ class PtpFs(Operations):
         self._dirs: dict[int, list[tuple[str, dict[str, Any]]]] = {}
         self._next_fh = 1
         self._fuse_ptr: int | None = None
+        # held around every kernel notification and by destroy() while it drops the
+        # handle: a notification racing an unmount used the freed handle (segfault)
+        self._notify_lock = threading.Lock()
         self.tree.listeners.append(self._kernel_invalidate)
         self._tl = threading.local()
         try:
@@ -147,7 +152,8 @@ class PtpFs(Operations):
         self.tree.stop_events()
         if self._remove_link_listener is not None:
             self._remove_link_listener()
-        self._fuse_ptr = None
+        with self._notify_lock:
+            self._fuse_ptr = None
         with self._lock:
             handles = list(self._handles.values())
             self._handles.clear()
@@ -155,8 +161,14 @@ class PtpFs(Operations):
             self._close_handle(handle, commit=True)
         self.uploads.release_all()
 
+    def _notify_kernel(self, path: str) -> None:
+        """Drop the kernel's cached entry of *path* (nothing once unmounting)."""
+        with self._notify_lock:
+            if self._fuse_ptr:
+                mfusepy._libfuse.fuse_invalidate_path(
+                    self._fuse_ptr, path.encode("utf-8", "surrogateescape"))
+
     def _kernel_invalidate(self, paths: list[str]) -> None:
-        ptr = self._fuse_ptr
         for path in dict.fromkeys(paths):
             node = None
             try:
@@ -165,8 +177,7 @@ class PtpFs(Operations):
                 pass
             if isinstance(node, Node) and node.handle:
                 self.spools.forget(node.handle)
-            if ptr:
-                mfusepy._libfuse.fuse_invalidate_path(ptr, path.encode("utf-8", "surrogateescape"))
+            self._notify_kernel(path)
 
     # ---------------------------------------------------------------- link state
     def _generation(self) -> int:
@@ -198,19 +209,18 @@ class PtpFs(Operations):
             raise ConnectionLost(STALE)
 
     def _link_changed(self, state: str) -> None:
-        """Session link listener: after a reconnect every handle may have
-        changed, so the tree, the download spools and the kernel's caches
-        start afresh, and uploads cut off by the loss are cleaned up."""
+        """Session link listener: after a reconnect the tree keeps its listings
+        for revalidation if the handles still name the same objects (else it
+        starts afresh), the download spools and the kernel's caches start afresh,
+        and uploads cut off by the loss are cleaned up."""
         if state != "reconnected":
             log.warning("device link lost; cached listings stay visible, everything else "
                         "answers EIO until it is back")
             return
-        paths = self.tree.reset()
+        paths = self.tree.reconnected()     # listings kept if the handles still hold
         self.spools = SpoolCache(self.session, self.spool_dir)
-        ptr = self._fuse_ptr
-        if ptr:
-            for p in dict.fromkeys(paths):
-                mfusepy._libfuse.fuse_invalidate_path(ptr, p.encode("utf-8", "surrogateescape"))
+        for p in dict.fromkeys(paths):
+            self._notify_kernel(p)
         self.cleanup_orphans()
 
     def cleanup_orphans(self) -> int:
@@ -263,6 +273,10 @@ class PtpFs(Operations):
                            writable=self.tree.effective_writable(node))
 
     def _vattrs(self, node: VNode) -> dict[str, Any]:
+        hint = self.virtual.stat_hint(node)   # thumbs/: sizes without transfers
+        if hint is not None:
+            return self._attrs(ino=node.ino, is_dir=node.is_dir, size=hint[0], mtime=hint[1],
+                               writable=False)
         if node.is_dir:
             return self._attrs(ino=node.ino, is_dir=True, mtime=self.tree.root.mtime,
                                writable=False)
@@ -375,6 +389,8 @@ class PtpFs(Operations):
         if target.kind == "root":
             entries.append((VIRTUAL_DIR, self._vattrs(self.virtual.root)))
         children = self.tree.children(target)
+        if self.prefill is not None:
+            self.prefill.listed(children.values())
         pending = self.uploads.in_folder(path)
         for name, child in children.items():
             if name not in pending:
@@ -513,7 +529,9 @@ class PtpFs(Operations):
                 if writing and (not target.writable or self.read_only):
                     raise FuseOSError(errno.EACCES)
                 data = b"" if writing else self.virtual.content(target)
-                fi.direct_io = 1
+                # thumbs: page cache and mmap, unless the camera sent more than it announced
+                fi.direct_io = 0 if target.target is not None and \
+                    not self.virtual.thumbs.size_may_be_stale(target.target) else 1
                 fi.fh = self._new_fh(VirtualHandle(target, data, writing))
                 return 0
             if isinstance(target, Upload):

@@ -306,6 +306,9 @@ class PartialReader(Reader):
                 log.debug("TransferComplete(0x%08x) failed: %s", self.handle, exc)
 
 
+_ZEROS = bytes(1 << 20)
+
+
 class Spool:
     """One object downloaded with GetObject into an unlinked temporary file."""
 
@@ -324,8 +327,19 @@ class Spool:
         self._thread.start()
 
     def write(self, data: bytes | memoryview) -> int:
-        """Sink for the GetObject data phase."""
+        """Sink for the GetObject data phase.  Zeros are not written but left as a
+        hole (the file is extended sparsely): a mostly-empty object of many GiB
+        costs no disk."""
         view = memoryview(data)
+        n = len(view)
+        if 0 < n <= len(_ZEROS) and view[:64].tobytes() == _ZEROS[:min(n, 64)] \
+                and (view.tobytes() == (_ZEROS if n == len(_ZEROS) else _ZEROS[:n])):
+            end = self.written + len(view)
+            os.ftruncate(self.fd, end)
+            with self._cond:
+                self.written = end
+                self._cond.notify_all()
+            return len(data)
         while view:
             n = os.pwrite(self.fd, view, self.written)
             view = view[n:]

@@ -23,6 +23,7 @@ the queue overflows, the events that did not fit are dropped and the same
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import queue
 import threading
@@ -67,6 +68,9 @@ BURST_EVENTS = 32
 
 _WRITABLE = 1
 _DELETABLE = 2
+_CARRIED = 4        # known from before the last reconnect, not confirmed since
+#: Known files asked for after a reconnect, to check that handles still name them.
+PROBE_OBJECTS = 3
 _KINDS = {k: k for k in ("root", "storage", "dir", "file")}
 
 
@@ -295,8 +299,14 @@ class Tree:
             folder = self._folders.get(key)
             if folder is not None:
                 return folder
-        iter_folder = getattr(self.lister, "iter_folder", self.lister.list_folder)
-        nodes = self._nodes_for(node, iter_folder(node.storage_id, node.handle))
+        iter_folder = getattr(self.lister, "iter_folder", None)
+        if iter_folder is not None:
+            # objects carried over a reconnect and still listed are not fetched again
+            metas = iter_folder(node.storage_id, node.handle,
+                                known=lambda handle: self._carried(handle, node))
+        else:
+            metas = self.lister.list_folder(node.storage_id, node.handle)
+        nodes = self._nodes_for(node, metas)
         with self._lock:
             folder = self._folders.get(key)
             if folder is None:          # nobody listed it meanwhile
@@ -322,14 +332,14 @@ class Tree:
                 if node is None or node.kind != kind:
                     node = Node(kind, meta.filename, handle=handle)
                     self._nodes[handle] = node
-                node.name = meta.filename          # the display name is assigned afterwards
-                node.raw_name = meta.filename
+                node.raw_name = meta.filename      # the display name stays until renamed
                 node.storage_id = intern(meta.storage_id, meta.storage_id)
                 node.parent = parent
                 node.size = meta.size
                 node.mtime = meta.mtime if meta.mtime is not None else (parent.mtime or 0.0)
                 node.format = intern(meta.format, meta.format)
                 node.writable = node.deletable = meta.protection == 0  # storage access: live
+                node._flags &= ~_CARRIED
             out[handle] = node
         return list(out.values())
 
@@ -453,6 +463,69 @@ class Tree:
             self._storages = None
             self._storage_info.clear()
             self._folders.clear()
+
+    def _carried(self, handle: int, parent: Node) -> ObjectMeta | None:
+        """What is known of *handle* in *parent* from before the last reconnect, if it
+        has not been confirmed since (see :meth:`reconnected`)."""
+        with self._lock:
+            node = self._nodes.get(handle)
+            if node is None or not node._flags & _CARRIED or node.parent is not parent:
+                return None
+            return ObjectMeta(handle, node.storage_id, parent.handle, node.raw_name,
+                              node.format, node.size, node.mtime,
+                              0 if node.writable else 1)
+
+    def reconnected(self) -> list[str]:
+        """The session was reopened on the same device (the session checks its
+        identity).  If a few known files still have the same handle, name and
+        folder, every listing is kept for revalidation: a folder is listed again
+        on next use, but objects it still lists are not fetched again (with
+        GetObjectHandles + GetObjectInfo: one transaction per folder plus one per
+        new object), so a listing interrupted by link drops makes progress
+        across reconnects.  Otherwise (a device whose handles changed), the same
+        as :meth:`reset`.  Returns the paths for the kernel's caches."""
+        with self._lock:
+            files = (n for n in reversed(self._nodes.values()) if n.kind == "file")
+            sample = list(itertools.islice(files, PROBE_OBJECTS))
+        if not self._same_objects(sample):
+            log.info("reconnected: object handles changed; listing everything again")
+            return self.reset()
+        with self._lock:
+            paths = ["/"] + [n.path for n in self._storage_nodes.values()]
+            for key in list(self._folders.keys()):
+                folder_node = self._nodes.get(key[1]) if key[1] else None
+                if folder_node is not None:
+                    paths.append(folder_node.path)
+            for node in self._nodes.values():
+                node._flags |= _CARRIED
+            self._storages = None
+            self._storage_info.clear()
+            self._folders.clear()
+            self.root.mtime = time.time()
+        log.info("reconnected to the same device: %d known objects kept for revalidation",
+                 len(self._nodes))
+        self.events.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} session reopened; "
+                           "listings kept for revalidation")
+        return paths
+
+    def _same_objects(self, sample: list[Node]) -> bool:
+        """Whether the device still gives *sample*'s handles the same name and folder
+        (one that vanished meanwhile proves nothing; at least one must match)."""
+        matched = 0
+        for node in sample:
+            try:
+                info = self.session.get_object_info(node.handle)
+            except ResponseError as exc:
+                if exc.code == RC.InvalidObjectHandle:
+                    continue
+                return False
+            except PTPError:
+                return False
+            parent = node.parent.handle if node.parent is not None else 0
+            if info.filename != node.raw_name or norm_parent(info.parent) != parent:
+                return False
+            matched += 1
+        return matched > 0
 
     def reset(self) -> list[str]:
         """Forget everything, nodes included: the session was reopened and

@@ -347,6 +347,13 @@ OPC_DATE_MODIFIED = 0xDC09
 DT_STR = 0xFFFF
 
 
+def _adapt(session: Any, key: str, message: str) -> None:
+    """Note a device behaviour once (Session.adapt), if the session keeps such notes."""
+    adapt = getattr(session, "adapt", None)
+    if callable(adapt):
+        adapt(key, message)
+
+
 @dataclass
 class Orphan:
     """An upload cut off by a lost link: what may be left on the device."""
@@ -736,7 +743,7 @@ class Uploads:
             raise
         if dest is not None and aside is not None:
             try:
-                self.session.delete_object(dest.handle)
+                self._delete_renamed(dest.handle, parent, aside)
             except Exception as exc:  # noqa: BLE001 - the rename itself succeeded
                 log.warning("replaced %s (now %s) could not be deleted: %s", new, aside, exc)
             self.tree.remove_object(dest.handle)
@@ -744,9 +751,45 @@ class Uploads:
         mtime = self.node_mtime(source) if not source.is_dir else None
         if moving:
             self.tree.invalidate_folder(old_parent)
-        node = self.tree.add_object(self.tree.lister.object_meta(source.handle))
+        try:
+            meta = self.tree.lister.object_meta(source.handle)
+        except ResponseError as exc:
+            if exc.code != RC.InvalidObjectHandle:
+                raise
+            meta = self._renamed_meta(source.handle, parent, name)
+        node = self.tree.add_object(meta)
         if node is not None and mtime is not None and mtime != node.mtime:
             self._record_mtime(node, mtime)
+
+    def _renamed_meta(self, handle: int, parent: Node, name: str) -> Any:
+        """The metadata of an object renamed under a new handle, found by its new name.
+
+        Some devices number a renamed object afresh (uMTP-Responder re-registers the file
+        from its file watch): the old handle is then invalid and the folder is listed again.
+        """
+        _adapt(self.session, "rename-new-handle", "a renamed object gets a new handle: "
+                                                  "found again by name")
+        self.tree.remove_object(handle)
+        for meta in self.tree.lister.list_folder(parent.storage_id, parent.handle):
+            if meta.filename == name:
+                self.tree.invalidate_folder(parent)
+                return meta
+        raise FuseOSError(errno.EIO)
+
+    def _delete_renamed(self, handle: int, parent: Node, name: str) -> None:
+        """DeleteObject of an object just renamed to *name*; by name if its handle changed."""
+        try:
+            self.session.delete_object(handle)
+        except ResponseError as exc:
+            if exc.code != RC.InvalidObjectHandle:
+                raise
+            _adapt(self.session, "rename-new-handle", "a renamed object gets a new handle: "
+                                                      "found again by name")
+            for meta in self.tree.lister.list_folder(parent.storage_id, parent.handle):
+                if meta.filename == name:
+                    self.session.delete_object(meta.handle)
+                    return
+            raise
 
     def _rename_by_copy(self, new: str, source: Node, parent: Node, name: str,
                         dest: Node | None) -> None:

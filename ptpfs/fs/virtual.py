@@ -7,7 +7,8 @@ content is computed when they are looked at (getattr/open) so ``stat``,
 current value; writing a value to a settable property sets it on the camera
 (``echo 1/250 > .ptp/properties.d/ExposureTime``).  Values are parsed,
 formatted and checked by :mod:`ptpfs.services.properties`, the same code
-``ptpctl --set-property`` uses.
+``ptpctl --set-property`` uses.  ``thumbs/`` mirrors the
+storages with the camera's thumbnails (see :mod:`ptpfs.fs.thumbs`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from cachetools import TTLCache
 
 from ptpfs.errors import InvalidValue, PTPError
+from ptpfs.fs.thumbs import INO_THUMBS_DIR, Thumbs
 from ptpfs.services.naming import unique_names
 from ptpfs.services.properties import check_value, describe_form, format_value
 
@@ -42,6 +44,7 @@ class VNode:
     is_dir: bool = False
     writable: bool = False
     prop: int | None = None
+    target: Any = None      # for thumbs/ entries: the tree node they stand for
 
 
 class Virtual:
@@ -66,12 +69,16 @@ class Virtual:
             "storages": self._storages, "stats": self._stats, "events.log": self._event_log,
         }
         tree.prop_listeners.append(self.property_changed)
+        self.thumbs = Thumbs(session, tree, ttl=ttl)
+        self.thumbs_dir = VNode("thumbs", INO_THUMBS_DIR, is_dir=True, target=tree.root)
 
     # -- structure ---------------------------------------------------------------
     def lookup(self, parts: list[str]) -> VNode:
         """Resolve path components below ``/.ptp``; FileNotFoundError if absent."""
         if not parts:
             return self.root
+        if parts[0] == "thumbs":
+            return self._thumb_vnode(parts[-1], self.thumbs.lookup(parts[1:]))
         if parts[0] == "properties.d":
             if len(parts) == 1:
                 return self.props_dir
@@ -87,8 +94,23 @@ class Virtual:
     def list(self, node: VNode) -> list[VNode]:
         """Children of a virtual directory."""
         if node is self.root:
-            return [self.props_dir, *self.files.values()]
+            return [self.props_dir, self.thumbs_dir, *self.files.values()]
+        if node.target is not None:
+            return [self._thumb_vnode(name, n) for name, n in self.thumbs.children(node.target)]
         return [self.lookup(["properties.d", name]) for name in self.property_names()]
+
+    def _thumb_vnode(self, name: str, node: Any) -> VNode:
+        if node.kind == "root":
+            return self.thumbs_dir
+        return VNode(name, self.thumbs.ino(node), is_dir=node.is_dir, target=node)
+
+    def stat_hint(self, node: VNode) -> tuple[int, float] | None:
+        """Size and mtime of a ``thumbs/`` entry (``None`` for other virtual files)."""
+        if node.target is None:
+            return None
+        target = node.target
+        mtime = target.mtime or self.tree.root.mtime
+        return (0 if target.is_dir else self.thumbs.size(target)), mtime
 
     def property_names(self) -> dict[str, int]:
         """File name -> property code for the device's properties."""
@@ -118,6 +140,8 @@ class Virtual:
     # -- content ------------------------------------------------------------------
     def content(self, node: VNode) -> bytes:
         """The current bytes of a virtual file."""
+        if node.target is not None:
+            return self.thumbs.content(node.target)
         if node.prop is not None:
             desc = self.desc(node.prop)
             return (format_value(desc.code, desc.current) + "\n").encode()

@@ -411,6 +411,7 @@ class PacketParser:
     _buffer: bytearray = field(default_factory=bytearray, repr=False)
     _payload_left: int = field(default=0, repr=False)
     _last_type: int = field(default=0, repr=False)
+    _header: tuple[int, int] | None = field(default=None, repr=False)   # of the buffered packet
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes."""
@@ -457,9 +458,12 @@ class PacketParser:
         self._payload_left -= n
 
     def _streams(self, header: bytes | bytearray) -> bool:
-        return self.stream_data and _HEADER.unpack_from(header)[1] in (TYPE_DATA, TYPE_END_DATA)
+        return self.stream_data and self._header is not None and self._header[1] in (
+            TYPE_DATA, TYPE_END_DATA)
 
     def _check_header(self) -> int | None:
+        if self._header is not None:
+            return self._header[0]
         if len(self._buffer) < PACKET_HEADER_SIZE:
             return None
         length, ptype = parse_packet_header(self._buffer)
@@ -469,6 +473,7 @@ class PacketParser:
             kind = "control packet" if self.stream_data else "packet"
             raise ProtocolError(
                 f"PTP/IP peer announced a {length}-byte {kind} (limit {self.max_length})")
+        self._header = (length, ptype)
         return length
 
     def next_packet(self) -> Packet | DataHeader | DataPayload | None:
@@ -489,15 +494,17 @@ class PacketParser:
                 raise ProtocolError(f"PTP/IP data packet of {length} bytes has no transaction ID")
             if len(self._buffer) < PACKET_HEADER_SIZE + 4:
                 return None
-            ptype = _HEADER.unpack_from(self._buffer)[1]
+            ptype = self._header[1] if self._header is not None else TYPE_DATA
             (tid,) = struct.unpack_from("<I", self._buffer, PACKET_HEADER_SIZE)
             del self._buffer[:PACKET_HEADER_SIZE + 4]
+            self._header = None
             self._payload_left = length - PACKET_HEADER_SIZE - 4
             return DataHeader(tid, self._payload_left, ptype == TYPE_END_DATA)
         if len(self._buffer) < length:
             return None
         raw = bytes(self._buffer[:length])
         del self._buffer[:length]
+        self._header = None
         return decode_packet(raw)
 
     def packets(self) -> list[Packet | DataHeader | DataPayload]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Union
 
 from ptpfs.errors import ProtocolError
 
@@ -37,8 +36,20 @@ from . import container
 from . import ptpip as pk
 from .messages import DATA_IN, DATA_OUT, NO_DATA
 
-__all__ = ["INITIATOR", "RESPONDER", "Role", "Expect", "Command", "DataStart", "DataChunk",
-           "DataEnd", "Response", "Cancel", "TransactionEvent", "Transaction"]
+__all__ = [
+    "INITIATOR",
+    "RESPONDER",
+    "Cancel",
+    "Command",
+    "DataChunk",
+    "DataEnd",
+    "DataStart",
+    "Expect",
+    "Response",
+    "Role",
+    "Transaction",
+    "TransactionEvent",
+]
 
 
 class Role(enum.Enum):
@@ -130,7 +141,7 @@ class Cancel:
     transaction_id: int | None = None
 
 
-TransactionEvent = Union[Command, DataStart, DataChunk, DataEnd, Response, Cancel]
+TransactionEvent = Command | DataStart | DataChunk | DataEnd | Response | Cancel
 
 
 class Transaction:

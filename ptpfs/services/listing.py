@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +38,20 @@ OPC_DATE_CREATED = 0xDC08
 OPC_DATE_MODIFIED = 0xDC09
 OPC_PARENT = 0xDC0B
 
-#: Responses meaning "this listing mechanism does not work here; fall back".
-UNSUPPORTED = {0x2005, 0x2006, 0x201D, 0xA801, 0xA808, 0x2014}
+#: Responses meaning "this listing mechanism does not work here; fall back": OperationNotSupported,
+#: ParameterNotSupported, InvalidParameter, SpecificationByFormatUnsupported,
+#: Invalid/UnsupportedObjectPropCode, SpecificationByGroup/DepthUnsupported, and GeneralError
+#: (some devices list an operation in DeviceInfo and fail it whenever it is called).
+UNSUPPORTED = {0x2005, 0x2006, 0x201D, 0x2014, 0xA801, 0xA805, 0xA807, 0xA808, 0xA80A, 0x2002}
+
+
+def _note(session: Any, key: str, message: str) -> None:
+    """Record a device behaviour once (``Session.adapt``) if the session keeps such notes."""
+    adapt = getattr(session, "adapt", None)
+    if callable(adapt):
+        adapt(key, message)
+    else:
+        log.info("%s", message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +115,13 @@ class Lister:
         """Children of *parent* (0 = storage root) on *storage_id*."""
         raise NotImplementedError
 
-    def iter_folder(self, storage_id: int, parent: int) -> Iterator[ObjectMeta]:
+    def iter_folder(self, storage_id: int, parent: int,
+                    known: Callable[[int], ObjectMeta | None] | None = None
+                    ) -> Iterator[ObjectMeta]:
         """Like :meth:`list_folder`, one child at a time where the strategy fetches them
-        one at a time (then a huge folder never holds every record at once)."""
+        one at a time (then a huge folder never holds every record at once).  *known*
+        (handle -> metadata or ``None``) lets a per-object strategy skip asking the
+        device about objects the caller still trusts (after a reconnect)."""
         return iter(self.list_folder(storage_id, parent))
 
     def object_meta(self, handle: int) -> ObjectMeta:
@@ -146,9 +162,15 @@ class GenericLister(Lister):
     def list_folder(self, storage_id: int, parent: int) -> list[ObjectMeta]:
         return list(self.iter_folder(storage_id, parent))
 
-    def iter_folder(self, storage_id: int, parent: int) -> Iterator[ObjectMeta]:
+    def iter_folder(self, storage_id: int, parent: int,
+                    known: Callable[[int], ObjectMeta | None] | None = None
+                    ) -> Iterator[ObjectMeta]:
         handles = self.session.get_object_handles(storage_id, 0, parent or ROOT)
         for handle in handles:
+            kept = known(handle) if known is not None else None
+            if kept is not None and kept.storage_id == storage_id:
+                yield kept
+                continue
             try:
                 info = self.session.get_object_info(handle)
             except ResponseError as exc:
@@ -183,13 +205,22 @@ class PropListLister(Lister):
             return self.fallback.list_folder(storage_id, parent)
         except ResponseError as exc:
             if exc.code in UNSUPPORTED:
-                log.info("GetObjectPropList unusable (%s); falling back to ObjectInfo", exc)
+                _note(self.session, "proplist-refused",
+                      f"GetObjectPropList is listed but refused ({exc}): listing with "
+                      "GetObjectHandles + GetObjectInfo")
                 self.broken = True
                 return self.fallback.list_folder(storage_id, parent)
             raise
         props: dict[int, dict[int, Any]] = {}
         for entry in entries:
             props.setdefault(entry.handle, {})[entry.prop] = entry.value
+        if (parent or ROOT) in props or 0 in props or ROOT in props:
+            # depth ignored: the answer describes the folder itself, not its children
+            # (uMTP-Responder); a folder's listing never contains the folder
+            self.broken = True
+            _note(self.session, "proplist-depth", "GetObjectPropList ignores depth 1 (answers "
+                  "the folder itself): listing with GetObjectHandles + GetObjectInfo")
+            return self.fallback.list_folder(storage_id, parent)
         out = []
         for handle, p in props.items():
             if not _well_typed(p):
@@ -224,9 +255,23 @@ class EosLister(Lister):
 
     name = "eos"
 
+    def __init__(self, session: Any) -> None:
+        super().__init__(session)
+        self.broken = False
+
     def list_folder(self, storage_id: int, parent: int) -> list[ObjectMeta]:
+        if self.broken:
+            return GenericLister(self.session).list_folder(storage_id, parent)
         try:
             entries = self.session.eos_get_object_info_ex(storage_id, parent or ROOT)
+        except ResponseError as exc:
+            if exc.code not in UNSUPPORTED:
+                raise
+            _note(self.session, "eos-infoex-refused",
+                  f"EOS GetObjectInfoEx is listed but refused ({exc}): listing with "
+                  "GetObjectHandles + GetObjectInfo")
+            self.broken = True
+            return GenericLister(self.session).list_folder(storage_id, parent)
         except ProtocolError as exc:
             log.warning("GetObjectInfoEx of 0x%08x unreadable (%s); using ObjectInfo", parent, exc)
             return GenericLister(self.session).list_folder(storage_id, parent)

@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 _SAMPLE_OPTIONS = {"folders", "files_per_folder", "jpeg_size", "raw_size", "big_file",
+                   "sparse_file",
                    "second_slot", "capacity", "seed"}
 _DIR_OPTIONS = {"watch_interval", "read_only"}
 _CAMERA_OPTIONS = {"deny_uploads", "uploads", "battery", "link", "faults"}
@@ -39,7 +40,8 @@ def make_camera(root: str | None = None, profile: str = "generic", **options: An
     refuses them), ``deny_uploads``, ``battery``, ``link``, ``faults`` for the camera; for a directory
     ``watch_interval`` (s, default 1.0; ``None`` = rescan only when listing) and
     ``read_only``; for the sample card ``folders``, ``files_per_folder``, ``jpeg_size``,
-    ``raw_size``, ``big_file`` (bytes), ``second_slot`` (``empty``/``absent``/``none``),
+    ``raw_size``, ``big_file`` (bytes), ``sparse_file``
+    (bytes, mostly zeros), ``second_slot`` (``empty``/``absent``/``none``),
     ``capacity``, ``seed``.  Unknown options raise ``TypeError``.
     """
     get_profile(profile)

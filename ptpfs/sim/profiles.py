@@ -116,7 +116,9 @@ ANDROID_MTP = Profile(
 
 WHOLE_OBJECT = Profile(
     name="whole-object",
-    operations=tuple(op for op in _STANDARD_OPS if op != OC.GetPartialObject),
+    # no partial reads; the MTP ObjectSize property for the size of objects >= 4 GiB
+    operations=tuple(op for op in _STANDARD_OPS if op != OC.GetPartialObject) + (
+        OC.GetObjectPropsSupported, OC.GetObjectPropDesc, OC.GetObjectPropValue),
     events=_STANDARD_EVENTS, properties=(DPC.BatteryLevel, DPC.DateTime),
     vendor_extension_id=0, vendor_extension_version=0, vendor_extension_desc="",
     manufacturer="ptpfs", model="PTP camera (whole objects)", device_version="1.0",

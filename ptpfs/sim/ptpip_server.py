@@ -12,6 +12,11 @@ as they arrive).  The camera's link model paces the bytes and its faults
 apply: ``drop_after`` closes both sockets of the pair, ``stall`` withholds the
 reply until the stall ends (a Cancel or a new request meanwhile discards it).
 
+Packets are read through the one parser (:class:`PacketReader` over
+:class:`ptpfs.protocol.ptpip.PacketParser`, Data payloads streamed) and the
+sequence is checked by :class:`ptpfs.protocol.transaction.Transaction` in the
+responder role.
+
 libgphoto2 compatibility: it sends no Data/EndData at all for an empty data
 phase (only StartData with length 0), so an empty host-to-device data phase
 completes on StartData, and a stray empty EndData after it is ignored.
@@ -132,8 +137,8 @@ class PacketReader:
     def next_item(self) -> pk.Packet | pk.DataHeader:
         """The next packet (or data packet header)."""
         if self.pending is not None:
-            item, self.pending = self.pending, None
-            return item
+            pending, self.pending = self.pending, None
+            return pending
         while True:
             try:
                 item = self.parser.next_packet()
@@ -468,11 +473,11 @@ class _CommandLoop:
             return _CANCELLED
         if isinstance(item, pk.DataHeader):
             raise pk.ProtocolError(f"expected StartData after 0x{request.code:04x}, got data")
-        for event in ptpip_events(item) or [None]:
-            if not isinstance(event, DataStart):
-                raise pk.ProtocolError(f"expected StartData after 0x{request.code:04x}, got "
-                                       f"{type(item).__name__}")
-            machine.receive(event)          # checks the transaction ID
+        events = ptpip_events(item)
+        if not events or not isinstance(events[0], DataStart):
+            raise pk.ProtocolError(f"expected StartData after 0x{request.code:04x}, got "
+                                   f"{type(item).__name__}")
+        machine.receive(events[0])          # checks the transaction ID
         total = machine.data_length
         try:
             receiver = self.camera.begin_data(

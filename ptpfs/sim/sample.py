@@ -11,15 +11,13 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
+from ptpfs.sim.media import CR3_HEADER, JPEG_HEADER  # Exif/CR3 headers with thumbnails
 from ptpfs.sim.store import ROOT, ObjectStore, Storage, StoreError
 
 _BLOCK = 1 << 16
 _SHARED = random.Random(0x50545046).randbytes(_BLOCK)
 _DOUBLED = _SHARED + _SHARED
 
-JPEG_HEADER = (b"\xff\xd8\xff\xe1\x00\x16Exif\x00\x00II*\x00\x08\x00\x00\x00\x00\x00"
-               b"\x00\x00\x00\x00")
-CR3_HEADER = b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01crx isom"
 MP4_HEADER = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
 
 #: Storage IDs of the two slots (the R6 has two SD slots).
@@ -66,13 +64,45 @@ class GeneratedContent:
         return bytes(out)
 
 
+class SparseContent:
+    """*size* bytes of zeros with *header* at the start, *trailer* at the end and a
+    16-byte mark ``@<offset>`` at every GiB boundary: an object of many GiB that
+    costs nothing to serve and, where the reader writes holes for zeros, nothing
+    to keep, while its marks still show that every offset arrives where it belongs."""
+
+    MARK = 16
+
+    def __init__(self, size: int, header: bytes = b"", trailer: bytes = b"") -> None:
+        self.size = size
+        self.header = header[:size]
+        self.trailer = trailer if len(trailer) + len(self.header) <= size else b""
+
+    def _pieces(self) -> list[tuple[int, bytes]]:
+        marks = [(k * GiB, f"@{k * GiB:015d}".encode()) for k in range(1, self.size // GiB + 1)
+                 if k * GiB + self.MARK <= self.size - len(self.trailer)]
+        return [(0, self.header)] + marks + [(self.size - len(self.trailer), self.trailer)]
+
+    def read(self, offset: int, n: int) -> bytes:
+        end = min(self.size, offset + max(0, n))
+        if offset >= end:
+            return b""
+        out = bytearray(end - offset)
+        for start, piece in self._pieces():
+            lo, hi = max(offset, start), min(end, start + len(piece))
+            if lo < hi:
+                out[lo - offset:hi - offset] = piece[lo - start:hi - start]
+        return bytes(out)
+
+
 class SampleStore(ObjectStore):
     """The generated card.
 
     *folders* folders ``100CANON``, ``101CANON``… under ``DCIM`` hold
     *files_per_folder* files each, alternating ``IMG_nnnn.JPG`` (about
     *jpeg_size* bytes) and ``IMG_nnnn.CR3`` (about *raw_size*).  *big_file*
-    adds ``DCIM/100CANON/MVI_9999.MP4`` of exactly that size.  *second_slot*
+    adds ``DCIM/100CANON/MVI_9999.MP4`` of exactly that size, *sparse_file*
+    ``DCIM/100CANON/MVI_9998.MP4`` (:class:`SparseContent`: mostly zeros, for
+    objects of many GiB).  *second_slot*
     is ``"empty"`` (SD2 present, no files), ``"absent"`` (an empty slot: ID
     0x00020000) or ``"none"`` (one storage only).  Uploads go to a private
     temporary directory removed by :meth:`close`.
@@ -80,7 +110,8 @@ class SampleStore(ObjectStore):
 
     def __init__(self, *, folders: int = 1, files_per_folder: int = 10,
                  jpeg_size: int = 5_000_000, raw_size: int = 20_000_000,
-                 big_file: int | None = None, second_slot: str = "empty",
+                 big_file: int | None = None, sparse_file: int | None = None,
+                 second_slot: str = "empty",
                  capacity: int | None = None, seed: int = 1) -> None:
         super().__init__()
         if second_slot not in ("empty", "absent", "none"):
@@ -103,7 +134,7 @@ class SampleStore(ObjectStore):
                 k += 1
         if big_file is not None:
             plan.append((0, "MVI_9999.MP4", int(big_file), 0xB982, MP4_HEADER, b"", (0, 0)))
-        used = sum(p[2] for p in plan)
+        used = sum(p[2] for p in plan) + (sparse_file or 0)
         card = capacity if capacity is not None else max(64 * GiB, -(-used * 5 // 4 // GiB) * GiB)
         self.add_storage(Storage(SD1, "SD1", card, volume_label="EOS_DIGITAL"))
         if second_slot != "none":
@@ -113,11 +144,15 @@ class SampleStore(ObjectStore):
             folder_handles = [
                 self.add_object(SD1, dcim, f"{100 + f}CANON", folder=True,
                                 mtime=base + timedelta(minutes=f)).handle
-                for f in range(max(folders, 1 if big_file is not None else 0))]
+                for f in range(max(folders, 1 if big_file or sparse_file else 0))]
             for index, (f, name, size, fmt, header, trailer, dims) in enumerate(plan):
                 content = GeneratedContent(seed * 1_000_003 + index, size, header, trailer)
                 self.add_object(SD1, folder_handles[f], name, content=content, format=fmt,
                                 mtime=base + timedelta(seconds=7 * index), image_size=dims)
+            if sparse_file is not None:
+                self.add_object(SD1, folder_handles[0], "MVI_9998.MP4", format=0xB982,
+                                content=SparseContent(int(sparse_file), MP4_HEADER, b"END!"),
+                                mtime=base)
             self._pending_events.clear()  # the card was there before anyone connected
 
     def take_photo(self, storage_id: int = SD1, folder: str = "DCIM/100CANON",

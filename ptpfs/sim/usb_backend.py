@@ -18,6 +18,11 @@ data overflows.  The camera's link model paces the bytes, its faults apply:
 ``errno.ENODEV``, as after an unplug) and ``stall`` makes bulk reads block
 until their timeout and raise ``USBTimeoutError``.  For protocol-error tests
 :meth:`SimUsbDevice.inject` corrupts the next response container.
+
+The transaction sequence (a command, data only for operations that take it,
+the data header's transaction ID, a known or short-packet-ended length) is
+checked by :class:`ptpfs.protocol.transaction.Transaction` in the responder
+role; a container that breaks it stalls the OUT pipe, as a device does.
 """
 
 from __future__ import annotations

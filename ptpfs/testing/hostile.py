@@ -14,7 +14,8 @@ Raw-level hostility (wrong transaction IDs, garbage containers or packets, lying
 StartData lengths, unexpected packet types, probe floods) needs the transport framing:
 :class:`HostileUsbBackend` (a :class:`~ptpfs.sim.usb_backend.SimUsbBackend` whose devices can
 corrupt what they queue on bulk IN) and :class:`HostilePtpipServer` (a small PTP/IP responder
-that speaks the framing itself) take the same plan.
+that reads through the one packet parser and writes its framing itself, broken on purpose)
+take the same plan.  Slow modes for deadline tests: ``ip_trickle`` and ``ip_trickle_init``.
 
 Everything is deterministic: ``Plan.random(seed)`` always gives the same plan, and a plan
 always gives the same bytes, so a failing case is reproduced by its seed.

@@ -16,7 +16,6 @@ from typing import BinaryIO, Protocol
 from ptpfs.errors import InvalidValue, TransportTimeout
 from ptpfs.protocol.messages import Event, Request, Response
 
-
 #: Default slowest progress a transaction may make once its first *timeout* seconds are
 #: used up: it may take *timeout* seconds plus one second per this many bytes moved.
 DEFAULT_MIN_RATE = 16 * 1024

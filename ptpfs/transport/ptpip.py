@@ -4,8 +4,13 @@ Two TCP connections: the command/data connection (InitCommandRequest /
 InitCommandAck) and the event connection (InitEventRequest / InitEventAck).
 Data phases stream in 1 MiB Data packets in both directions; incoming Data
 packets go straight from the socket into a preallocated buffer and on to the
-sink, so an object of any size costs 1 MiB of memory.  Every socket operation
-has a timeout; lengths announced by the peer are checked against what arrives.
+sink, so an object of any size costs 1 MiB of memory.  Packets are read
+through the one parser (:class:`ptpfs.protocol.ptpip.PacketParser`, exactly
+the bytes it wants) and the sequence is checked by
+:class:`ptpfs.protocol.transaction.Transaction`: this module only moves
+bytes.  Every socket operation has a timeout, and every transaction and the
+handshake a deadline (:class:`~ptpfs.transport.base.Deadline`): a peer that
+trickles is given up on.
 """
 
 from __future__ import annotations
@@ -95,10 +100,12 @@ class _Channel:
         self.read_timeout = 10.0
         self.deadline: Deadline | None = None
         self._deadline_bound = False    # the last socket call was cut short by the deadline
+        self._armed: float | None = None    # the socket's current timeout
 
     def settimeout(self, timeout: float) -> None:
         self.read_timeout = timeout
         self.sock.settimeout(timeout)
+        self._armed = timeout
 
     def _arm(self, what: str) -> None:
         """Before each socket call: the per-call timeout, cut short by the deadline."""
@@ -108,7 +115,10 @@ class _Channel:
             left = self.deadline.left(what)
             if left < t:
                 t, self._deadline_bound = left, True
-        self.sock.settimeout(max(t, 0.001))
+        t = max(t, 0.001)
+        if t != self._armed:
+            self.sock.settimeout(t)
+            self._armed = t
 
     def _timed_out(self, what: str, sending: bool) -> TransportTimeout:
         if self.deadline is not None and self._deadline_bound:

@@ -9,8 +9,13 @@ Data phases stream: outgoing data is read from a file object into a 512 KiB
 buffer and written in transfers of exactly :data:`OUT_CHUNK_SIZE` bytes (the
 first carries the 12-byte container header), only the last one short,
 followed by a zero-length packet when the container is an exact multiple of
-the packet size.  Incoming data is read into a preallocated 1 MiB buffer and
-handed to the sink chunk by chunk.
+the packet size.  Incoming data is read into preallocated buffers sized by
+what is expected (16 KiB for responses, datasets and a data phase's first
+transfer; the announced remainder, at most 1 MiB, after that) and handed to
+the sink chunk by chunk.  The sequence (command, data in the declared
+direction, response, transaction IDs) is checked by
+:class:`ptpfs.protocol.transaction.Transaction`; every transaction has a
+deadline (:class:`~ptpfs.transport.base.Deadline`).
 
 Device behaviour handled here, by observation rather than by device name
 (all seen on QEMU's usb-mtp, which behaves like several cheap MTP stacks):
