@@ -185,7 +185,7 @@ def test_reader_reports_where_it_failed():
     assert r.remaining == 1
     with pytest.raises(ProtocolError, match="trailing"):
         r.end()
-    assert r.bytes(1) == b"\x03"
+    assert r.raw(1) == b"\x03"
     r.end()
 
 

@@ -269,7 +269,7 @@ def _skip_field(r: Reader, kind: str) -> None:
     elif kind == "a32":
         r.array(DT.UINT32)
     else:
-        r.bytes({"u8": 1, "u16": 2, "u32": 4, "u64": 8}[kind])
+        r.raw({"u8": 1, "u16": 2, "u32": 4, "u64": 8}[kind])
 
 
 def _fields(code: int, data: bytes) -> list[tuple[str, int]]:
