@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from ptpfs.capabilities import Capabilities
+from ptpfs.capabilities import Capabilities, PartialRead
 from ptpfs.errors import (
     ConnectionLost,
     Interrupted,
@@ -643,11 +643,11 @@ class Session(LinkSupervision):
                      sink: DataSink | None = None) -> bytes | int:
         """Read part of an object with the best partial-read operation the device has."""
         mode = self.capabilities.partial_read
-        if mode == "64":
+        if mode is PartialRead.OFFSET64:
             return self.get_partial_object64(handle, offset, size, sink)
-        if mode == "eos":
+        if mode is PartialRead.EOS:
             return self.eos_get_partial_object(handle, offset, size, sink)
-        if mode == "32":
+        if mode is PartialRead.OFFSET32:
             return self.get_partial_object(handle, offset, size, sink)
         raise ResponseError(RC.OperationNotSupported, OC.GetPartialObject,
                             message="the device offers no partial-read operation")

@@ -225,7 +225,7 @@ class LinkSupervision:
             self._mark_lost(f"{operation_name(code)}: {exc}")
         elif isinstance(exc, TransportTimeout):
             self._failures += 1
-            if getattr(exc, "request_sent", True) is False and self._next_tid:
+            if not exc.request_sent and self._next_tid:
                 self._next_tid = tid      # the device never saw this transaction ID
             log.warning("%s timed out (%s); recovering the link", operation_name(code), exc)
             if self._recover():
@@ -247,7 +247,7 @@ class LinkSupervision:
             self._mark_lost(f"probe: {exc}")
             raise
         except (TransportTimeout, ProtocolError) as exc:
-            if getattr(exc, "request_sent", True) is False and self._next_tid:
+            if not exc.request_sent and self._next_tid:
                 self._next_tid = tid
             self._failures += 1
             self._recover()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ptpfs.capabilities import PARTIAL_32, PARTIAL_64, PARTIAL_EOS
+from ptpfs.capabilities import PartialRead
 from ptpfs.errors import ConnectionLost, InvalidValue, ResponseError
 from ptpfs.protocol.codes import DPC, EC, OC, OFC, RC
 from ptpfs.protocol.datasets import ObjectInfo
@@ -76,7 +76,8 @@ def test_transaction_rejects_bad_params(session: Session) -> None:
 
 def test_capabilities_follow_the_profile(session: Session, profile: str) -> None:
     caps = session.capabilities
-    expected = {"generic": PARTIAL_32, "canon-eos": PARTIAL_EOS, "android-mtp": PARTIAL_64}
+    expected = {"generic": PartialRead.OFFSET32, "canon-eos": PartialRead.EOS,
+                "android-mtp": PartialRead.OFFSET64}
     assert caps.partial_read == expected[profile]
     assert caps.prop_list == (profile == "android-mtp")
     assert caps.eos_listing == caps.eos_events == (profile == "canon-eos")

@@ -20,6 +20,7 @@ import os
 import threading
 from typing import Any
 
+from ptpfs.capabilities import PartialRead
 from ptpfs.errors import ProtocolError
 from ptpfs.fs.spool import SpoolDir
 
@@ -196,7 +197,7 @@ class PartialReader(Reader):
         self._counter_lock = threading.Lock()
         self.transferred = 0
         self.transactions = 0
-        self._eos = session.capabilities.partial_read == "eos"
+        self._eos = session.capabilities.partial_read is PartialRead.EOS
 
     def _fetch(self, start: int, length: int, reuse: bytearray | None = None) -> memoryview:
         """One partial read straight into a buffer (no extra copies); *reuse*
@@ -441,6 +442,7 @@ def open_reader(session: Any, handle: int, size: int, spools: SpoolCache, *,
                 readahead_max: int = 8 * MIB, readahead_min: int = 128 * KIB) -> Reader:
     """The best reader for this device and object."""
     mode = session.capabilities.partial_read
-    if mode in ("64", "eos") or (mode == "32" and size <= LIMIT_32):
+    if mode in (PartialRead.OFFSET64, PartialRead.EOS) or (
+            mode is PartialRead.OFFSET32 and size <= LIMIT_32):
         return PartialReader(session, handle, size, initial=readahead_min, maximum=readahead_max)
     return SpoolReader(spools, handle, size)

@@ -39,7 +39,7 @@ from typing import Any
 
 from mfusepy import FuseOSError
 
-from ptpfs.errors import ConnectionLost, ProtocolError, ResponseError, TransportError
+from ptpfs.errors import ConnectionLost, ProtocolError, PTPError, ResponseError, TransportError
 from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import Node, Tree
 from ptpfs.protocol.codes import RC
@@ -278,7 +278,7 @@ class Upload:
             with os.fdopen(os.dup(self.fd), "rb", buffering=0) as source:
                 session.send_object(source, self.size)
         except BaseException as exc:
-            if getattr(exc, "data_delivered", False):
+            if isinstance(exc, PTPError) and exc.data_delivered:
                 # Every byte went out but the device could not end the data phase
                 # (it refused the zero-length packet): keep the object if it is complete.
                 try:
