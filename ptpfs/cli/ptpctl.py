@@ -28,7 +28,7 @@ from ptpfs.cli.exitcodes import (  # noqa: F401 - re-exported: ptpctl's public n
     EXIT_NO_DEVICE, EXIT_OK, EXIT_PERMISSION, EXIT_PTP, EXIT_USAGE, UsageError, error_exit_code)
 from ptpfs.cli.progress import ProgressBar
 from ptpfs.errors import (InvalidValue, PTPError, ResponseError)
-from ptpfs.protocol.codes import format_for_filename, property_name
+from ptpfs.protocol.codes import ROOT_PARENT, format_for_filename, norm_parent, property_name
 from ptpfs.protocol.datasets import ObjectInfo
 from ptpfs.protocol.wire import format_datetime
 from ptpfs.services import properties
@@ -378,14 +378,14 @@ def _upload(run: _Run, session: Any, spec: str, parent: int | None) -> None:
                       modification_date=format_datetime(datetime.fromtimestamp(st.st_mtime)))
     with open(filename, "rb") as f:
         got_sid, got_parent, handle = session.send_object_info(
-            sid, 0xFFFFFFFF if parent is None else parent, info)
+            sid, ROOT_PARENT if parent is None else parent, info)
         with ProgressBar(st.st_size, base[:40]) as bar:
             session.send_object(f, st.st_size, progress=bar)
     # Devices may announce a handle they register later (or another object's): confirm it.
     from ptpfs.services.uploads import confirm_upload
 
     handle, _ = confirm_upload(session, got_sid or sid,
-                               0 if parent in (None, 0xFFFFFFFF) else parent, base, handle)
+                               norm_parent(parent or 0), base, handle)
     run.line(f"uploaded {filename} as 0x{handle:08x} (storage 0x{got_sid:08x}, "
              f"parent 0x{got_parent:08x}, {st.st_size} bytes)")
     run.doc["upload"] = {"file": filename, "handle": handle, "storage": got_sid,

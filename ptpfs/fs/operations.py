@@ -31,10 +31,10 @@ from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import VIRTUAL_DIR, Node, Tree
 from ptpfs.fs.uploads import NAME_UNITS_MAX, Upload, Uploads, check_name
 from ptpfs.fs.virtual import Virtual, VNode
+from ptpfs.protocol.codes import wire_parent
 
 log = logging.getLogger("ptpfs.fs")
 
-ROOT = 0xFFFFFFFF
 FILL_DIR_PLUS = 1 << 1
 READDIR_PLUS = 1 << 0
 BLOCK = 4096
@@ -677,7 +677,7 @@ class PtpFs(Operations):
                 raise FuseOSError(errno.EEXIST)
             info = ObjectInfo.folder(parent.storage_id, parent.handle, name)
             _, _, handle = self.session.send_object_info(parent.storage_id,
-                                                         parent.handle or ROOT, info)
+                                                         wire_parent(parent.handle), info)
             self._refresh(handle)
             return 0
 

@@ -34,8 +34,8 @@ from typing import Any
 from cachetools import TTLCache
 
 from ptpfs.errors import PTPError, ResponseError
-from ptpfs.protocol.codes import RC
-from ptpfs.services.listing import Lister, ObjectMeta, choose_lister, norm_parent
+from ptpfs.protocol.codes import EC, RC, norm_parent
+from ptpfs.services.listing import Lister, ObjectMeta, choose_lister
 from ptpfs.services.naming import sanitize, unique_names
 
 log = logging.getLogger("ptpfs.fs")
@@ -46,20 +46,8 @@ INO_ROOT = 1
 INO_STORAGE = 1 << 40
 INO_OBJECT = 1 << 41
 
-# Event codes the tree reacts to.
-EC_OBJECT_ADDED = 0x4002
-EC_OBJECT_REMOVED = 0x4003
-EC_STORE_ADDED = 0x4004
-EC_STORE_REMOVED = 0x4005
-EC_DEVICE_PROP_CHANGED = 0x4006
-EC_OBJECT_INFO_CHANGED = 0x4007
-EC_DEVICE_INFO_CHANGED = 0x4008
-EC_STORE_FULL = 0x400A
-EC_STORAGE_INFO_CHANGED = 0x400C
-EC_OBJECT_PROP_CHANGED = 0xC801
-
-OBJECT_EVENTS = (EC_OBJECT_ADDED, EC_OBJECT_REMOVED, EC_OBJECT_INFO_CHANGED,
-                 EC_OBJECT_PROP_CHANGED)
+OBJECT_EVENTS = (EC.ObjectAdded, EC.ObjectRemoved, EC.ObjectInfoChanged,
+                 EC.ObjectPropChanged)
 #: Most events waiting for the worker; more are dropped and everything is re-listed.
 EVENT_QUEUE_MAX = 4096
 #: A batch with more object events than this invalidates folders instead of
@@ -659,7 +647,7 @@ class Tree:
                     unknown = True          # a new object: its folder is not known
                     continue
                 folders[node.parent.folder_key] = node.parent
-                if node.is_dir and event.code == EC_OBJECT_REMOVED:
+                if node.is_dir and event.code == EC.ObjectRemoved:
                     self._forget_subtree(node)
             if unknown:
                 changed += self._relist_all()
@@ -694,7 +682,7 @@ class Tree:
         p0 = params[0] if params else 0
         self.events.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {_event_text(code, params)}")
         changed: list[str] = []
-        if code in (EC_OBJECT_ADDED, EC_OBJECT_INFO_CHANGED, EC_OBJECT_PROP_CHANGED):
+        if code in (EC.ObjectAdded, EC.ObjectInfoChanged, EC.ObjectPropChanged):
             old = self.node_for_handle(p0)
             if old is not None:
                 changed.append(old.path)
@@ -710,27 +698,27 @@ class Tree:
                 changed.append(node.path)
                 if node.parent is not None:
                     changed.append(node.parent.path)
-        elif code == EC_OBJECT_REMOVED:
+        elif code == EC.ObjectRemoved:
             node = self.remove_object(p0)
             if node is not None:
                 changed.append(node.path)
                 if node.parent is not None:
                     changed.append(node.parent.path)
-        elif code in (EC_STORE_ADDED, EC_STORE_REMOVED):
+        elif code in (EC.StoreAdded, EC.StoreRemoved):
             with self._lock:
-                if code == EC_STORE_REMOVED:
+                if code == EC.StoreRemoved:
                     node = self._storage_nodes.get(p0)
                     if node is not None:
                         self._forget_storage(p0)
                 self.invalidate_storages()
             changed.append("/")
-        elif code in (EC_STORAGE_INFO_CHANGED, EC_STORE_FULL):
+        elif code in (EC.StorageInfoChanged, EC.StoreFull):
             changed += self._storage_changed(p0)
-        elif code == EC_DEVICE_PROP_CHANGED:
+        elif code == EC.DevicePropChanged:
             for listener in list(self.prop_listeners):
                 listener(p0)
             changed.append(f"/{VIRTUAL_DIR}/properties")
-        elif code == EC_DEVICE_INFO_CHANGED:
+        elif code == EC.DeviceInfoChanged:
             self.invalidate_all()
             changed.append("/")
         return changed

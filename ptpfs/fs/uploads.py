@@ -42,13 +42,12 @@ from mfusepy import FuseOSError
 from ptpfs.errors import ConnectionLost, ProtocolError, PTPError, ResponseError, TransportError
 from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import Node, Tree
-from ptpfs.protocol.codes import RC
+from ptpfs.protocol.codes import DT, OPC, RC, wire_parent
 from ptpfs.services.uploads import confirm_upload
 
 log = logging.getLogger("ptpfs.fs")
 
 U32_MAX = 0xFFFFFFFF
-ROOT = 0xFFFFFFFF
 def _exclusive(session: Any) -> Any:
     """The session's critical section for a multi-transaction operation
     (SendObjectInfo, SendObject and its confirmation), if it has one."""
@@ -272,7 +271,7 @@ class Upload:
     def _send(self, session: Any) -> tuple[int, int | None]:
         """SendObjectInfo + SendObject + confirmation: ``(handle, size the device reports)``."""
         info = self.object_info()
-        _, _, predicted = session.send_object_info(self.storage_id, self.parent or ROOT, info)
+        _, _, predicted = session.send_object_info(self.storage_id, wire_parent(self.parent), info)
         try:
             os.lseek(self.fd, 0, os.SEEK_SET)   # a dup shares the offset of an earlier send
             with os.fdopen(os.dup(self.fd), "rb", buffering=0) as source:
@@ -342,9 +341,9 @@ def check_name(name: str) -> None:
 #: name, then delete) on devices that cannot rename or move objects.
 COPY_RENAME_LIMIT = 64 << 20
 
-OPC_FILENAME = 0xDC07
-OPC_DATE_MODIFIED = 0xDC09
-DT_STR = 0xFFFF
+OPC_FILENAME = OPC.ObjectFileName
+OPC_DATE_MODIFIED = OPC.DateModified
+DT_STR = DT.STR
 
 
 def _adapt(session: Any, key: str, message: str) -> None:
@@ -728,7 +727,7 @@ class Uploads:
         old_parent = source.parent
         try:
             if moving:
-                self.session.move_object(source.handle, parent.storage_id, parent.handle or ROOT)
+                self.session.move_object(source.handle, parent.storage_id, wire_parent(parent.handle))
             if renaming:
                 self.session.set_object_prop_value(source.handle, OPC_FILENAME, name, DT_STR)
         except BaseException:

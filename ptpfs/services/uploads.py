@@ -12,10 +12,9 @@ import time
 from typing import Any
 
 from ptpfs.errors import ProtocolError, ResponseError
-from ptpfs.protocol.codes import RC
+from ptpfs.protocol.codes import RC, wire_parent
 
 U32_MAX = 0xFFFFFFFF
-ROOT = 0xFFFFFFFF
 #: How long an upload's predicted handle may take to appear (devices that register
 #: uploaded objects asynchronously, e.g. from a file watch).
 CONFIRM_WAIT = 2.0
@@ -47,7 +46,7 @@ def confirm_upload(session: Any, storage_id: int, parent: int, name: str, predic
         if tries <= 3:   # registered a moment later (from the device's own file watch)
             time.sleep(0.005 * 2 ** tries)
             continue
-        for handle in reversed(session.get_object_handles(storage_id, 0, parent or ROOT)):
+        for handle in reversed(session.get_object_handles(storage_id, 0, wire_parent(parent))):
             if handle == predicted:
                 continue
             try:

@@ -34,6 +34,7 @@ import threading
 from typing import Any
 
 from ptpfs.protocol import ptpip as pk
+from ptpfs.protocol.codes import RC
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request
 from ptpfs.protocol.transaction import (RESPONDER, Cancel, Command, DataChunk, DataStart,
                                         Response, Transaction, ptpip_data_events, ptpip_events)
@@ -47,7 +48,6 @@ CHUNK_SIZE = 1 << 20
 #: the rest is still being read (a camera streams; it does not read 1 MiB first).
 FIRST_CHUNK_SIZE = 64 << 10
 _MAX_CONTROL = 64 * 1024
-_RC_GENERAL_ERROR = 0x2002
 _FAIL_UNSPECIFIED = 3
 _FAIL_REJECTED = 1      # "rejected initiator": e.g. an unsupported protocol version
 _SERVER_GUID = bytes.fromhex("70747066732d73696d2d63616d657261")  # "ptpfs-sim-camera"
@@ -521,7 +521,7 @@ class _CommandLoop:
     def _reply(self, request: Request, reply: Any) -> None:
         tid = request.transaction_id
         if reply is None:
-            code, params, data = _RC_GENERAL_ERROR, (), None
+            code, params, data = RC.GeneralError, (), None
         else:
             code, params, data = reply.code, tuple(reply.params), reply.data
         take = getattr(self.camera.faults, "take_corruption", None)   # ptpfs.sim.faults hook

@@ -43,6 +43,7 @@ import usb.core
 
 from ptpfs.errors import ProtocolError
 from ptpfs.protocol import container
+from ptpfs.protocol.codes import RC
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request
 from ptpfs.protocol.transaction import (RESPONDER, Cancel, Command, DataChunk, DataEnd,
                                         DataStart, Response, Transaction, usb_container_event)
@@ -55,7 +56,6 @@ PACKET_SIZE = 512
 EP_OUT, EP_IN, EP_INT = 0x02, 0x81, 0x83
 _INT_PACKET = 64
 _RC_OK, _RC_GENERAL_ERROR, _RC_DEVICE_BUSY = 0x2001, 0x2002, 0x2019
-_RC_TRANSACTION_CANCELLED = 0x201F
 
 _IDENTITIES = {
     # profile: (vendor, product, manufacturer, product string, interface class triple, label)
@@ -503,7 +503,7 @@ class SimUsbDevice:
                 elif self._halted:
                     halted = sorted(self._halted)
                     status = struct.pack(f"<HH{len(halted)}I", 4 + 4 * len(halted),
-                                         _RC_TRANSACTION_CANCELLED, *halted)
+                                         RC.TransactionCancelled, *halted)
                 else:
                     status = struct.pack("<HH", 4, _RC_OK)
                 return self._write_ctrl(data, status)

@@ -53,6 +53,7 @@ import usb.util
 from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
                           InvalidValue, ProtocolError, TransportError, TransportTimeout)
 from ptpfs.protocol import container
+from ptpfs.protocol.codes import EC, RC
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request, Response
 from ptpfs.protocol.transaction import (INITIATOR, Command, DataChunk, DataEnd, DataStart,
                                         Response as ResponseEvent, Transaction,
@@ -78,9 +79,6 @@ OUT_CHUNK_SIZE = 512 << 10
 _REQ_CANCEL = 0x64
 _REQ_DEVICE_RESET = 0x66
 _REQ_GET_DEVICE_STATUS = 0x67
-_CANCEL_CODE = 0x4001
-_RC_OK = 0x2001
-_RC_DEVICE_BUSY = 0x2019
 #: How long to wait for a reply before offering a zero-length packet (see _probe_reply).
 _PROBE_MS = 1500
 
@@ -594,7 +592,7 @@ class UsbTransport(Transport):
         dev = self.device
         try:
             dev.ctrl_transfer(0x21, _REQ_CANCEL, 0, self._ifnum,
-                              struct.pack("<HI", _CANCEL_CODE, self._last_tid), 1000)
+                              struct.pack("<HI", EC.CancelTransaction, self._last_tid), 1000)
         except usb.core.USBError as exc:
             if isinstance(_map_usb_error(exc, ""), ConnectionLost):
                 raise _map_usb_error(exc, "cancelling") from exc
@@ -639,7 +637,7 @@ class UsbTransport(Transport):
                 code, stalled = status
                 for ep in stalled:
                     self._clear_halt(ep)
-                if code == _RC_OK:
+                if code == RC.OK:
                     return True
             if time.monotonic() >= deadline:
                 return False
