@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, overload
 
 from ptpfs.capabilities import Capabilities, PartialRead
 from ptpfs.errors import (
@@ -511,9 +511,9 @@ class Session(LinkSupervision):
                     stop.wait(self.event_poll_interval)
                 else:
                     # short waits keep close() prompt; an idle wait costs nothing
-                    event = transport.read_event(min(self.event_poll_interval, 0.1))
-                    if event is not None and not stop.is_set():
-                        self._dispatch(event)
+                    pending = transport.read_event(min(self.event_poll_interval, 0.1))
+                    if pending is not None and not stop.is_set():
+                        self._dispatch(pending)
             except ConnectionLost as exc:
                 if not stop.is_set():
                     self._mark_lost(f"event channel: {exc}", generation)
@@ -563,7 +563,7 @@ class Session(LinkSupervision):
 
     # -- storages and objects ---------------------------------------------------------------
 
-    def get_storage_ids(self) -> list[int]:
+    def get_storage_ids(self) -> tuple[int, ...]:
         """GetStorageIDs."""
         return decode_u32_array(self._checked(OC.GetStorageIDs).data)
 
@@ -578,7 +578,7 @@ class Session(LinkSupervision):
             raise ProtocolError("GetNumObjects: response carries no count")
         return r.params[0]
 
-    def get_object_handles(self, storage_id: int = ALL, fmt: int = 0, parent: int = ALL) -> list[int]:
+    def get_object_handles(self, storage_id: int = ALL, fmt: int = 0, parent: int = ALL) -> tuple[int, ...]:
         """GetObjectHandles (parent 0xFFFFFFFF = root only, 0 = all, else children)."""
         return decode_u32_array(self._checked(OC.GetObjectHandles, [storage_id, fmt, parent]).data)
 
@@ -598,6 +598,13 @@ class Session(LinkSupervision):
                   progress: Callable[[int], None] | None = None) -> bytes | int:
         r = self._checked(code, params, sink=sink, progress=progress)
         return r.data if sink is None else r.data_length
+
+    @overload
+    def get_object(self, handle: int, sink: None = None,
+                   progress: Callable[[int], None] | None = None) -> bytes: ...
+    @overload
+    def get_object(self, handle: int, sink: DataSink,
+                   progress: Callable[[int], None] | None = None) -> int: ...
 
     def get_object(self, handle: int, sink: DataSink | None = None,
                    progress: Callable[[int], None] | None = None) -> bytes | int:
@@ -719,7 +726,7 @@ class Session(LinkSupervision):
 
     # -- MTP object properties --------------------------------------------------------------
 
-    def get_object_props_supported(self, fmt: int) -> list[int]:
+    def get_object_props_supported(self, fmt: int) -> tuple[int, ...]:
         """GetObjectPropsSupported for an object format."""
         return decode_u16_array(self._checked(OC.GetObjectPropsSupported, [fmt]).data)
 

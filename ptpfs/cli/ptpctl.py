@@ -10,6 +10,7 @@ the exit codes below.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -19,21 +20,41 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, NoReturn, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence, TextIO
 
 from ptpfs import __version__, connect
 from ptpfs.cli import output
 from ptpfs.cli.exitcodes import (  # noqa: F401 - re-exported: ptpctl's public names
-    _BUSY_HINT, _PERMISSION_HINT, EXIT_BUSY, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_LINK,
-    EXIT_NO_DEVICE, EXIT_OK, EXIT_PERMISSION, EXIT_PTP, EXIT_USAGE, UsageError, error_exit_code)
+    _BUSY_HINT,
+    _PERMISSION_HINT,
+    EXIT_BUSY,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_LINK,
+    EXIT_NO_DEVICE,
+    EXIT_OK,
+    EXIT_PERMISSION,
+    EXIT_PTP,
+    EXIT_USAGE,
+    UsageError,
+    error_exit_code,
+)
 from ptpfs.cli.progress import ProgressBar
-from ptpfs.errors import (InvalidValue, PTPError, ResponseError)
-from ptpfs.protocol.codes import ROOT_PARENT, format_for_filename, norm_parent, property_name
+from ptpfs.errors import InvalidValue, PTPError, ResponseError
+from ptpfs.protocol.codes import (
+    ROOT_PARENT,
+    format_for_filename,
+    norm_parent,
+    property_name,
+)
 from ptpfs.protocol.datasets import ObjectInfo
 from ptpfs.protocol.wire import format_datetime
 from ptpfs.services import properties
 from ptpfs.services.listing import object_size as _object_size
 from ptpfs.services.objects import walk_storage as _walk_storage
+
+if TYPE_CHECKING:
+    from ptpfs.session import Session
 
 PROG = "ptpctl"
 
@@ -225,7 +246,7 @@ class _Run:
 
 # --------------------------------------------------------------------------- actions
 
-def _show_info(run: _Run, session: Any) -> None:
+def _show_info(run: _Run, session: Session) -> None:
     info = session.device_info
     if run.json_mode:
         run.doc["device_info"] = output.device_info_json(info)
@@ -245,17 +266,17 @@ def _show_codes(run: _Run, key: str, header: str, kind: str, codes: Any) -> None
         run.line(output.code_token(kind, code))
 
 
-def _show_operations(run: _Run, session: Any) -> None:
+def _show_operations(run: _Run, session: Session) -> None:
     _show_codes(run, "operations", "operations_supported", "operation",
                 session.device_info.operations_supported)
 
 
-def _show_properties(run: _Run, session: Any) -> None:
+def _show_properties(run: _Run, session: Session) -> None:
     _show_codes(run, "properties", "device_prop_supported", "property",
                 session.device_info.device_properties_supported)
 
 
-def _show_descriptions(run: _Run, session: Any) -> None:
+def _show_descriptions(run: _Run, session: Session) -> None:
     entries: list[dict[str, Any]] = []
     run.line("+ properties_description")
     for code in session.device_info.device_properties_supported:
@@ -274,7 +295,7 @@ def _show_descriptions(run: _Run, session: Any) -> None:
         run.doc["property_descriptions"] = entries
 
 
-def _list_files(run: _Run, session: Any) -> None:
+def _list_files(run: _Run, session: Session) -> None:
     storages: list[dict[str, Any]] = []
     run.line("+ storages_and_files")
     for index, sid in enumerate(session.get_storage_ids()):
@@ -299,7 +320,7 @@ def _safe_filename(name: str, handle: int) -> str:
     return cleaned if cleaned.strip("._ ") else f"object-{handle:08x}"
 
 
-def _get_file(run: _Run, session: Any, handle: int, dest: str | None, force: bool) -> None:
+def _get_file(run: _Run, session: Session, handle: int, dest: str | None, force: bool) -> None:
     info = session.get_object_info(handle)
     if info.is_folder:
         raise InvalidValue(f"0x{handle:08x} ({info.filename}) is a folder, not a file")
@@ -343,7 +364,7 @@ def _umask() -> int:
     return mask
 
 
-def _resolve_storage(session: Any, text: str) -> int:
+def _resolve_storage(session: Session, text: str) -> int:
     ids = list(session.get_storage_ids())
     t = text.strip().lower()
     if t.startswith("0x"):
@@ -363,7 +384,7 @@ def _resolve_storage(session: Any, text: str) -> int:
     return ids[index]
 
 
-def _upload(run: _Run, session: Any, spec: str, parent: int | None) -> None:
+def _upload(run: _Run, session: Session, spec: str, parent: int | None) -> None:
     storage_text, sep, filename = spec.partition(",")
     if not sep or not filename or not storage_text:
         raise InvalidValue(f"bad --upload {spec!r}: expected STORAGE,FILE (e.g. 0,photo.jpg)")
@@ -392,7 +413,7 @@ def _upload(run: _Run, session: Any, spec: str, parent: int | None) -> None:
                          "parent": got_parent, "size": st.st_size}
 
 
-def _delete(run: _Run, session: Any, handle: int) -> None:
+def _delete(run: _Run, session: Session, handle: int) -> None:
     session.delete_object(handle)
     run.line(f"deleted 0x{handle:08x}")
     run.doc["delete"] = {"handle": handle}
@@ -400,7 +421,7 @@ def _delete(run: _Run, session: Any, handle: int) -> None:
 
 # --------------------------------------------------------------------------- properties
 
-def _set_property(run: _Run, session: Any, assignment: str) -> None:
+def _set_property(run: _Run, session: Session, assignment: str) -> None:
     name, sep, raw = assignment.partition("=")
     if not sep or not name.strip():
         raise InvalidValue(f"bad --set-property {assignment!r}: expected CODE=VALUE")
@@ -488,7 +509,7 @@ def _run(args: argparse.Namespace, run: _Run) -> int:
                 (args.list_properties, lambda: _show_properties(run, session)),
                 (args.list_properties_description, lambda: _show_descriptions(run, session)),
             ]
-            actions += [(True, lambda a=a: _set_property(run, session, a))
+            actions += [(True, functools.partial(_set_property, run, session, a))
                         for a in args.set_property]
             actions += [
                 (bool(args.upload), lambda: _upload(run, session, args.upload, args.parent)),
@@ -572,7 +593,7 @@ def serve_main(argv: Sequence[str]) -> int:
     from ptpfs.sim.ptpip_server import PtpipServer
 
     stop = threading.Event()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     with _LogSetup(args.debug):
         if args.debug:
             logging.getLogger("ptpfs").setLevel(logging.DEBUG)

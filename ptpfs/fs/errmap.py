@@ -13,8 +13,15 @@ from collections.abc import Iterator
 
 from mfusepy import FuseOSError
 
-from ptpfs.errors import (Interrupted, InvalidValue, NotSupported, PTPError, ProtocolError,
-                          ResponseError, TransportError)
+from ptpfs.errors import (
+    Interrupted,
+    InvalidValue,
+    NotSupported,
+    ProtocolError,
+    PTPError,
+    ResponseError,
+    TransportError,
+)
 from ptpfs.protocol.codes import RC
 
 log = logging.getLogger("ptpfs.fs")

@@ -32,6 +32,7 @@ from ptpfs.fs.tree import VIRTUAL_DIR, Node, Tree
 from ptpfs.fs.uploads import NAME_UNITS_MAX, Upload, Uploads, check_name
 from ptpfs.fs.virtual import Virtual, VNode
 from ptpfs.protocol.codes import wire_parent
+from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
 
@@ -97,7 +98,7 @@ class PtpFs(Operations):
     #: ``-o thumbnails=prefill``: a :class:`~ptpfs.fs.thumbcache.Prefill` told about listings.
     prefill: Any = None
 
-    def __init__(self, session: Any, *, cache_ttl: float = 60.0, read_only: bool = False,
+    def __init__(self, session: Session, *, cache_ttl: float = 60.0, read_only: bool = False,
                  readahead_max: int = 8 << 20, readahead_min: int = 128 << 10,
                  spool_dir: str | None = None, uid: int | None = None, gid: int | None = None,
                  umask: int | None = None, on_ready: Any = None) -> None:
@@ -130,9 +131,7 @@ class PtpFs(Operations):
         self.uploads = Uploads(session, self.tree, self.spool_dir,
                                generation=self._generation, invalidate=self._invalidate_soon,
                                forget_spool=lambda h: self.spools.forget(h), mtimes=mtimes)
-        add_listener = getattr(session, "add_link_listener", None)
-        self._remove_link_listener = add_listener(self._link_changed) \
-            if callable(add_listener) else None
+        self._remove_link_listener = session.add_link_listener(self._link_changed)
 
     # ---------------------------------------------------------------- lifecycle
     def init_with_config(self, conn_info: Any, config: Any) -> None:
@@ -183,7 +182,7 @@ class PtpFs(Operations):
     def _generation(self) -> int:
         """The session generation this FUSE request started in."""
         gen = getattr(self._tl, "generation", None)
-        return int(getattr(self.session, "generation", 0)) if gen is None else gen
+        return self.session.generation if gen is None else gen
 
     @contextlib.contextmanager
     def _op(self, what: str, path: str | None) -> Iterator[None]:
@@ -191,12 +190,8 @@ class PtpFs(Operations):
         that resolved a path before a reconnect never sends that handle to
         the new session."""
         with fuse_errors(what, path):
-            pinned = getattr(self.session, "pinned", None)
-            if pinned is None:
-                yield
-                return
             outer = getattr(self._tl, "generation", None)
-            with pinned() as gen:
+            with self.session.pinned() as gen:
                 self._tl.generation = gen
                 try:
                     yield
@@ -205,7 +200,7 @@ class PtpFs(Operations):
 
     def _current(self, generation: int) -> None:
         """Raise EIO unless the session is still in *generation*."""
-        if generation != getattr(self.session, "generation", 0):
+        if generation != self.session.generation:
             raise ConnectionLost(STALE)
 
     def _link_changed(self, state: str) -> None:
@@ -392,9 +387,9 @@ class PtpFs(Operations):
         if self.prefill is not None:
             self.prefill.listed(children.values())
         pending = self.uploads.in_folder(path)
-        for name, child in children.items():
+        for name, node in children.items():
             if name not in pending:
-                entries.append((name, self._node_attrs(child)))
+                entries.append((name, self._node_attrs(node)))
         for name, upload in pending.items():
             entries.append((name, self._upload_attrs(upload)))
         return entries
@@ -638,7 +633,7 @@ class PtpFs(Operations):
                 try:
                     self.uploads.flush(handle.upload)
                 except Exception as exc:
-                    activity.upload_failed(handle.path, exc)
+                    activity.upload_failed(handle.path or path, exc)
                     raise
             elif isinstance(handle, VirtualHandle) and handle.writing and not handle.applied:
                 self._apply_property(handle)

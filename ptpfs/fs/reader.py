@@ -18,11 +18,11 @@ import collections
 import logging
 import os
 import threading
-from typing import Any
 
 from ptpfs.capabilities import PartialRead
 from ptpfs.errors import ProtocolError
 from ptpfs.fs.spool import SpoolDir
+from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
 
@@ -86,19 +86,15 @@ class _Pipeline:
         self._cond = threading.Condition()
         # the worker's transactions belong to the session generation of the
         # request that started it (a reconnect must not see old handles)
-        self._pinned = getattr(reader.session, "pinned", None)
-        self._generation: int | None = None
-        if callable(self._pinned):
-            with self._pinned() as generation:
-                self._generation = generation
+        self._pinned = reader.session.pinned
+        with self._pinned() as generation:
+            self._generation: int | None = generation
         self._thread = threading.Thread(target=self._run, name="ptpfs-readahead", daemon=True)
         self._thread.start()
 
     def _fetch(self, start: int, length: int, spare: bytearray | None) -> memoryview:
-        if callable(self._pinned):
-            with self._pinned(self._generation):
-                return self.reader._fetch(start, length, spare)
-        return self.reader._fetch(start, length, spare)
+        with self._pinned(self._generation):
+            return self.reader._fetch(start, length, spare)
 
     def _run(self) -> None:
         reader = self.reader
@@ -179,7 +175,7 @@ class PartialReader(Reader):
     #: Bytes of the previous window kept for slightly out-of-order requests.
     TAIL = 1 * MIB
 
-    def __init__(self, session: Any, handle: int, size: int, *,
+    def __init__(self, session: Session, handle: int, size: int, *,
                  initial: int = 128 * KIB, maximum: int = 8 * MIB) -> None:
         self.session = session
         self.handle = handle
@@ -313,7 +309,7 @@ _ZEROS = bytes(1 << 20)
 class Spool:
     """One object downloaded with GetObject into an unlinked temporary file."""
 
-    def __init__(self, session: Any, handle: int, size: int, spool_dir: SpoolDir) -> None:
+    def __init__(self, session: Session, handle: int, size: int, spool_dir: SpoolDir) -> None:
         self.session = session
         self.handle = handle
         self.size = size
@@ -385,7 +381,7 @@ class Spool:
 class SpoolCache:
     """Shares one :class:`Spool` per object among concurrent readers."""
 
-    def __init__(self, session: Any, spool_dir: SpoolDir) -> None:
+    def __init__(self, session: Session, spool_dir: SpoolDir) -> None:
         self.session = session
         self.spool_dir = spool_dir
         self._lock = threading.Lock()
@@ -438,7 +434,7 @@ class SpoolReader(Reader):
             self.cache.release(self.spool)
 
 
-def open_reader(session: Any, handle: int, size: int, spools: SpoolCache, *,
+def open_reader(session: Session, handle: int, size: int, spools: SpoolCache, *,
                 readahead_max: int = 8 * MIB, readahead_min: int = 128 * KIB) -> Reader:
     """The best reader for this device and object."""
     mode = session.capabilities.partial_read

@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from cachetools import TTLCache
 
@@ -37,6 +37,7 @@ from ptpfs.errors import PTPError, ResponseError
 from ptpfs.protocol.codes import EC, RC, norm_parent
 from ptpfs.services.listing import Lister, ObjectMeta, choose_lister
 from ptpfs.services.naming import sanitize, unique_names
+from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
 
@@ -186,7 +187,7 @@ def storage_label(info: Any, storage_id: int) -> str:
 class Tree:
     """Paths -> nodes over one PTP session, with caches kept fresh by events."""
 
-    def __init__(self, session: Any, *, cache_ttl: float = 60.0,
+    def __init__(self, session: Session, *, cache_ttl: float = 60.0,
                  storage_ttl: float = 2.0, lister: Lister | None = None,
                  read_only: bool = False) -> None:
         self.session = session
@@ -201,7 +202,7 @@ class Tree:
         self._folders: TTLCache = TTLCache(maxsize=65536, ttl=cache_ttl)
         self._nodes: dict[int, Node] = {}          # handle -> node (reused)
         # one int object per distinct storage ID / format, not one per node
-        self._interned: Callable[[int, int], int] = {}.setdefault
+        self._interned = cast("Callable[[int, int], int]", {}.setdefault)
         self._storage_info: TTLCache = TTLCache(maxsize=64, ttl=storage_ttl)
         self.events: collections.deque[str] = collections.deque(maxlen=500)
         self.listeners: list[Callable[[list[str]], None]] = []
@@ -559,7 +560,7 @@ class Tree:
             self._worker = None
 
     def _generation(self) -> int:
-        return int(getattr(self.session, "generation", 0))
+        return self.session.generation
 
     def _enqueue(self, event: Any) -> None:
         # stamped, so events of a link that was since replaced are dropped

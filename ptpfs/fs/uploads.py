@@ -25,7 +25,6 @@ See docs/ptpfs.md, "Writing files".
 from __future__ import annotations
 
 import collections
-import contextlib
 import datetime as _dt
 import errno
 import logging
@@ -39,22 +38,22 @@ from typing import Any
 
 from mfusepy import FuseOSError
 
-from ptpfs.errors import ConnectionLost, ProtocolError, PTPError, ResponseError, TransportError
+from ptpfs.errors import (
+    ConnectionLost,
+    ProtocolError,
+    PTPError,
+    ResponseError,
+    TransportError,
+)
 from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import Node, Tree
 from ptpfs.protocol.codes import DT, OPC, RC, wire_parent
 from ptpfs.services.uploads import confirm_upload
+from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
 
 U32_MAX = 0xFFFFFFFF
-def _exclusive(session: Any) -> Any:
-    """The session's critical section for a multi-transaction operation
-    (SendObjectInfo, SendObject and its confirmation), if it has one."""
-    exclusive = getattr(session, "exclusive", None)
-    return exclusive() if callable(exclusive) else contextlib.nullcontext()
-
-
 class _SpoolWriter:
     """Writes an upload's data into its spool file from a background thread.
 
@@ -165,7 +164,7 @@ class Upload:
         return "open" if self.dirty else "sent"
 
     # -- local data -------------------------------------------------------------
-    def prefill(self, session: Any, handle: int) -> None:
+    def prefill(self, session: Session, handle: int) -> None:
         """Start from an existing object's contents (open without O_TRUNC)."""
         class _Sink:
             def __init__(self, up: Upload) -> None:
@@ -216,7 +215,7 @@ class Upload:
                           compressed_size=min(self.size, U32_MAX), parent=self.parent,
                           filename=self.name, capture_date=stamp, modification_date=stamp)
 
-    def commit(self, session: Any) -> tuple[int, list[int]]:
+    def commit(self, session: Session) -> tuple[int, list[int]]:
         """Send the object if dirty; returns ``(new_handle, deleted_old_handles)``.
 
         Raises the library's exception on failure, after removing any
@@ -227,7 +226,7 @@ class Upload:
         object and earlier copies (sent before a rename) are deleted after
         the new object is on the device.
         """
-        with self.lock, _exclusive(session):
+        with self.lock, session.exclusive():
             self._spool.drain()       # a spool write error fails the close
             if not self.dirty and self.handle is not None:
                 return self.handle, []
@@ -268,7 +267,7 @@ class Upload:
             self.dirty = False
             return handle, [h for h in deleted if h != handle]
 
-    def _send(self, session: Any) -> tuple[int, int | None]:
+    def _send(self, session: Session) -> tuple[int, int | None]:
         """SendObjectInfo + SendObject + confirmation: ``(handle, size the device reports)``."""
         info = self.object_info()
         _, _, predicted = session.send_object_info(self.storage_id, wire_parent(self.parent), info)
@@ -293,7 +292,7 @@ class Upload:
             raise
         return confirm_upload(session, self.storage_id, self.parent, self.name, predicted)
 
-    def _discard(self, session: Any, predicted: int) -> None:
+    def _discard(self, session: Session, predicted: int) -> None:
         """Remove a half-sent object, found by name (never another object's handle)."""
         try:
             handle, _ = confirm_upload(session, self.storage_id, self.parent, self.name,
@@ -346,13 +345,6 @@ OPC_DATE_MODIFIED = OPC.DateModified
 DT_STR = DT.STR
 
 
-def _adapt(session: Any, key: str, message: str) -> None:
-    """Note a device behaviour once (Session.adapt), if the session keeps such notes."""
-    adapt = getattr(session, "adapt", None)
-    if callable(adapt):
-        adapt(key, message)
-
-
 @dataclass
 class Orphan:
     """An upload cut off by a lost link: what may be left on the device."""
@@ -373,7 +365,7 @@ class Uploads:
     *mtimes* is the persistent time record (or ``None``).
     """
 
-    def __init__(self, session: Any, tree: Tree, spool_dir: SpoolDir, *,
+    def __init__(self, session: Session, tree: Tree, spool_dir: SpoolDir, *,
                  generation: Callable[[], int], invalidate: Callable[[list[str]], None],
                  forget_spool: Callable[[int], None], mtimes: Any = None) -> None:
         self.session = session
@@ -407,13 +399,13 @@ class Uploads:
                     if p.startswith(prefix) and "/" not in p[len(prefix):]}
 
     def _current(self, generation: int) -> None:
-        if generation != getattr(self.session, "generation", 0):
+        if generation != self.session.generation:
             raise ConnectionLost("the device was reconnected since this file was opened; "
                                  "open it again")
 
     def _check_link(self) -> None:
         """Refuse a new write at once while the link is down (not later at close)."""
-        if getattr(self.session, "lost", False):
+        if self.session.lost:
             raise ConnectionLost("the device is not connected")
 
     def _register(self, path: str, upload: Upload) -> Upload:
@@ -483,7 +475,7 @@ class Uploads:
                             upload.orphan, upload.replaces is not None)
             with self._lock:
                 self._orphans.append(orphan)
-            if not getattr(self.session, "lost", False):
+            if not self.session.lost:
                 self.cleanup_orphans()
             raise
         for old in deleted:
@@ -766,7 +758,7 @@ class Uploads:
         Some devices number a renamed object afresh (uMTP-Responder re-registers the file
         from its file watch): the old handle is then invalid and the folder is listed again.
         """
-        _adapt(self.session, "rename-new-handle", "a renamed object gets a new handle: "
+        self.session.adapt("rename-new-handle", "a renamed object gets a new handle: "
                                                   "found again by name")
         self.tree.remove_object(handle)
         for meta in self.tree.lister.list_folder(parent.storage_id, parent.handle):
@@ -782,7 +774,7 @@ class Uploads:
         except ResponseError as exc:
             if exc.code != RC.InvalidObjectHandle:
                 raise
-            _adapt(self.session, "rename-new-handle", "a renamed object gets a new handle: "
+            self.session.adapt("rename-new-handle", "a renamed object gets a new handle: "
                                                       "found again by name")
             for meta in self.tree.lister.list_folder(parent.storage_id, parent.handle):
                 if meta.filename == name:

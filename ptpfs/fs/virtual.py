@@ -25,6 +25,7 @@ from ptpfs.errors import InvalidValue, PTPError
 from ptpfs.fs.thumbs import INO_THUMBS_DIR, Thumbs
 from ptpfs.services.naming import unique_names
 from ptpfs.services.properties import check_value, describe_form, format_value
+from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
 
@@ -53,7 +54,7 @@ class Virtual:
     FILES = ("device", "operations", "events", "formats", "properties", "storages",
              "stats", "events.log")
 
-    def __init__(self, session: Any, tree: Any, *, ttl: float = 30.0) -> None:
+    def __init__(self, session: Session, tree: Any, *, ttl: float = 30.0) -> None:
         self.session = session
         self.tree = tree
         self._lock = threading.RLock()

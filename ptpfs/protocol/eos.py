@@ -289,7 +289,7 @@ def decode_eos_events(data: bytes, strict: bool = True) -> list[EOSEvent]:
     data = bytes(data)
     if not data:  # no data phase at all: nothing queued
         return []
-    pos, events = 0, []
+    pos, events = 0, list[EOSEvent]()
     while True:
         left = len(data) - pos
         if left == 0:

@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable
 from ptpfs.errors import InvalidValue, ResponseError
 from ptpfs.protocol.wire import parse_datetime
 from ptpfs.services.objects import ListedObject, walk_storage
+from ptpfs.session import Session
 
 #: The default destination template.
 DEFAULT_TEMPLATE = "{year}/{year}-{month}-{day}/{name}"
@@ -227,7 +228,7 @@ class Importer:
     """Imports one camera's new files into *dest*.  :meth:`plan` then :meth:`run`,
     or just :meth:`run`; :attr:`report` is valid even after an exception."""
 
-    def __init__(self, session: Any, dest: str, options: ImportOptions | None = None,
+    def __init__(self, session: Session, dest: str, options: ImportOptions | None = None,
                  progress: Progress | None = None) -> None:
         self.session = session
         self.dest = os.path.abspath(dest)

@@ -21,6 +21,7 @@ from typing import Any
 from ptpfs.errors import ProtocolError, ResponseError
 from ptpfs.protocol.codes import DT, OFC, OPC, RC, ROOT_PARENT, norm_parent, wire_parent
 from ptpfs.protocol.datasets import ObjectInfo
+from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.services")
 
@@ -35,15 +36,6 @@ UNSUPPORTED = frozenset({
     RC.SpecificationByFormatUnsupported, RC.InvalidObjectPropCode, RC.GroupNotSupported,
     RC.SpecificationByGroupUnsupported, RC.SpecificationByDepthUnsupported,
     RC.ObjectPropNotSupported, RC.GeneralError})
-
-
-def _note(session: Any, key: str, message: str) -> None:
-    """Record a device behaviour once (``Session.adapt``) if the session keeps such notes."""
-    adapt = getattr(session, "adapt", None)
-    if callable(adapt):
-        adapt(key, message)
-    else:
-        log.info("%s", message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +63,7 @@ def to_timestamp(value: Any) -> float | None:
         return None
     if isinstance(value, (int, float)):
         return float(value) if value > 0 else None
+    dt: _dt.datetime | None
     if isinstance(value, _dt.datetime):
         dt = value
     else:
@@ -95,7 +88,7 @@ class Lister:
 
     name = "base"
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
 
     def list_folder(self, storage_id: int, parent: int) -> list[ObjectMeta]:
@@ -117,7 +110,7 @@ class Lister:
         return meta_from_info(self.session, handle, info)
 
 
-def object_size(session: Any, handle: int, info: ObjectInfo) -> int:
+def object_size(session: Session, handle: int, info: ObjectInfo) -> int:
     """ObjectInfo's size; when it says 0xFFFFFFFF (4 GiB or more), the 64-bit MTP
     ObjectSize if the device has it (otherwise 0xFFFFFFFF: unknown)."""
     size = info.compressed_size
@@ -131,7 +124,7 @@ def object_size(session: Any, handle: int, info: ObjectInfo) -> int:
         return size
 
 
-def meta_from_info(session: Any, handle: int, info: ObjectInfo) -> ObjectMeta:
+def meta_from_info(session: Session, handle: int, info: ObjectInfo) -> ObjectMeta:
     """Build :class:`ObjectMeta` from an ObjectInfo dataset."""
     mtime = to_timestamp(info.modification_date) or to_timestamp(info.capture_date)
     return ObjectMeta(handle=handle, storage_id=info.storage_id,
@@ -177,7 +170,7 @@ class PropListLister(Lister):
 
     name = "proplist"
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Session) -> None:
         super().__init__(session)
         self.fallback = GenericLister(session)
         self.broken = False
@@ -192,7 +185,7 @@ class PropListLister(Lister):
             return self.fallback.list_folder(storage_id, parent)
         except ResponseError as exc:
             if exc.code in UNSUPPORTED:
-                _note(self.session, "proplist-refused",
+                self.session.adapt("proplist-refused",
                       f"GetObjectPropList is listed but refused ({exc}): listing with "
                       "GetObjectHandles + GetObjectInfo")
                 self.broken = True
@@ -205,7 +198,7 @@ class PropListLister(Lister):
             # depth ignored: the answer describes the folder itself, not its children
             # (uMTP-Responder); a folder's listing never contains the folder
             self.broken = True
-            _note(self.session, "proplist-depth", "GetObjectPropList ignores depth 1 (answers "
+            self.session.adapt("proplist-depth", "GetObjectPropList ignores depth 1 (answers "
                   "the folder itself): listing with GetObjectHandles + GetObjectInfo")
             return self.fallback.list_folder(storage_id, parent)
         out = []
@@ -242,7 +235,7 @@ class EosLister(Lister):
 
     name = "eos"
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Session) -> None:
         super().__init__(session)
         self.broken = False
 
@@ -254,7 +247,7 @@ class EosLister(Lister):
         except ResponseError as exc:
             if exc.code not in UNSUPPORTED:
                 raise
-            _note(self.session, "eos-infoex-refused",
+            self.session.adapt("eos-infoex-refused",
                   f"EOS GetObjectInfoEx is listed but refused ({exc}): listing with "
                   "GetObjectHandles + GetObjectInfo")
             self.broken = True
@@ -275,11 +268,11 @@ class EosLister(Lister):
         return out
 
 
-def choose_lister(session: Any) -> Lister:
+def choose_lister(session: Session) -> Lister:
     """The best listing strategy the session's device offers."""
     caps = session.capabilities
-    if getattr(caps, "eos_listing", False):
+    if caps.eos_listing:
         return EosLister(session)
-    if getattr(caps, "prop_list", False):
+    if caps.prop_list:
         return PropListLister(session)
     return GenericLister(session)

@@ -9,11 +9,11 @@ only (QEMU's usb-mtp), are walked one folder at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ptpfs.errors import ResponseError
 from ptpfs.protocol.datasets import ObjectInfo
 from ptpfs.services.listing import object_size
+from ptpfs.session import Session
 
 
 @dataclass
@@ -26,7 +26,7 @@ class ListedObject:
     path: str
 
 
-def walk_storage(session: Any, storage_id: int) -> list[ListedObject]:
+def walk_storage(session: Session, storage_id: int) -> list[ListedObject]:
     """Every object of a storage in tree order (folders before their contents)."""
     infos: dict[int, ObjectInfo] = {}
 

@@ -9,10 +9,10 @@ or answers with another object's handle.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from ptpfs.errors import ProtocolError, ResponseError
 from ptpfs.protocol.codes import RC, wire_parent
+from ptpfs.session import Session
 
 U32_MAX = 0xFFFFFFFF
 #: How long an upload's predicted handle may take to appear (devices that register
@@ -20,7 +20,7 @@ U32_MAX = 0xFFFFFFFF
 CONFIRM_WAIT = 2.0
 
 
-def confirm_upload(session: Any, storage_id: int, parent: int, name: str, predicted: int,
+def confirm_upload(session: Session, storage_id: int, parent: int, name: str, predicted: int,
                    wait: float = CONFIRM_WAIT) -> tuple[int, int | None]:
     """Find the object just uploaded as *name* in *parent*: ``(handle, reported size)``.
 

@@ -396,7 +396,7 @@ class _CommandLoop:
         self._account(len(data) + sum(len(m) for m in more))
         try:
             if more:
-                _sendall_parts(self.sock, [memoryview(data), *map(memoryview, more)])
+                _sendall_parts(self.sock, [memoryview(data), *(memoryview(m) for m in more)])
             else:
                 self.sock.sendall(data)
         except OSError as exc:

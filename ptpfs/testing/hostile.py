@@ -595,8 +595,8 @@ def mutate_dataset(code: int, kind: str, rng: random.Random, data: bytes,
         if not arrays:
             return data
         off = rng.choice(arrays)
-        value = 0xFFFFFFFF if kind == "array_ff" else rng.choice(_HOSTILE_U32)
-        return data[:off] + struct.pack("<I", value) + data[off + 4:]
+        word = 0xFFFFFFFF if kind == "array_ff" else rng.choice(_HOSTILE_U32)
+        return data[:off] + struct.pack("<I", word) + data[off + 4:]
     strings = [o for k, o in fields if k == "str"]
     if kind == "str255":
         if not strings:
@@ -614,9 +614,9 @@ def mutate_dataset(code: int, kind: str, rng: random.Random, data: bytes,
             off = _OBJECTINFO_NAME
             return data[:off] + raw_string(rng.choice(HOSTILE_NAMES)) + data[_string_end(data, off):]
         if kind in ("parent_self", "parent_other"):
-            value = params[0] if kind == "parent_self" and params else \
+            parent = params[0] if kind == "parent_self" and params else \
                 rng.choice((params[0] if params else 0, 0xDEAD, 3, 1, ALL, 0))
-            return data[:_OBJECTINFO_PARENT] + struct.pack("<I", value) \
+            return data[:_OBJECTINFO_PARENT] + struct.pack("<I", parent) \
                 + data[_OBJECTINFO_PARENT + 4:]
         if kind == "format_swap":
             fmt = struct.unpack_from("<H", data, _OBJECTINFO_FORMAT)[0]
@@ -634,7 +634,7 @@ def _mutate_prop_list(kind: str, rng: random.Random, data: bytes) -> bytes:
         entries = decode_prop_list(data)
     except PTPError:
         return data
-    raw = []
+    raw: list[list[Any]] = []    # [handle, prop, datatype, encoded value]
     for e in entries:
         value = _encode_loose(e.datatype, e.value)
         raw.append([e.handle, e.prop, e.datatype, value])
