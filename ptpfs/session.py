@@ -750,6 +750,10 @@ class Session(LinkSupervision):
         """Canon GetMacAddress (0x9033)."""
         return self._checked(OC.Canon_GetMacAddress).data
 
+    def eos_get_thumb_ex(self, handle: int) -> bytes:
+        """Canon EOS GetThumbEx (0x910A): the object's embedded thumbnail JPEG."""
+        return self._checked(OC.EOS_GetThumbEx, [handle]).data
+
     def eos_set_remote_mode(self, mode: int = 1) -> None:
         """Canon EOS SetRemoteMode (0x9114)."""
         self._checked(OC.EOS_SetRemoteMode, [mode], data_phase=False)

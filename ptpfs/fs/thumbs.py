@@ -205,7 +205,7 @@ class Thumbs:
             if caps.supports(OC.GetThumb) or not caps.supports(OC.EOS_GetThumbEx):
                 got = self.session.get_thumb(handle)
             else:
-                got = self.session.transaction(OC.EOS_GetThumbEx, [handle]).raise_for_status().data
+                got = self.session.eos_get_thumb_ex(handle)
         except ResponseError as exc:
             if exc.code in (RC.NoThumbnailPresent, RC.OperationNotSupported,
                             RC.InvalidObjectFormatCode):
