@@ -26,6 +26,7 @@ from typing import Any
 from cachetools import LRUCache, TTLCache
 
 from ptpfs.errors import ResponseError
+from ptpfs.fs.tree import Tree
 from ptpfs.protocol.codes import OC, RC
 from ptpfs.session import Session
 
@@ -74,7 +75,7 @@ class ThumbStats:
 class Thumbs:
     """The thumbnail tree of one mount: resolves names against the real tree."""
 
-    def __init__(self, session: Session, tree: Any, *, cache_bytes: int = CACHE_BYTES,
+    def __init__(self, session: Session, tree: Tree, *, cache_bytes: int = CACHE_BYTES,
                  ttl: float = 60.0) -> None:
         self.session = session
         self.tree = tree

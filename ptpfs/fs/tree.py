@@ -35,6 +35,7 @@ from cachetools import TTLCache
 
 from ptpfs.errors import PTPError, ResponseError
 from ptpfs.protocol.codes import EC, RC, norm_parent
+from ptpfs.protocol.datasets import StorageInfo
 from ptpfs.services.listing import Lister, ObjectMeta, choose_lister
 from ptpfs.services.naming import sanitize, unique_names
 from ptpfs.session import Session
@@ -255,7 +256,7 @@ class Tree:
             self._storages_at = time.monotonic()
             return result
 
-    def storage_info(self, storage_id: int) -> Any:
+    def storage_info(self, storage_id: int) -> StorageInfo:
         """Fresh-ish StorageInfo (short TTL) for statfs."""
         with self._lock:
             info = self._storage_info.get(storage_id)

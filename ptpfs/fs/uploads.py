@@ -48,6 +48,8 @@ from ptpfs.errors import (
 from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import Node, Tree
 from ptpfs.protocol.codes import DT, OPC, RC, wire_parent
+from ptpfs.protocol.datasets import ObjectInfo
+from ptpfs.services.listing import ObjectMeta
 from ptpfs.services.uploads import confirm_upload
 from ptpfs.session import Session
 
@@ -203,7 +205,7 @@ class Upload:
             self.mtime_set = None
 
     # -- device -------------------------------------------------------------------
-    def object_info(self) -> Any:
+    def object_info(self) -> ObjectInfo:
         """The ObjectInfo announced with SendObjectInfo."""
         from ptpfs.protocol.codes import format_for_filename
         from ptpfs.protocol.datasets import ObjectInfo
@@ -752,7 +754,7 @@ class Uploads:
         if node is not None and mtime is not None and mtime != node.mtime:
             self._record_mtime(node, mtime)
 
-    def _renamed_meta(self, handle: int, parent: Node, name: str) -> Any:
+    def _renamed_meta(self, handle: int, parent: Node, name: str) -> ObjectMeta:
         """The metadata of an object renamed under a new handle, found by its new name.
 
         Some devices number a renamed object afresh (uMTP-Responder re-registers the file

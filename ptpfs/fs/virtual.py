@@ -23,6 +23,8 @@ from cachetools import TTLCache
 
 from ptpfs.errors import InvalidValue, PTPError
 from ptpfs.fs.thumbs import INO_THUMBS_DIR, Thumbs
+from ptpfs.fs.tree import Tree
+from ptpfs.protocol.datasets import DevicePropDesc
 from ptpfs.services.naming import unique_names
 from ptpfs.services.properties import check_value, describe_form, format_value
 from ptpfs.session import Session
@@ -54,7 +56,7 @@ class Virtual:
     FILES = ("device", "operations", "events", "formats", "properties", "storages",
              "stats", "events.log")
 
-    def __init__(self, session: Session, tree: Any, *, ttl: float = 30.0) -> None:
+    def __init__(self, session: Session, tree: Tree, *, ttl: float = 30.0) -> None:
         self.session = session
         self.tree = tree
         self._lock = threading.RLock()
@@ -123,7 +125,7 @@ class Virtual:
                 self._prop_names = {names[c]: c for c in codes}
             return self._prop_names
 
-    def desc(self, code: int) -> Any:
+    def desc(self, code: int) -> DevicePropDesc:
         """The property's descriptor (cached until DevicePropChanged)."""
         with self._lock:
             desc = self._descs.get(code)
