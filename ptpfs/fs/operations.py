@@ -1,8 +1,11 @@
-"""The mfusepy Operations class: thin glue between FUSE calls and the tree.
+"""The mfusepy Operations class: FUSE calls mapped onto the tree and the strategies.
 
-Each method resolves the path (tree, ``/.ptp`` or an open upload), calls
-a strategy (:mod:`reader`, :mod:`uploads`, :mod:`virtual`) and lets
-:func:`~ptpfs.fs.errmap.fuse_errors` turn exceptions into errno values.
+Every operation that may reach the device runs inside :meth:`PtpFs._op`: it
+resolves the path (tree, ``/.ptp`` or an open upload), calls a strategy
+(:mod:`reader`, :mod:`uploads`, :mod:`virtual`, :mod:`thumbs`) and lets
+:func:`~ptpfs.fs.errmap.fuse_errors` turn library exceptions into errno values
+(path-level errors such as ENOENT or EISDIR are raised here; xattrs are not
+supported).  The upload lifecycle lives in :mod:`uploads`, not here.
 :class:`PlusFUSE` adds readdirplus so ``ls -l`` costs no getattr per file.
 """
 

@@ -4,7 +4,8 @@
   EOS) with adaptive read-ahead: the kernel asks for 128 KiB at a time, and a
   sequential reader's window grows (128 KiB -> ``readahead_max``) so one
   transaction carries many kernel requests; a random reader keeps the window
-  small.  Memory: at most two windows per open file.
+  small.  Memory per open file: the current window, at most two more read
+  ahead (``_Pipeline.DEPTH``) and a 1 MiB tail of the previous one.
 * :class:`SpoolReader` - for devices without partial reads: GetObject streams
   into a private, already-unlinked temporary file shared by every reader of
   the object; readers wait only until the bytes they need have arrived.
