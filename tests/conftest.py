@@ -8,8 +8,9 @@
   imported, so ``pytest -m "not fuse and not qemu"`` (the fast inner loop)
   and the whole suite both run anywhere.
 * Shared fixtures: ``camera`` (a simulated camera), ``client`` (an opened raw
-  PTP client), ``sim_mount`` (mount a simulated camera in-process) and
-  ``wait_for`` (poll a condition with a hang-check timeout).
+  PTP client), ``server`` (the camera over PTP/IP), ``sim_mount`` (mount a
+  simulated camera in-process) and ``wait_for`` (poll a condition with a
+  hang-check timeout).
 """
 
 from __future__ import annotations
@@ -155,6 +156,18 @@ def client(request: pytest.FixtureRequest, camera: Any) -> Iterator[Any]:
     finally:
         if owned:
             c.close()
+
+
+@pytest.fixture
+def server(camera: Any) -> Iterator[Any]:
+    """``camera`` served over PTP/IP on a free loopback port (``server.port``)."""
+    from ptpfs.sim.ptpip_server import PtpipServer
+
+    srv = PtpipServer(camera).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 # ---------------------------------------------------------------- sim_mount

@@ -13,7 +13,6 @@ import subprocess
 
 import pytest
 
-from ptpfs.sim.ptpip_server import PtpipServer
 from ptpfs.sim.store import StoreError
 
 pytestmark = [
@@ -27,13 +26,6 @@ GP_FOLDER = "/store_00010001/DCIM/100CANON"
 
 CAMERA = {"profile": "generic", "folders": 1, "files_per_folder": 3, "jpeg_size": 250_000,
           "raw_size": 700_000}
-
-
-@pytest.fixture
-def server(camera):
-    srv = PtpipServer(camera).start()
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture

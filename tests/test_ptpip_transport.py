@@ -38,13 +38,6 @@ def _config_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def server(camera):
-    srv = PtpipServer(camera).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
 def transport(server):
     t = PtpipTransport("127.0.0.1", server.port, guid=GUID, timeout=2.0)
     yield t

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 import pytest
 
@@ -30,9 +31,8 @@ def _make(profile: str = "generic", **kw: object):
     return make_camera(None, profile, **kw)
 
 
-@pytest.fixture
-def android():
-    cam = _make("android-mtp")
+def _opened(profile: str) -> Iterator[tuple[SimCamera, Client]]:
+    cam = _make(profile)
     c = Client(cam)
     c.open()
     try:
@@ -43,15 +43,13 @@ def android():
 
 
 @pytest.fixture
-def eos():
-    cam = _make("canon-eos")
-    c = Client(cam)
-    c.open()
-    try:
-        yield cam, c
-    finally:
-        c.close()
-        cam.close()
+def android() -> Iterator[tuple[SimCamera, Client]]:
+    yield from _opened("android-mtp")
+
+
+@pytest.fixture
+def eos() -> Iterator[tuple[SimCamera, Client]]:
+    yield from _opened("canon-eos")
 
 
 def handles(c: Client, storage: int, fmt: int, parent: int) -> list[int]:
