@@ -44,7 +44,7 @@ class Capabilities:
     object_props: bool
 
     @classmethod
-    def from_device_info(cls, info: DeviceInfo) -> "Capabilities":
+    def from_device_info(cls, info: DeviceInfo) -> Capabilities:
         """Derive the capabilities advertised by *info*."""
         ops = frozenset(info.operations_supported)
         if OC.GetPartialObject64 in ops:

@@ -77,7 +77,7 @@ class Result:
     def ok(self) -> bool:
         return self.code == RC.OK
 
-    def raise_for_status(self) -> "Result":
+    def raise_for_status(self) -> Result:
         """Raise :class:`ResponseError` unless the response is OK; return self."""
         if self.code != RC.OK:
             raise ResponseError(self.code, self.operation, self.params)
@@ -241,7 +241,7 @@ class Session(LinkSupervision):
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def open(self) -> "Session":
+    def open(self) -> Session:
         """Read DeviceInfo, open the session and start event delivery."""
         with self._lock:
             self._open_link()
@@ -299,7 +299,7 @@ class Session(LinkSupervision):
             try:
                 quick = min(self.timeout or 2.0, 2.0)
                 self.transaction(OC.CloseSession, data_phase=False, timeout=quick, check=False)
-            except Exception as exc:  # closing must never fail loudly
+            except Exception as exc:  # noqa: BLE001 - closing must never fail loudly
                 log.debug("CloseSession failed: %s", exc)
         self.is_open = False
         thread = self._event_thread
@@ -314,7 +314,7 @@ class Session(LinkSupervision):
             except Exception as exc:  # noqa: BLE001 - best effort
                 log.debug("releasing the reconnect factory failed: %s", exc)
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         if not self.is_open:
             self.open()
         return self
@@ -518,7 +518,7 @@ class Session(LinkSupervision):
                 if not stop.is_set():
                     self._mark_lost(f"event channel: {exc}", generation)
                 return
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure of the event channel ends it
                 if stop.is_set():
                     return
                 log.debug("event poll failed: %s", exc)

@@ -97,7 +97,7 @@ class LinkSupervision:
         for cb in listeners:
             try:
                 cb(state)
-            except Exception:  # noqa: BLE001 - a listener must not stop reconnection
+            except Exception:
                 log.exception("link listener failed")
 
     @contextlib.contextmanager
@@ -156,7 +156,7 @@ class LinkSupervision:
                 (log.warning if str(exc) != last else log.debug)("reconnect: %s", exc)
                 last = str(exc)
                 continue
-            except Exception:  # noqa: BLE001 - keep trying
+            except Exception:
                 log.exception("reconnect failed")
                 continue
             if self._reattach(transport):

@@ -25,11 +25,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ptpfs.errors import PTPError  # noqa: E402
-from ptpfs.protocol.codes import OC  # noqa: E402
-from ptpfs.sim import make_camera  # noqa: E402
-from ptpfs.testing.hostile import HostileCamera, HostilePtpipServer, Mutation, Plan  # noqa: E402
-from ptpfs.transport.ptpip import PtpipTransport  # noqa: E402
+from ptpfs.errors import PTPError
+from ptpfs.protocol.codes import OC
+from ptpfs.sim import make_camera
+from ptpfs.testing.hostile import HostileCamera, HostilePtpipServer, Mutation, Plan
+from ptpfs.transport.ptpip import PtpipTransport
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

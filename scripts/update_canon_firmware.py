@@ -27,9 +27,8 @@ from collections.abc import Sequence
 if __package__ in (None, ""):  # run as a file: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ptpfs.cli.firmware import firmware_main  # noqa: E402
-from ptpfs.services.firmware import (FILENAME_LEN, FIRM_CHUNK_LEN, PTP_DATA_LEN,  # noqa: E402,F401
-                                     filename_field, send_firmware)
+from ptpfs.cli.firmware import firmware_main
+from ptpfs.services.firmware import FILENAME_LEN, FIRM_CHUNK_LEN, PTP_DATA_LEN, filename_field, send_firmware  # noqa: F401
 
 PROG = "update_canon_firmware"
 

@@ -40,8 +40,9 @@ def _fuse_missing() -> str | None:
     if shutil.which("fusermount3") is None:
         return "FUSE is not available: no fusermount3 (apt-get install fuse3)"
     try:
-        import ptpfs.fs  # noqa: F401 - chooses libfuse 3 before mfusepy loads a library
         import mfusepy  # noqa: F401
+
+        import ptpfs.fs  # noqa: F401 - chooses libfuse 3 before mfusepy loads a library
     except (ImportError, OSError) as exc:
         return f"FUSE is not available: mfusepy cannot load libfuse3 ({exc})"
     return None

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -45,7 +44,7 @@ def _mounts_under(root: Path) -> list[str]:
 
 
 def _photos(mount: Path) -> list[Path]:
-    return [p for p in mount.glob("*/DCIM/100TEST/IMG_*")]
+    return list(mount.glob("*/DCIM/100TEST/IMG_*"))
 
 
 @pytest.fixture

@@ -18,10 +18,11 @@ import time
 from typing import Any
 
 import pytest
-
 from fuse_helpers import ROOT, is_mounted, unmount
+
 from ptpfs.sim import make_camera
 from ptpfs.sim.ptpip_server import PtpipServer
+from ptpfs.sim.store import StoreError
 
 pytestmark = pytest.mark.fuse
 
@@ -243,7 +244,7 @@ def test_link_lost_mid_upload_leaves_nothing(wait_for, sim_mount, tmp_path) -> N
     def gone() -> bool:
         try:
             m.camera.store.find("cut.bin")
-        except Exception:
+        except StoreError:
             return True
         return False
     assert wait_for(gone, 5), "the half-sent object is still on the camera"

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from fuse_helpers import mounted_session
+
 from ptpfs.connect import open_session
 from ptpfs.protocol.codes import OC
 from ptpfs.sim import SD1, make_camera

@@ -9,8 +9,8 @@ import os
 import subprocess
 
 import pytest
-
 from fuse_helpers import run
+
 from ptpfs.sim import SD1, SD2, SampleStore, SimCamera, get_profile, make_camera
 from ptpfs.sim.store import SimObject
 

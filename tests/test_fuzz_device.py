@@ -24,21 +24,31 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ptpfs.errors import ConnectionLost, ProtocolError, PTPError, TransportTimeout
-from ptpfs.services.naming import unique_names
 from ptpfs.fs.tree import Tree
 from ptpfs.protocol.codes import OC, OFC
 from ptpfs.protocol.datasets import ObjectInfo
+from ptpfs.services.naming import unique_names
 from ptpfs.session import Session
 from ptpfs.sim import make_camera
-from ptpfs.testing.hostile import (HOSTILE_NAMES, PTPIP_KINDS, RESPONDER_KINDS, TARGET_OPS,
-                               USB_KINDS, Fabric, HostileCamera, HostilePtpipServer,
-                               HostileUsbBackend, Mutation, Plan)
+from ptpfs.testing.hostile import (
+    HOSTILE_NAMES,
+    PTPIP_KINDS,
+    RESPONDER_KINDS,
+    TARGET_OPS,
+    USB_KINDS,
+    Fabric,
+    HostileCamera,
+    HostilePtpipServer,
+    HostileUsbBackend,
+    Mutation,
+    Plan,
+)
 from ptpfs.transport.inprocess import InProcessTransport
 from ptpfs.transport.ptpip import PtpipTransport
 from ptpfs.transport.usb import open_usb
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
-import fuzz  # noqa: E402  (scripts/fuzz.py: the case runner shared with the long mode)
+import fuzz
 
 ALL = 0xFFFFFFFF
 LONG = os.environ.get("PTPFS_HYPOTHESIS") == "long"

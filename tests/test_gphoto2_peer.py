@@ -71,9 +71,7 @@ def test_list_files(camera, gphoto2):
 
 def test_get_file_bytes_match(camera, gphoto2):
     files = _listing(gphoto2("-L"))
-    for number, name in files.items():
-        if name.endswith(".CR3"):
-            break
+    number, name = next((n, f) for n, f in files.items() if f.endswith(".CR3"))
     gphoto2("--get-file", str(number))
     got = (gphoto2.cwd / name).read_bytes()
     obj = camera.store.find(f"{FOLDER}/{name}")

@@ -11,6 +11,8 @@ import threading
 import time
 
 import pytest
+from ptp_client import Client
+from virtual_clock import virtual_link_time
 
 from ptpfs.errors import ConnectionLost, TransportTimeout
 from ptpfs.protocol.codes import EC, OC, RC
@@ -18,10 +20,8 @@ from ptpfs.protocol.datasets import DeviceInfo, decode_u32_array
 from ptpfs.protocol.messages import Request
 from ptpfs.sim import make_camera
 from ptpfs.sim.camera import SimCamera
+from ptpfs.sim.store import StoreError
 from ptpfs.transport.inprocess import InProcessTransport
-from ptp_client import Client
-from virtual_clock import virtual_link_time
-
 
 CAMERA = {"profile": "generic", "files_per_folder": 4, "jpeg_size": 300_000, "raw_size": 900_000}
 
@@ -135,7 +135,7 @@ def test_drop_fault_during_upload_leaves_nothing(camera: SimCamera, client: Clie
     camera.faults.drop_after(1000)
     with pytest.raises(ConnectionLost):
         client.call(OC.SendObject, data=bytes(500_000))
-    with pytest.raises(Exception):
+    with pytest.raises(StoreError):
         camera.store.get(r.params[2])
     assert "up.bin" not in {o.name for o in camera.store.children(0x00010001, 0)}
 

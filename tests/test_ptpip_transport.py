@@ -11,9 +11,18 @@ import time
 import tracemalloc
 
 import pytest
+from ptp_client import RawClient
 
-from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
-                          InvalidValue, ProtocolError, TransportError, TransportTimeout)
+from ptpfs.errors import (
+    ConnectionLost,
+    DeviceClaimed,
+    DeviceNotFound,
+    DevicePermissionError,
+    InvalidValue,
+    ProtocolError,
+    TransportError,
+    TransportTimeout,
+)
 from ptpfs.protocol import ptpip as pk
 from ptpfs.protocol.codes import EC, OC, OFC, RC
 from ptpfs.protocol.datasets import DeviceInfo, ObjectInfo, decode_u32_array
@@ -22,7 +31,6 @@ from ptpfs.sim import SD1, make_camera
 from ptpfs.sim.ptpip_server import PtpipServer
 from ptpfs.sim.store import StoreError
 from ptpfs.transport.ptpip import CHUNK_SIZE, PtpipTransport, load_guid
-from ptp_client import RawClient
 
 FOLDER = "DCIM/100CANON"
 GUID = bytes(range(16))
@@ -266,7 +274,7 @@ class HostilePeer:
         while not self.stop.is_set():
             try:
                 sock, _ = self.listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -135,7 +135,7 @@ def test_ls_lR_completes_while_the_link_flaps(flaky) -> None:
             camera.faults.drop_after(0)
             drops.append(camera.stats.transactions)
             # the next budget starts once the session is back
-            if not _wait(lambda: session.reconnects > reconnects or stop.is_set(), 30, 0.001):
+            if not _wait(lambda n=reconnects: session.reconnects > n or stop.is_set(), 30, 0.001):
                 return
 
     with mounted_session(session) as mnt:
@@ -143,7 +143,7 @@ def test_ls_lR_completes_while_the_link_flaps(flaky) -> None:
         thread.start()
         runs = 0
         try:
-            for runs in range(1, 13):
+            for runs in range(1, 13):  # noqa: B007 - reported after the loop
                 _wait(lambda: not session.lost, 30)
                 done = subprocess.run(["ls", "-lR", os.path.join(mnt, "SD1")],
                                       capture_output=True, text=True, timeout=120)

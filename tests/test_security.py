@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from fuse_helpers import ROOT, mounted_session, run
+
 from ptpfs.cli.ptpctl import build_serve_parser
 from ptpfs.connect import open_session
 from ptpfs.errors import ResponseError

@@ -169,7 +169,7 @@ def test_many_threads_share_one_session(session: Session, camera) -> None:
         try:
             for off in range(0, 300_000, 60_000):
                 assert session.read_partial(h, off, 60_000) == expected[h][off:off + 60_000]
-        except BaseException as exc:  # collected and re-raised below
+        except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
             errors.append(exc)
 
     threads = [threading.Thread(target=reader, args=(h,)) for h in handles for _ in range(2)]

@@ -6,17 +6,24 @@ import struct
 from collections.abc import Iterator
 
 import pytest
+from ptp_client import Client
 
 from ptpfs.protocol.codes import DPC, DT, EC, OC, OFC, OPC, RC
-from ptpfs.protocol.datasets import (DeviceInfo, DevicePropDesc, ObjectInfo, PropEnum, PropRange,
-                                     StorageInfo, decode_prop_list, decode_u16_array,
-                                     decode_u32_array)
+from ptpfs.protocol.datasets import (
+    DeviceInfo,
+    DevicePropDesc,
+    ObjectInfo,
+    PropEnum,
+    PropRange,
+    StorageInfo,
+    decode_prop_list,
+    decode_u16_array,
+    decode_u32_array,
+)
 from ptpfs.protocol.messages import Request
 from ptpfs.protocol.wire import decode_value, encode_value, parse_datetime
 from ptpfs.sim import SD1, SD2, make_camera
 from ptpfs.sim.camera import SimCamera
-
-from ptp_client import Client
 
 ALL = 0xFFFFFFFF
 

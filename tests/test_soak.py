@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from fuse_helpers import ROOT
 
 pytestmark = pytest.mark.fuse

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ptpfs.errors import ProtocolError
-from ptpfs.services.listing import GenericLister, PropListLister
 from ptpfs.protocol.codes import OC, RC
 from ptpfs.protocol.datasets import DeviceInfo, ObjectInfo, StorageInfo
+from ptpfs.services.listing import GenericLister, PropListLister
 from ptpfs.session import Session
 from ptpfs.sim import make_camera
 from ptpfs.sim.camera import Reply

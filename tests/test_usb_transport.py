@@ -9,18 +9,24 @@ import time
 import tracemalloc
 
 import pytest
+from ptp_client import RawClient
 
-from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
-                          InvalidValue, ProtocolError, TransportTimeout)
+from ptpfs.errors import (
+    ConnectionLost,
+    DeviceClaimed,
+    DeviceNotFound,
+    DevicePermissionError,
+    InvalidValue,
+    ProtocolError,
+    TransportTimeout,
+)
 from ptpfs.protocol.codes import EC, OC, OFC, RC
 from ptpfs.protocol.datasets import DeviceInfo, ObjectInfo, decode_u32_array
 from ptpfs.protocol.messages import Request
 from ptpfs.sim import SD1, make_camera
-from ptpfs.sim.usb_backend import PACKET_SIZE, SimUsbBackend
-from ptpfs.sim.usb_backend import EP_IN
+from ptpfs.sim.usb_backend import EP_IN, PACKET_SIZE, SimUsbBackend
 from ptpfs.transport.usb import CHUNK_SIZE, EndpointStalled, find_devices, open_usb
 from ptpfs.transport.usbspec import parse_usb_spec
-from ptp_client import RawClient
 
 FOLDER = "DCIM/100CANON"
 
@@ -67,7 +73,7 @@ def test_find_by_every_spec_form():
         assert [d.kind for d in everything] == ["ptp", "ptp", "mtp"]
         canon = find_devices("usb:001,005", be)
         assert len(canon) == 1 and canon[0].vendor_id == 0x04A9 and canon[0].serial == "EOS1"
-        google = find_devices("usb:18d1:%04x" % everything[2].product_id, be)
+        google = find_devices(f"usb:18d1:{everything[2].product_id:04x}", be)
         assert [d.serial for d in google] == ["PIX1"]
         assert google[0].vendor_id == 0x18D1
         assert [d.spec for d in find_devices("usb:GEN1", be)] == ["usb:001,004"]

@@ -220,8 +220,8 @@ def mtp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         subprocess.run([str(USB_VM), "qmp", str(qmp), "plug"], check=True, timeout=30)
         out, err = proc.communicate(timeout=90)
         data: dict[str, Any] = json.loads(result.read_text())
-        data.update(ls_at_start=(share / "ls.txt").read_text().split(), returncode=proc.returncode, stdout=out.decode(), stderr=err.decode(),
-                    replug_seconds=time.monotonic() - t0)
+        data.update(ls_at_start=(share / "ls.txt").read_text().split(), returncode=proc.returncode,
+                    stdout=out.decode(), stderr=err.decode(), replug_seconds=time.monotonic() - t0)
         return data
     finally:
         if proc.poll() is None:

@@ -4,12 +4,22 @@ import tracemalloc
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ptpfs.errors import InvalidValue, ProtocolError
 from ptpfs.protocol.codes import DT
-from ptpfs.protocol.wire import (INT_TYPES, MAX_STRING_UNITS, Reader, Writer, decode_value,
-                                 encode_value, format_datetime, is_array_type, parse_datetime)
+from ptpfs.protocol.wire import (
+    INT_TYPES,
+    MAX_STRING_UNITS,
+    Reader,
+    Writer,
+    decode_value,
+    encode_value,
+    format_datetime,
+    is_array_type,
+    parse_datetime,
+)
 
 
 def int_range(dt):

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from ptpfs import connect
-from ptpfs.cli.progress import ProgressBar
 from ptpfs.cli.exitcodes import EXIT_OK, error_exit_code
+from ptpfs.cli.progress import ProgressBar
 from ptpfs.errors import NotSupported, PTPError
 from ptpfs.protocol.codes import OC, render
 from ptpfs.services.firmware import filename_field, send_firmware

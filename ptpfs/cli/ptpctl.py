@@ -18,9 +18,10 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from ptpfs import __version__, connect
 from ptpfs.cli import output
@@ -466,7 +467,7 @@ class _LogSetup:
         self.saved = (self.logger.level, self.session_logger.level, self.logger.propagate)
         self.debug = debug
 
-    def __enter__(self) -> "_LogSetup":
+    def __enter__(self) -> _LogSetup:
         self.logger.addHandler(self.handler)
         self.logger.propagate = False
         # errors end in one "ptpctl: ..." line; the library's own warnings only with -v

@@ -85,7 +85,7 @@ def fuse_errors(what: str, path: str | None = None) -> Iterator[None]:
         yield
     except FuseOSError:
         raise
-    except Exception as exc:  # noqa: BLE001 - this is the mapping point
+    except Exception as exc:
         code = errno_for(exc)
         if isinstance(exc, (PTPError, ValueError)) and not isinstance(exc, OSError):
             level = logging.INFO if code in (errno.ENOENT, errno.EINVAL) else logging.WARNING

@@ -73,7 +73,7 @@ class _Pipeline:
 
     DEPTH = 2
 
-    def __init__(self, reader: "PartialReader", start: int, window: int,
+    def __init__(self, reader: PartialReader, start: int, window: int,
                  spare: bytearray | None) -> None:
         self.reader = reader
         self.next_start = start          # offset of the first window not yet taken

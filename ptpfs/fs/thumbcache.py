@@ -137,7 +137,7 @@ class Prefill:
                 self._one(node)
             except (PTPError, OSError, ValueError) as exc:
                 log.info("thumbnail of %s not cached: %s", node.path, exc)
-            except Exception:  # noqa: BLE001 - a bad JPEG must not stop the worker
+            except Exception:
                 log.exception("thumbnail of %s not cached", node.path)
             finally:
                 with self._lock:
@@ -179,6 +179,6 @@ def _cached_mtime(path: str) -> int | None:
         from PIL import Image
 
         with Image.open(path) as image:
-            return int(image.text.get("Thumb::MTime", ""))  # type: ignore[attr-defined]
+            return int(image.text.get("Thumb::MTime", ""))
     except (OSError, ValueError, SyntaxError):
         return None

@@ -72,7 +72,7 @@ class Node:
                  "_flags", "_raw", "info")
 
     def __init__(self, kind: str, name: str, *, storage_id: int = 0, handle: int = 0,
-                 parent: "Node | None" = None, size: int = 0, mtime: float = 0.0,
+                 parent: Node | None = None, size: int = 0, mtime: float = 0.0,
                  format: int = 0, writable: bool = True, deletable: bool = True,
                  raw_name: str | None = None, info: Any = None) -> None:
         self.kind = _KINDS[kind]       # "root", "storage", "dir", "file" (shared strings)
@@ -600,7 +600,7 @@ class Tree:
             events = [event for gen, event in batch if gen == generation]
             try:
                 paths = self.apply_events(events)
-            except Exception:  # noqa: BLE001 - keep the worker alive
+            except Exception:
                 log.exception("events not applied")
                 continue
             if paths:
@@ -615,7 +615,7 @@ class Tree:
             for listener in list(self.listeners):
                 try:
                     listener(paths)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("invalidation listener failed")
 
     def apply_events(self, events: list[Any]) -> list[str]:
@@ -746,7 +746,7 @@ class Tree:
                                   if n.storage_id == storage_id]
 
     def _forget_storage(self, storage_id: int) -> None:
-        for key in [k for k in self._folders.keys() if k[0] == storage_id]:
+        for key in [k for k in self._folders if k[0] == storage_id]:
             self._folders.pop(key, None)
         for handle in [h for h, n in self._nodes.items() if n.storage_id == storage_id]:
             self._nodes.pop(handle, None)

@@ -9,6 +9,7 @@ unknown code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 
 
 class OC:
@@ -497,7 +498,8 @@ def norm_parent(parent: int) -> int:
     return 0 if parent in (0, ROOT_PARENT) else parent
 
 
-def _table(namespace: type, display=lambda name, code: name) -> dict[int, str]:
+def _table(namespace: type,
+           display: Callable[[str, int], str] = lambda name, code: name) -> dict[int, str]:
     """code -> display name; the first attribute defined for a code wins."""
     table: dict[int, str] = {}
     for name, code in vars(namespace).items():

@@ -4,8 +4,8 @@ followed by up to five u32 parameters (command, response, event) or the payload 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ptpfs.errors import InvalidValue, ProtocolError
 

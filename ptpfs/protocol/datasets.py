@@ -6,15 +6,16 @@ callers that know to expect it.  Lenient decoding also accepts DeviceInfo, Stora
 that end early, exactly at a field boundary among their trailing strings (an ObjectInfo that stops
 before Keywords, as libgphoto2 accepts): the missing strings are empty and their names are appended
 to the caller's ``missing`` list.  A length that lies (a string or array longer than the bytes left)
-is still a :class:`~ptpfs.errors.ProtocolError`.  ``encode`` raises :class:`~ptpfs.errors.InvalidValue` for values that do
-not fit their wire type.
+is still a :class:`~ptpfs.errors.ProtocolError`.  ``encode`` raises
+:class:`~ptpfs.errors.InvalidValue` for values that do not fit their wire type.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Optional, Union
+from typing import Any
 
 from ptpfs.errors import InvalidValue, ProtocolError
 
@@ -214,12 +215,12 @@ class ObjectInfo:
         return self.compressed_size == U32_ALL
 
     @property
-    def capture_datetime(self) -> Optional[datetime]:
+    def capture_datetime(self) -> datetime | None:
         """``capture_date`` as a datetime (aware if the device gave a zone); None if unusable."""
         return parse_datetime(self.capture_date)
 
     @property
-    def modification_datetime(self) -> Optional[datetime]:
+    def modification_datetime(self) -> datetime | None:
         """``modification_date`` as a datetime; None if empty or unusable."""
         return parse_datetime(self.modification_date)
 
@@ -284,7 +285,7 @@ class PropEnum:
         object.__setattr__(self, "values", tuple(self.values))
 
 
-PropForm = Union[None, PropRange, PropEnum]
+PropForm = PropRange | PropEnum | None
 
 FORM_NONE = 0
 FORM_RANGE = 1

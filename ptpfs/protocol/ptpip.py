@@ -9,8 +9,8 @@ Data and EndData carry the transaction ID then the payload bytes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Union
 
 from ptpfs.errors import InvalidValue, ProtocolError
 
@@ -179,9 +179,9 @@ class ProbeResponse:
     """Answer to a probe."""
 
 
-Packet = Union[InitCommandRequest, InitCommandAck, InitEventRequest, InitEventAck, InitFail,
-               OperationRequest, OperationResponse, EventPacket, StartData, DataPacket,
-               CancelPacket, EndData, ProbeRequest, ProbeResponse]
+Packet = (InitCommandRequest | InitCommandAck | InitEventRequest | InitEventAck | InitFail
+          | OperationRequest | OperationResponse | EventPacket | StartData | DataPacket
+          | CancelPacket | EndData | ProbeRequest | ProbeResponse)
 
 PACKET_TYPES: dict[type, int] = {
     InitCommandRequest: TYPE_INIT_COMMAND_REQUEST, InitCommandAck: TYPE_INIT_COMMAND_ACK,

@@ -408,7 +408,10 @@ def validate(desc: DevicePropDesc, value: Any) -> None:
         raise InvalidValue(f"{what}: {value!r} is not a date and time "
                            "(try 2024-05-01 12:30:00 or 20240501T123000)")
     form = desc.form
-    show = lambda v: format_both(desc.code, v)
+
+    def show(v: Any) -> str:
+        return format_both(desc.code, v)
+
     if isinstance(form, PropRange) and isinstance(value, int):
         lo, hi, step = form.minimum, form.maximum, form.step
         if not lo <= value <= hi:

@@ -33,11 +33,21 @@ import struct
 import threading
 from typing import Any
 
+from ptpfs.errors import ProtocolError
 from ptpfs.protocol import ptpip as pk
 from ptpfs.protocol.codes import RC
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request
-from ptpfs.protocol.transaction import (RESPONDER, Cancel, Command, DataChunk, DataStart,
-                                        Response, Transaction, ptpip_data_events, ptpip_events)
+from ptpfs.protocol.transaction import (
+    RESPONDER,
+    Cancel,
+    Command,
+    DataChunk,
+    DataStart,
+    Response,
+    Transaction,
+    ptpip_data_events,
+    ptpip_events,
+)
 
 __all__ = ["PtpipServer"]
 
@@ -142,7 +152,7 @@ class PacketReader:
         while True:
             try:
                 item = self.parser.next_packet()
-            except pk.ProtocolError as exc:
+            except ProtocolError as exc:
                 raise _Closed(str(exc)) from None
             if item is not None:
                 assert not isinstance(item, pk.DataPayload)
@@ -150,7 +160,7 @@ class PacketReader:
             data = self._recv(self.parser.wanted()) or b""
             try:
                 self.parser.feed(data)
-            except pk.ProtocolError as exc:
+            except ProtocolError as exc:
                 raise _Closed(str(exc)) from None
 
     def read_payload(self, view: memoryview) -> None:
@@ -189,7 +199,7 @@ class PtpipServer:
             return self._requested_port
         return self._listener.getsockname()[1]
 
-    def start(self) -> "PtpipServer":
+    def start(self) -> PtpipServer:
         """Bind, listen and accept in a background thread."""
         if self._listener is not None:
             return self
@@ -219,7 +229,7 @@ class PtpipServer:
                 t.join(timeout=5)
         self._threads = [t for t in self._threads if t.is_alive()]
 
-    def __enter__(self) -> "PtpipServer":
+    def __enter__(self) -> PtpipServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -237,7 +247,7 @@ class PtpipServer:
         while not self._stopping.is_set():
             try:
                 conn, _addr = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -266,7 +276,7 @@ class PtpipServer:
             conn.settimeout(10.0)
             packet = reader.next_item()
             conn.settimeout(None)
-        except Exception as exc:  # whatever a stranger sends, the server carries on
+        except Exception as exc:  # noqa: BLE001 - whatever a stranger sends, the server carries on
             _log.debug("PTP/IP handshake failed: %s", exc)
             if reader.parser.last_was_init_command_request:
                 # a malformed InitCommandRequest gets a reason, not a silent close
@@ -316,7 +326,7 @@ class PtpipServer:
             loop.run()
         except (_Closed, OSError) as exc:
             _log.debug("PTP/IP command connection %d ended: %s", number, exc)
-        except pk.ProtocolError as exc:
+        except ProtocolError as exc:
             _log.warning("PTP/IP command connection %d: protocol error: %s", number, exc)
         finally:
             _abort(loop.receiver)
@@ -360,7 +370,7 @@ class PtpipServer:
                     packet = reader.next_item()
                     if isinstance(packet, pk.ProbeRequest):
                         conn.sendall(pk.encode_packet(pk.ProbeResponse()))
-        except (_Closed, OSError, pk.ProtocolError, ValueError) as exc:
+        except (_Closed, OSError, ProtocolError, ValueError) as exc:
             _log.debug("PTP/IP event connection %d ended: %s", number, exc)
         finally:
             unsubscribe()
@@ -423,7 +433,7 @@ class _CommandLoop:
             elif isinstance(item, pk.CancelPacket):
                 self.machine.receive(Cancel())      # nothing in progress
             else:
-                raise pk.ProtocolError(f"unexpected {type(item).__name__} on the command "
+                raise ProtocolError(f"unexpected {type(item).__name__} on the command "
                                        "connection")
 
     def _skip(self, n: int) -> None:
@@ -442,7 +452,7 @@ class _CommandLoop:
         else:
             try:
                 reply = camera.command(request)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a simulator bug answers GeneralError
                 _log.exception("simulated camera failed on %r", request)
                 reply = None
         if not self._wait_stall():
@@ -472,17 +482,17 @@ class _CommandLoop:
             machine.receive(Cancel())
             return _CANCELLED
         if isinstance(item, pk.DataHeader):
-            raise pk.ProtocolError(f"expected StartData after 0x{request.code:04x}, got data")
+            raise ProtocolError(f"expected StartData after 0x{request.code:04x}, got data")
         events = ptpip_events(item)
         if not events or not isinstance(events[0], DataStart):
-            raise pk.ProtocolError(f"expected StartData after 0x{request.code:04x}, got "
+            raise ProtocolError(f"expected StartData after 0x{request.code:04x}, got "
                                    f"{type(item).__name__}")
         machine.receive(events[0])          # checks the transaction ID
         total = machine.data_length
         try:
             receiver = self.camera.begin_data(
                 request, pk.UNKNOWN_TOTAL_LENGTH if total is None else total)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a simulator bug answers GeneralError
             _log.exception("simulated camera failed starting data for %r", request)
             receiver = None
         self.receiver = receiver
@@ -496,7 +506,7 @@ class _CommandLoop:
                 self.receiver = None
                 return _CANCELLED
             if not isinstance(item, pk.DataHeader):
-                raise pk.ProtocolError(f"data phase interrupted by {type(item).__name__}")
+                raise ProtocolError(f"data phase interrupted by {type(item).__name__}")
             chunk, *end = ptpip_data_events(item.transaction_id, item.payload_length,
                                             item.end, machine)
             machine.receive(chunk)
@@ -514,7 +524,7 @@ class _CommandLoop:
             return None
         try:
             return receiver.finish()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a simulator bug answers GeneralError
             _log.exception("simulated camera failed finishing %r", request)
             return None
 
@@ -577,5 +587,5 @@ def _abort(receiver: Any) -> None:
     if callable(abort):
         try:
             abort()
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged; the connection goes on
             _log.exception("aborting a data phase failed")

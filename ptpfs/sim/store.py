@@ -26,10 +26,11 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 from ptpfs.protocol.codes import OFC, norm_parent
 
@@ -207,7 +208,7 @@ class Upload:
     #: Most bytes handed to one ``writev``.
     WRITE_BATCH = 4 << 20
 
-    def __init__(self, store: "ObjectStore", pending: "PendingObject", fd: int,
+    def __init__(self, store: ObjectStore, pending: PendingObject, fd: int,
                  temp_name: str, dir_fd: int | None = None) -> None:
         self.store = store
         self.pending = pending

@@ -35,8 +35,9 @@ import logging
 import struct
 import threading
 import time
+from collections.abc import Iterable
 from types import SimpleNamespace
-from typing import Any, Iterable
+from typing import Any
 
 import usb.backend
 import usb.core
@@ -45,8 +46,17 @@ from ptpfs.errors import ProtocolError
 from ptpfs.protocol import container
 from ptpfs.protocol.codes import RC
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request
-from ptpfs.protocol.transaction import (RESPONDER, Cancel, Command, DataChunk, DataEnd,
-                                        DataStart, Response, Transaction, usb_container_event)
+from ptpfs.protocol.transaction import (
+    RESPONDER,
+    Cancel,
+    Command,
+    DataChunk,
+    DataEnd,
+    DataStart,
+    Response,
+    Transaction,
+    usb_container_event,
+)
 
 __all__ = ["SimUsbBackend", "SimUsbDevice", "PACKET_SIZE"]
 
@@ -256,7 +266,7 @@ class SimUsbDevice:
             self.camera.faults.consume(n)
         except LinkDropped:
             self.unplug()
-            raise _usb_error(errno.ENODEV, "No such device (it may have been disconnected)")
+            raise _usb_error(errno.ENODEV, "No such device (it may have been disconnected)") from None
         self.camera.link.pace(n)
 
     # ------------------------------------------------------------- events
@@ -372,7 +382,7 @@ class SimUsbDevice:
             return
         try:
             reply = camera.command(request)
-        except Exception:  # a simulator bug must not wedge the bus
+        except Exception:  # noqa: BLE001 - a simulator bug must not wedge the bus
             _log.exception("simulated camera failed on %r", request)
             self._queue_reply(request, None)
             return
@@ -387,7 +397,7 @@ class SimUsbDevice:
         try:
             self._receiver = self.responder.begin_data(
                 request, container.LENGTH_UNKNOWN if length is None else length)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a simulator bug must not wedge the bus
             _log.exception("simulated camera failed on %r", request)
             self._receiver = _Discard()
         if not self._machine.in_data_phase:
@@ -402,7 +412,7 @@ class SimUsbDevice:
         self._request, self._receiver = None, None
         try:
             reply = receiver.finish()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a simulator bug must not wedge the bus
             _log.exception("simulated camera failed finishing %r", request)
             reply = None
         assert request is not None
@@ -533,7 +543,7 @@ class SimUsbDevice:
         if callable(abort):
             try:
                 abort()
-            except Exception:
+            except Exception:  # noqa: BLE001 - logged; the bus goes on
                 _log.exception("aborting the data phase failed")
         self._outbuf = bytearray()
         self._machine.receive(Cancel())

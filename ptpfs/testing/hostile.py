@@ -28,18 +28,18 @@ import socket
 import struct
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from ptpfs.errors import PTPError, ProtocolError
+from ptpfs.errors import ProtocolError, PTPError
 from ptpfs.protocol import container
 from ptpfs.protocol import ptpip as pk
 from ptpfs.protocol.codes import DT, OC, OFC, OPC, RC
 from ptpfs.protocol.datasets import decode_prop_list
 from ptpfs.protocol.eos import ENTRY_BODY
 from ptpfs.protocol.messages import DATA_OUT, Event, Request
-from ptpfs.protocol.transaction import (RESPONDER, DataStart, Transaction, ptpip_data_events,
-                                        ptpip_events)
+from ptpfs.protocol.transaction import RESPONDER, DataStart, Transaction, ptpip_data_events, ptpip_events
 from ptpfs.protocol.wire import Reader
 from ptpfs.sim.camera import Reply
 
@@ -214,7 +214,7 @@ class Plan:
     fabric: Fabric | None = None
 
     @classmethod
-    def random(cls, seed: int, layer: str = "session") -> "Plan":
+    def random(cls, seed: int, layer: str = "session") -> Plan:
         """A deterministic plan for *seed*; *layer* adds ``usb`` or ``ptpip`` raw kinds."""
         rng = random.Random(seed)
         profile = rng.choice(("generic", "android-mtp", "canon-eos"))
@@ -874,7 +874,7 @@ class HostilePtpipServer:
     def port(self) -> int:
         return self._listener.getsockname()[1]
 
-    def start(self) -> "HostilePtpipServer":
+    def start(self) -> HostilePtpipServer:
         self._thread = threading.Thread(target=self._run, name="hostile-ptpip", daemon=True)
         self._thread.start()
         return self
@@ -893,7 +893,7 @@ class HostilePtpipServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "HostilePtpipServer":
+    def __enter__(self) -> HostilePtpipServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -904,7 +904,7 @@ class HostilePtpipServer:
         while not self._stop.is_set():
             try:
                 conn, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError as exc:
                 raise _Gone() from exc
@@ -924,7 +924,7 @@ class HostilePtpipServer:
                 raise _Gone()
             try:
                 got = sock.recv(n - len(buf))
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError as exc:
                 raise _Gone() from exc
@@ -977,7 +977,7 @@ class HostilePtpipServer:
             self._serve()
         except _Gone:
             pass
-        except Exception as exc:  # a harness bug: keep it for the test to see
+        except Exception as exc:  # noqa: BLE001 - a harness bug: keep it for the test to see
             self.errors.append(exc)
         finally:
             for sock in list(self._socks):   # hang up, as a device that gives up would

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, BinaryIO, Callable
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 from ptpfs.errors import ConnectionLost, TransportTimeout
 from ptpfs.protocol.messages import Event, Request, Response

@@ -21,19 +21,36 @@ import os
 import select
 import socket
 import struct
-import time
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
-                          InvalidValue, ProtocolError, TransportError, TransportTimeout)
+from ptpfs.errors import (
+    ConnectionLost,
+    DeviceClaimed,
+    DeviceNotFound,
+    DevicePermissionError,
+    InvalidValue,
+    ProtocolError,
+    TransportError,
+    TransportTimeout,
+)
 from ptpfs.protocol import ptpip as pk
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request, Response
-from ptpfs.protocol.transaction import (INITIATOR, Cancel, Command, DataChunk, DataEnd,
-                                        DataStart, Transaction, TransactionEvent,
-                                        ptpip_data_events, ptpip_events)
+from ptpfs.protocol.transaction import (
+    INITIATOR,
+    Cancel,
+    Command,
+    DataChunk,
+    DataEnd,
+    DataStart,
+    Transaction,
+    TransactionEvent,
+    ptpip_data_events,
+    ptpip_events,
+)
 from ptpfs.transport.base import DEFAULT_MIN_RATE, DataSink, Deadline, Transport, fill_from
 
 __all__ = ["PtpipTransport", "load_guid", "CHUNK_SIZE"]
@@ -131,7 +148,7 @@ class _Channel:
         try:
             self._arm(what)
             self.sock.sendall(data)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             self.desynced = True
             raise self._timed_out(what, True) from exc
         except TransportTimeout:
@@ -149,7 +166,7 @@ class _Channel:
             try:
                 self._arm(what)
                 n = self.sock.recv_into(view[pos:])
-            except (socket.timeout, TransportTimeout) as exc:
+            except (TimeoutError, TransportTimeout) as exc:
                 if not (boundary and pos == 0):
                     self.desynced = True
                 if isinstance(exc, TransportTimeout):
@@ -199,7 +216,7 @@ class _Channel:
 def _connect(host: str, port: int, timeout: float, what: str) -> socket.socket:
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
-    except socket.timeout as exc:
+    except TimeoutError as exc:
         raise TransportTimeout(f"{what}: no answer from {host}:{port} within {timeout:g} s") \
             from exc
     except ConnectionRefusedError as exc:

@@ -50,14 +50,30 @@ from typing import Any, BinaryIO
 import usb.core
 import usb.util
 
-from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
-                          InvalidValue, ProtocolError, TransportError, TransportTimeout)
+from ptpfs.errors import (
+    ConnectionLost,
+    DeviceClaimed,
+    DeviceNotFound,
+    DevicePermissionError,
+    InvalidValue,
+    ProtocolError,
+    TransportError,
+    TransportTimeout,
+)
 from ptpfs.protocol import container
 from ptpfs.protocol.codes import EC, RC
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request, Response
-from ptpfs.protocol.transaction import (INITIATOR, Command, DataChunk, DataEnd, DataStart,
-                                        Response as ResponseEvent, Transaction,
-                                        TransactionEvent, usb_container_event)
+from ptpfs.protocol.transaction import (
+    INITIATOR,
+    Command,
+    DataChunk,
+    DataEnd,
+    DataStart,
+    Transaction,
+    TransactionEvent,
+    usb_container_event,
+)
+from ptpfs.protocol.transaction import Response as ResponseEvent
 from ptpfs.transport.base import DEFAULT_MIN_RATE, DataSink, Deadline, Transport, fill_from
 from ptpfs.transport.usbspec import UsbSpec, format_busdev, parse_usb_spec
 
@@ -240,7 +256,7 @@ def find_devices(spec: str = "usb", backend: Any = None) -> list[UsbDeviceInfo]:
 
 
 def open_usb(spec: str = "usb", backend: Any = None, timeout: float = 5.0,
-             min_rate: float = DEFAULT_MIN_RATE) -> "UsbTransport":
+             min_rate: float = DEFAULT_MIN_RATE) -> UsbTransport:
     """Open and claim the first device matching *spec*.
 
     Raises :class:`DeviceNotFound`, :class:`DeviceClaimed` (another program
