@@ -96,6 +96,17 @@ def pytest_pycollect_makemodule(module_path: Path, parent: Any) -> Any:
     return None
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``fuse`` or ``qemu`` one by one (not by module) are skipped the same way."""
+    for item in items:
+        for mark in sorted({m.name for m in item.iter_markers()} & PRECONDITIONS.keys()):
+            if mark not in _missing:
+                _missing[mark] = PRECONDITIONS[mark]()
+            reason = _missing[mark]
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
 # ---------------------------------------------------------------- wait_for
 
 def poll(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> bool:

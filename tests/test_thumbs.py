@@ -32,8 +32,6 @@ from ptpfs.transport.inprocess import InProcessTransport
 
 pytestmark = pytest.mark.fuse
 
-if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
-    pytest.fail("FUSE (/dev/fuse, fusermount3) is required for these tests")
 
 FOLDER = "SD1/DCIM/100CANON"
 HEADER_BUDGET = 256 << 10
