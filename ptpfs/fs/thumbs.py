@@ -27,7 +27,7 @@ from cachetools import LRUCache, TTLCache
 
 from ptpfs.errors import ResponseError
 from ptpfs.fs.tree import Tree
-from ptpfs.protocol.codes import OC, RC
+from ptpfs.protocol.codes import OC, OFC, RC
 from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
@@ -46,7 +46,7 @@ MEDIA_EXTENSIONS = frozenset({
     "cr2", "cr3", "crw", "nef", "nrw", "arw", "srf", "sr2", "raf", "orf", "rw2", "pef", "srw",
     "x3f", "mp4", "mov", "avi", "mts", "m2ts", "3gp", "mpg", "mpeg", "wmv", "mkv"})
 #: Object formats that are video (PTP AVI, MPEG, ASF; MTP MP4, 3GP, WMV).
-VIDEO_FORMATS = frozenset({0x300A, 0x300B, 0x300D, 0xB981, 0xB982, 0xB983, 0xB984})
+VIDEO_FORMATS = frozenset({OFC.AVI, OFC.MPEG, OFC.QT, OFC.WMV, OFC.MP4, OFC.MP2, OFC._3GP})
 JPEG_EXTENSIONS = ("jpg", "jpeg", "jpe")
 
 

@@ -47,7 +47,7 @@ from ptpfs.errors import (
 )
 from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import Node, Tree
-from ptpfs.protocol.codes import DT, OPC, RC, wire_parent
+from ptpfs.protocol.codes import DT, OC, OPC, RC, wire_parent
 from ptpfs.protocol.datasets import ObjectInfo
 from ptpfs.services.listing import ObjectMeta
 from ptpfs.services.uploads import confirm_upload
@@ -589,7 +589,7 @@ class Uploads:
             node = self.tree.node_for_handle(upload.handle)
         if node is None or node.is_dir:
             return
-        if self.session.capabilities.supports(0x9804):   # SetObjectPropValue
+        if self.session.capabilities.supports(OC.SetObjectPropValue):
             from ptpfs.protocol.wire import format_datetime
             stamp = format_datetime(_dt.datetime.fromtimestamp(int(mtime)))
             try:

@@ -44,7 +44,7 @@ import usb.core
 
 from ptpfs.errors import ProtocolError
 from ptpfs.protocol import container
-from ptpfs.protocol.codes import RC
+from ptpfs.protocol.codes import EC, RC
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request
 from ptpfs.protocol.transaction import (
     RESPONDER,
@@ -65,7 +65,6 @@ _log = logging.getLogger(__name__)
 PACKET_SIZE = 512
 EP_OUT, EP_IN, EP_INT = 0x02, 0x81, 0x83
 _INT_PACKET = 64
-_RC_OK, _RC_GENERAL_ERROR, _RC_DEVICE_BUSY = 0x2001, 0x2002, 0x2019
 
 _IDENTITIES = {
     # profile: (vendor, product, manufacturer, product string, interface class triple, label)
@@ -421,7 +420,7 @@ class SimUsbDevice:
     def _queue_reply(self, request: Request, reply: Any) -> None:
         tid = request.transaction_id
         if reply is None:
-            code, params, data = _RC_GENERAL_ERROR, (), None
+            code, params, data = RC.GeneralError, (), None
         else:
             code, params, data = reply.code, tuple(reply.params), reply.data
         machine = self._machine
@@ -496,7 +495,7 @@ class SimUsbDevice:
                 return self._write_ctrl(data, self._string_descriptor(value & 0xFF, index))
             if request_type == 0x21 and request == 0x64:
                 raw = bytes(data) if data is not None else b""
-                if len(raw) < 6 or struct.unpack_from("<H", raw)[0] != 0x4001:
+                if len(raw) < 6 or struct.unpack_from("<H", raw)[0] != EC.CancelTransaction:
                     raise _usb_error(errno.EPIPE, "Pipe error (bad cancel request)")
                 self.cancels += 1
                 self._abort()
@@ -509,13 +508,13 @@ class SimUsbDevice:
             if request_type == 0xA1 and request == 0x67:
                 if self._status_busy:
                     self._status_busy -= 1
-                    status = struct.pack("<HH", 4, _RC_DEVICE_BUSY)
+                    status = struct.pack("<HH", 4, RC.DeviceBusy)
                 elif self._halted:
                     halted = sorted(self._halted)
                     status = struct.pack(f"<HH{len(halted)}I", 4 + 4 * len(halted),
                                          RC.TransactionCancelled, *halted)
                 else:
-                    status = struct.pack("<HH", 4, _RC_OK)
+                    status = struct.pack("<HH", 4, RC.OK)
                 return self._write_ctrl(data, status)
             raise _usb_error(errno.EPIPE, "Pipe error (unsupported control request)")
 
