@@ -30,7 +30,8 @@ stalls raises :class:`~ptpfs.errors.ConnectionLost` or
 :class:`~ptpfs.errors.TransportTimeout`.
 
 Testing aid: when the environment variable ``PTPFS_TEST_USB_SIM`` is set to a
-simulator profile name (``generic``, ``canon-eos``, …), ``usb`` specs are
+simulator profile name (``generic``, ``canon-eos``, …, optionally with the
+``sim`` spec's options: ``canon-eos?uploads=1``), ``usb`` specs are
 served by the simulated camera through the simulated pyusb backend, so the
 real USB transport code runs without hardware (``PTPFS_TEST_USB_SIM_ROOT``
 optionally names the directory it serves).  The hook lives in
@@ -340,7 +341,13 @@ def _usb_sim_backend(backend: Any) -> Any:
     except ImportError:
         raise DeviceNotFound(f"{USB_SIM_ENV} is a testing aid of the ptpfs source tree; "
                              "this installation does not have it") from None
-    return usb_sim.backend(_make_sim_camera)
+
+    def make(root: str | None, value: str) -> Any:
+        # the value is a profile, optionally with the sim spec's options: canon-eos?uploads=1
+        sim = _parse_sim("?profile=" + value.replace("?", "&", 1))
+        return _make_sim_camera(root, sim.profile or DEFAULT_PROFILE, sim.uploads)
+
+    return usb_sim.backend(make)
 
 
 def _open_usb(selector: str, backend: Any, timeout: float | None,

@@ -68,6 +68,11 @@ class Interrupted(PTPError):
     the device; nothing was sent."""
 
 
+class TransactionInterrupted(TransportTimeout, Interrupted):
+    """The caller gave up while its transaction was waiting for a silent device; the
+    transaction was abandoned (the link is recovered as after a timeout)."""
+
+
 class DeviceNotFound(PTPError):
     """No device matches the requested specification."""
 

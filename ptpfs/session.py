@@ -425,6 +425,7 @@ class Session(LinkSupervision):
             tid = self._take_tid(code)
             request = Request(code, tid, params)
             started = time.monotonic()
+            self.transport.interrupted = self.interrupted
             try:
                 response = self.transport.transact(
                     request, data_out=out, data_out_length=length if out else 0,  # type: ignore[arg-type]

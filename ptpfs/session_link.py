@@ -26,6 +26,7 @@ from ptpfs.errors import (
     ConnectionLost,
     ProtocolError,
     PTPError,
+    TransactionInterrupted,
     TransportError,
     TransportTimeout,
 )
@@ -223,6 +224,12 @@ class LinkSupervision:
         if isinstance(exc, ConnectionLost):
             self._failures += 1
             self._mark_lost(f"{operation_name(code)}: {exc}")
+        elif isinstance(exc, TransactionInterrupted):
+            # the caller gave up, the device did not fail: recover, but do not fail the
+            # requests queued behind this one
+            log.info("%s interrupted (%s); recovering the link", operation_name(code), exc)
+            if self._recover():
+                self._suspect = True
         elif isinstance(exc, TransportTimeout):
             self._failures += 1
             if not exc.request_sent and self._next_tid:

@@ -59,7 +59,7 @@ def test_folder_names() -> None:
 def test_plug_two_cameras_then_unplug(tmp_path: Path, env_path: None) -> None:
     root = tmp_path / "cameras"
     root.mkdir()
-    a = _camera(tmp_path, "a", {"IMG_0001.JPG": b"a" * 1000})
+    a = _camera(tmp_path, "a,1", {"IMG_0001.JPG": b"a" * 1000})   # a comma, as in usb:1,5
     b = _camera(tmp_path, "b", {"IMG_0002.JPG": b"b" * 2000})
     plugged = [a]                                     # plugged before the watcher starts
     messages: list[str] = []

@@ -228,3 +228,29 @@ def _waiting_in_fuse(pid: int) -> bool:
     except OSError:
         return False
     return state in ("S", "D") and ("fuse" in wchan or "request_wait_answer" in wchan)
+
+
+@pytest.mark.fuse
+def test_a_signal_ends_a_request_waiting_on_a_trickling_camera() -> None:
+    """SIGINT to the program whose own listing trickles: it ends before the deadline (the
+    transaction is abandoned while the camera is silent), and the mount keeps working."""
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("no /dev/fuse")
+    with hostile_server("ip_trickle", OC.GetObjectHandles, nth=1) as server, \
+            mounted_process(["--device", f"ptpip:127.0.0.1:{server.port}",
+                             "-o", "timeout=20,noreconnect"]) as (mnt, _proc):
+        storage = _storage_dir(mnt)
+        os.listdir(storage)
+        stuck = subprocess.Popen(["ls", os.path.join(storage, "DCIM")],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            _wait_until(lambda: _waiting_in_fuse(stuck.pid), stuck)
+            stuck.send_signal(signal.SIGINT)
+            # the deadline is 20 s: ending within 10 s shows the signal ended it
+            stuck.wait(timeout=10)
+        finally:
+            if stuck.poll() is None:
+                stuck.kill()
+        assert stuck.returncode == -signal.SIGINT
+        device = run(["cat", os.path.join(mnt, ".ptp", "device")], timeout=BOUND)
+        assert device.returncode == 0 and device.stdout, device

@@ -240,3 +240,14 @@ def test_serve_name_defaults_to_model_and_can_be_set(tmp_path: Path) -> None:
             proc.wait(timeout=10)
             proc.stdout.close()
             proc.stderr.close()
+
+
+@pytest.mark.parametrize("value, accepted", [("canon-eos?uploads=1", True), ("canon-eos", False)])
+def test_usb_sim_env_takes_the_uploads_option(monkeypatch: pytest.MonkeyPatch, value: str,
+                                              accepted: bool) -> None:
+    monkeypatch.setenv(connect.USB_SIM_ENV, value)
+    with connect.open_session("usb") as session:
+        info = ObjectInfo(0x00010001, 0x3000, compressed_size=2, filename="env.txt")
+        result = session.transaction(OC.SendObjectInfo, [0x00010001, 0xFFFFFFFF],
+                                     senddata=info.encode(), check=False)
+        assert (result.code == RC.OK) == accepted, hex(result.code)

@@ -316,7 +316,7 @@ def umtp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
              "exit $rc")
     proc = subprocess.run([str(USB_VM), "--umtp", str(store), "--umtp-name", STORAGE,
                            "--share", str(share), "--timeout", "420", guest],
-                          capture_output=True, cwd=ROOT, timeout=480)
+                          check=False, capture_output=True, cwd=ROOT, timeout=480)
     path = share / "result.json"
     data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     data.update(returncode=proc.returncode, stderr=proc.stderr.decode("utf-8", "replace")[-5000:],

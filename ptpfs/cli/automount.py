@@ -91,10 +91,18 @@ def is_mounted(path: str) -> bool:
 
 
 def default_lister() -> list[DeviceListing]:
-    """The USB cameras connected now (a fresh libusb enumeration each time)."""
+    """The USB cameras connected now: a new libusb context each time, because a
+    long-lived one sees devices plugged later only through udev's notifications."""
     from ptpfs import connect
+    from ptpfs.transport.usb import fresh_libusb_backend, release_libusb_backend
 
-    return [d for d in connect.list_devices(include_sim_hint=False) if d.spec.startswith("usb")]
+    backend = None if os.environ.get(connect.USB_SIM_ENV) else fresh_libusb_backend()
+    try:
+        found = connect.list_devices(usb_backend=backend, include_sim_hint=False)
+    finally:
+        if backend is not None:
+            release_libusb_backend(backend)
+    return [d for d in found if d.spec.startswith("usb")]
 
 
 class Watcher:
@@ -189,7 +197,7 @@ class Watcher:
         time.sleep(0.05)   # let the stderr thread take the last line
         self.mounts.pop(m.key, None)
         self._cleanup_dir(m)
-        why = m.stderr[-1] if m.stderr else f"ptpfs exited with status {code}"
+        why = " / ".join(m.stderr[-3:]) if m.stderr else f"ptpfs exited with status {code}"
         if code == EXIT_BUSY:
             self._busy_until[m.key] = time.monotonic() + self.retry
             if m.key not in self._busy_reported:
@@ -197,7 +205,9 @@ class Watcher:
                 self.say(f"{m.spec} is busy, retrying every {self.retry:g} s: {why}")
         else:
             self._busy_until[m.key] = time.monotonic() + self.retry
-            self.say(f"{m.spec}: {why}")
+            if m.key not in self._busy_reported:    # once per device, then retried quietly
+                self._busy_reported.add(m.key)
+                self.say(f"{m.spec}: {why}; retrying every {self.retry:g} s")
 
     def _unmount(self, m: Mounted, why: str) -> None:
         for attempt in range(50):

@@ -152,9 +152,9 @@ def parse_options(values: list[str]) -> MountOptions:
     opts.fuse["entry_timeout"] = DEFAULT_ENTRY_TIMEOUT
     opts.fuse["negative_timeout"] = 0
     opts.fuse["max_idle_threads"] = DEFAULT_MAX_IDLE_THREADS
-    # unlink removes at once: libfuse would otherwise rename a file that is still open
-    # (or whose release has not arrived yet) to .fuse_hidden*, which a camera refuses
-    opts.fuse["hard_remove"] = True
+    # no hard_remove: libfuse renames a file unlinked while open to .fuse_hidden*, which
+    # ptpfs.fs.uploads turns into an unlink on the device that keeps the handles working
+    # (fstat included, which hard_remove answers with ESTALE)
     min_given = False
     for key, val in split_options(values):
         if key in OWN_FLAGS and val is None:
@@ -343,7 +343,8 @@ def mount(session: Session, mountpoint: str, opts: MountOptions, *, debug: bool 
 
         ops.prefill = Prefill(mountpoint, ops.virtual.thumbs)
     kwargs = dict(opts.fuse)
-    kwargs.setdefault("fsname", fsname)
+    # libfuse splits -o on commas: a spec like usb:1,5 must reach it as usb:1\,5
+    kwargs.setdefault("fsname", fsname.replace("\\", "\\\\").replace(",", "\\,"))
     # a program that gets a signal while its request waits for the device (queued behind
     # another transaction) is answered EINTR at once; see docs/reliability.md
     import mfusepy

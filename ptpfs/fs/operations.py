@@ -16,6 +16,7 @@ import ctypes
 import errno
 import logging
 import os
+import posixpath
 import stat
 import threading
 import time
@@ -32,7 +33,7 @@ from ptpfs.fs.mtimes import MTimes, device_key
 from ptpfs.fs.reader import Reader, SpoolCache, open_reader
 from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import VIRTUAL_DIR, Node, Tree
-from ptpfs.fs.uploads import NAME_UNITS_MAX, Upload, Uploads, check_name
+from ptpfs.fs.uploads import HIDDEN_PREFIX, NAME_UNITS_MAX, Upload, Uploads, check_name
 from ptpfs.fs.virtual import Virtual, VNode
 from ptpfs.protocol.codes import wire_parent
 from ptpfs.session import Session
@@ -305,6 +306,9 @@ class PtpFs(Operations):
         upload = self.uploads.get(path)
         if upload is not None:
             return upload
+        hidden = self.uploads.hidden(path)
+        if hidden is not None:
+            return hidden
         if path is None:
             raise FileNotFoundError("an unlinked file")
         return self.tree.lookup(path)
@@ -695,6 +699,8 @@ class PtpFs(Operations):
 
     def unlink(self, path: str) -> int:
         with self._op("unlink", path):
+            if self.uploads.unhide(path):
+                return 0
             target = self._resolve(path)
             if isinstance(target, VNode):
                 raise FuseOSError(errno.EACCES)
@@ -714,6 +720,12 @@ class PtpFs(Operations):
             if self._virtual_parts(old) is not None or self._virtual_parts(new) is not None:
                 raise FuseOSError(errno.EACCES)
             source = self._resolve(old)
+            if posixpath.basename(new).startswith(HIDDEN_PREFIX):
+                # libfuse hiding a file unlinked while open: an unlink here
+                if not isinstance(source, Upload):
+                    self._check_deletable(source)
+                self.uploads.hide(old, new, None if isinstance(source, Upload) else source)
+                return 0
             new_parent, new_name = self._parent_dir(new)
             self._check_writable(new_parent)
             if isinstance(source, Upload):

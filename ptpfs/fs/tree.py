@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import Any
 
 from cachetools import TTLCache
 
@@ -203,7 +203,8 @@ class Tree:
         self._folders: TTLCache = TTLCache(maxsize=65536, ttl=cache_ttl)
         self._nodes: dict[int, Node] = {}          # handle -> node (reused)
         # one int object per distinct storage ID / format, not one per node
-        self._interned = cast("Callable[[int, int], int]", {}.setdefault)
+        interned: dict[int, int] = {}
+        self._interned: Callable[[int, int], int] = interned.setdefault
         self._storage_info: TTLCache = TTLCache(maxsize=64, ttl=storage_ttl)
         self.events: collections.deque[str] = collections.deque(maxlen=500)
         self.listeners: list[Callable[[list[str]], None]] = []

@@ -156,6 +156,7 @@ class Upload:
         self.stale: list[int] = []    # device copies under an earlier name, deleted at commit
         self.orphan: int | None = None  # a half-sent object that could not be deleted
         self.born = 0                 # session generation of the parent handle
+        self._source: tuple[Any, int] | None = None   # original contents not fetched yet
         self._spool = _SpoolWriter(self.fd)
 
     @property
@@ -176,12 +177,31 @@ class Upload:
                 n = os.pwrite(self.up.fd, data, self.up.size)
                 self.up.size += n
                 return n
+        self.size = 0
         session.get_object(handle, sink=_Sink(self))
         self.dirty = False
+
+    def prefill_later(self, session: Any, handle: int, size: int) -> None:
+        """Like :meth:`prefill`, but only once the bytes are needed (a first read,
+        write or truncate): ``touch`` or an open without writing costs nothing."""
+        self.size = size
+        self.dirty = False
+        self._source = (session, handle)
+
+    def _load(self) -> None:
+        """Fetch the deferred original contents (caller holds :attr:`lock`)."""
+        source, self._source = self._source, None
+        if source is not None:
+            try:
+                self.prefill(*source)
+            except BaseException:
+                self._source = source
+                raise
 
     def write(self, data: bytes, offset: int) -> int:
         """Write into the spool (queued for the spool thread); marks the upload dirty."""
         with self.lock:
+            self._load()
             self._spool.put(bytes(data), offset)
             self.size = max(self.size, offset + len(data))
             self.dirty = True
@@ -191,12 +211,19 @@ class Upload:
 
     def read(self, offset: int, size: int) -> bytes:
         """Read back what was written."""
+        if self._source is not None:
+            with self.lock:
+                self._load()
         self._spool.drain()
         return os.pread(self.fd, max(0, min(size, self.size - offset)), offset)
 
     def truncate(self, length: int) -> None:
         """Set the spooled length."""
         with self.lock:
+            if length:
+                self._load()
+            else:
+                self._source = None
             self._spool.drain()
             os.ftruncate(self.fd, length)
             self.size = length
@@ -338,6 +365,9 @@ def check_name(name: str) -> None:
         raise FuseOSError(errno.EINVAL)
 
 
+#: The names libfuse gives files unlinked while open (see :meth:`Uploads.hide`).
+HIDDEN_PREFIX = ".fuse_hidden"
+
 #: Files up to this size are renamed by copying (download + upload under the new
 #: name, then delete) on devices that cannot rename or move objects.
 COPY_RENAME_LIMIT = 64 << 20
@@ -380,6 +410,7 @@ class Uploads:
         self.copy_limit = COPY_RENAME_LIMIT
         self._lock = threading.RLock()
         self._by_path: dict[str, Upload] = {}
+        self._hidden: dict[str, Node] = {}     # unlinked device files still open
         self._orphans: list[Orphan] = []
 
     # ------------------------------------------------------------------ lookup
@@ -398,7 +429,13 @@ class Uploads:
         prefix = folder.rstrip("/") + "/"
         with self._lock:
             return {p[len(prefix):]: u for p, u in self._by_path.items()
-                    if p.startswith(prefix) and "/" not in p[len(prefix):]}
+                    if p.startswith(prefix) and "/" not in p[len(prefix):]
+                    and not p[len(prefix):].startswith(HIDDEN_PREFIX)}
+
+    def hidden(self, path: str | None) -> Node | None:
+        """The device file an unlinked-but-open *path* (``.fuse_hidden*``) stands for."""
+        with self._lock:
+            return self._hidden.get(path) if path is not None else None
 
     def _current(self, generation: int) -> None:
         if generation != self.session.generation:
@@ -434,16 +471,11 @@ class Uploads:
         assert parent is not None
         upload = Upload(self.spool_dir, node.storage_id, parent.handle,
                         node.raw_name or node.name, replaces=node.handle)
-        try:
-            if not truncate:
-                upload.prefill(self.session, node.handle)
-                mtime = self.node_mtime(node)
-                upload.mtime = mtime
-            else:
-                upload.dirty = True
-        except BaseException:
-            upload.close()
-            raise
+        if not truncate:
+            upload.prefill_later(self.session, node.handle, node.size)
+            upload.mtime = self.node_mtime(node)
+        else:
+            upload.dirty = True
         with self._lock:
             other = self._by_path.get(path)
             if other is not None:        # opened meanwhile by another thread: share it
@@ -578,15 +610,62 @@ class Uploads:
         upload.path = None
         return True
 
+    def hide(self, old: str, hidden: str, node: Node | None) -> None:
+        """libfuse's ``unlink`` of an open file: it renames *old* to *hidden*
+        (``.fuse_hidden*``) and unlinks that at the last release.  Here that is
+        an unlink whose open handles still find the file under *hidden*: the
+        name and the device copy go now, nothing is renamed on the device."""
+        upload = self.get(old)
+        if upload is not None:
+            self.unlink(old)
+            upload.path = hidden
+            with self._lock:
+                self._by_path[hidden] = upload
+            return
+        if node is None or node.is_dir:
+            raise FuseOSError(errno.EINVAL)
+        # a device file open for reading: its name goes now, the object when the
+        # last handle closes (libfuse's final unlink), so readers keep reading
+        self.tree.remove_object(node.handle)
+        with self._lock:
+            self._hidden[hidden] = node
+
+    def _shadow(self, parent: Node, name: str) -> Node | None:
+        """A hidden device file that still holds *name* in *parent* on the device."""
+        with self._lock:
+            for node in self._hidden.values():
+                if node.parent is parent and (node.raw_name or node.name) == name:
+                    return node
+        return None
+
+    def unhide(self, path: str) -> bool:
+        """libfuse's final unlink of a hidden name; ``False`` if *path* is not one."""
+        if not posixpath.basename(path).startswith(HIDDEN_PREFIX):
+            return False
+        with self._lock:
+            upload = self._by_path.get(path)
+            if upload is not None and upload.cancelled:
+                del self._by_path[path]
+            node = self._hidden.pop(path, None)
+        if node is not None:
+            try:
+                self.session.delete_object(node.handle)
+            except ResponseError as exc:
+                if exc.code != RC.InvalidObjectHandle:
+                    raise
+            self.forget_spool(node.handle)
+        return node is not None or upload is not None
+
     def set_mtime(self, path: str, node: Node | None, mtime: float) -> None:
         """``utimens``: the time goes with the upload, to the device where it can
         be set, and into the persistent record."""
         upload = self.get(path)
         if upload is not None:
             upload.mtime_set = upload.mtime = mtime
-            if upload.dirty or upload.handle is None:
+            current = upload.handle if upload.handle is not None else upload.replaces
+            if upload.dirty or current is None:
                 return          # carried in ObjectInfo when it is sent
-            node = self.tree.node_for_handle(upload.handle)
+            node = self.tree.node_for_handle(current)   # the device copy is current
         if node is None or node.is_dir:
             return
         if self.session.capabilities.supports(OC.SetObjectPropValue):
@@ -641,6 +720,13 @@ class Uploads:
             # the destination is open: it loses its name now, as after unlink
             self.unlink(new)
             dest = self.tree.children(parent).get(name)
+        if dest is None:
+            dest = self._shadow(parent, name)
+            if dest is not None:
+                with self._lock:        # replaced now: its final unlink has nothing to do
+                    for key, node in list(self._hidden.items()):
+                        if node is dest:
+                            del self._hidden[key]
         self._rename_node(old, new, source, parent, name, dest)
 
     def _rename_open(self, upload: Upload, new: str, parent: Node, name: str,
@@ -652,6 +738,13 @@ class Uploads:
         if dest_upload is not None:
             self.unlink(new)
             dest = self.tree.children(parent).get(name)
+        if dest is None:
+            dest = self._shadow(parent, name)
+            if dest is not None:
+                with self._lock:
+                    for key, node in list(self._hidden.items()):
+                        if node is dest:
+                            del self._hidden[key]
         with upload.lock:
             had_copy = [h for h in (upload.handle, upload.replaces) if h is not None]
             saved = (upload.parent, upload.name, upload.replaces, upload.handle, upload.dirty,

@@ -26,7 +26,6 @@ from ptpfs.fs.thumbs import INO_THUMBS_DIR, Thumbs
 from ptpfs.fs.tree import Tree
 from ptpfs.protocol.datasets import DevicePropDesc
 from ptpfs.services.naming import unique_names
-from ptpfs.services.properties import check_value, describe_form, format_value
 from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
@@ -146,6 +145,7 @@ class Virtual:
         if node.target is not None:
             return self.thumbs.content(node.target)
         if node.prop is not None:
+            from ptpfs.services.properties import format_value  # not at mount time (slow hosts)
             desc = self.desc(node.prop)
             return (format_value(desc.code, desc.current) + "\n").encode()
         return self.generators[node.name]().encode("utf-8", "replace")
@@ -154,6 +154,7 @@ class Virtual:
         """Parse, validate and set a property from what was written to its file."""
         if node.prop is None or not node.writable:
             raise PermissionError(node.name)
+        from ptpfs.services.properties import check_value
         desc = self.desc(node.prop)
         try:
             value = check_value(desc, text)
@@ -208,6 +209,7 @@ class Virtual:
 
     def _properties(self) -> str:
         from ptpfs.protocol.codes import datatype_name, render
+        from ptpfs.services.properties import describe_form, format_value
         lines = []
         for code in self.property_names().values():
             try:

@@ -103,12 +103,13 @@ class DeviceInfo:
     @classmethod
     def decode(cls, data: bytes, strict: bool = True, missing: list[str] | None = None) -> DeviceInfo:
         r = Reader(data, "DeviceInfo")
-        head = dict(
-            standard_version=r.u16(), vendor_extension_id=r.u32(), vendor_extension_version=r.u16(),
-            vendor_extension_desc=r.string(), functional_mode=r.u16(),
-            operations_supported=r.array(DT.UINT16), events_supported=r.array(DT.UINT16),
-            device_properties_supported=r.array(DT.UINT16), capture_formats=r.array(DT.UINT16),
-            image_formats=r.array(DT.UINT16))
+        head = {
+            "standard_version": r.u16(), "vendor_extension_id": r.u32(),
+            "vendor_extension_version": r.u16(), "vendor_extension_desc": r.string(),
+            "functional_mode": r.u16(), "operations_supported": r.array(DT.UINT16),
+            "events_supported": r.array(DT.UINT16),
+            "device_properties_supported": r.array(DT.UINT16),
+            "capture_formats": r.array(DT.UINT16), "image_formats": r.array(DT.UINT16)}
         tail = ("manufacturer", "model", "device_version", "serial_number")
         info = cls(**head, **dict(zip(tail, _tail_strings(r, tail, strict, missing))))  # type: ignore[arg-type]
         _finish(r, strict)

@@ -441,7 +441,8 @@ class PacketParser:
         return self._last_type == TYPE_INIT_COMMAND_REQUEST
 
     def wanted(self) -> int:
-        """Bytes still needed to complete the header, packet or payload in progress."""
+        """Bytes still needed to complete the header, packet or payload in progress
+        (0: :meth:`next_packet` has an item ready)."""
         if self._payload_left:
             return max(0, self._payload_left - len(self._buffer))
         length = self._check_header()

@@ -231,18 +231,19 @@ class DirStore(ObjectStore):
         current = self._child_map(STORAGE_ID, folder)
         for name, handle in list(current.items()):
             obj = self._objects[handle]
-            entry_stat = found.get(name)
-            if entry_stat is None or stat.S_ISDIR(entry_stat.st_mode) != obj.is_folder:
+            seen = found.get(name)
+            if seen is None or stat.S_ISDIR(seen.st_mode) != obj.is_folder:
                 self._unlink(obj)
                 continue
-            protection = 0 if entry_stat.st_mode & stat.S_IWUSR else 1
+            st = seen
+            protection = 0 if st.st_mode & stat.S_IWUSR else 1
             if not obj.is_folder:
                 content = obj.content
                 assert isinstance(content, DirContent)
-                if (content.size, content.mtime_ns) != (entry_stat.st_size, entry_stat.st_mtime_ns) \
+                if (content.size, content.mtime_ns) != (st.st_size, st.st_mtime_ns) \
                         or obj.protection != protection:
-                    content.size, content.mtime_ns = entry_stat.st_size, entry_stat.st_mtime_ns
-                    obj.mtime = _mtime(entry_stat)
+                    content.size, content.mtime_ns = st.st_size, st.st_mtime_ns
+                    obj.mtime = _mtime(st)
                     obj.protection = protection
                     self._emit("ObjectInfoChanged", handle)
         for name, st in found.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 from ptpfs.errors import InvalidValue, TransportTimeout
@@ -70,6 +71,10 @@ class Transport(ABC):
 
     #: Human-readable description, e.g. ``usb:001,004`` or ``ptpip:10.0.0.2:15740``.
     description: str = "transport"
+    #: ``() -> bool``, set by the session before each transaction: has the caller given up
+    #: (a signal to the program waiting)?  A transport may then abandon a transaction whose
+    #: device is silent, raising :class:`~ptpfs.errors.TransactionInterrupted`.
+    interrupted: Callable[[], bool] | None = None
 
     @abstractmethod
     def transact(self, request: Request, *, data_out: BinaryIO | None = None,

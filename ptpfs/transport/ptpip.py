@@ -24,6 +24,7 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -34,6 +35,7 @@ from ptpfs.errors import (
     DevicePermissionError,
     InvalidValue,
     ProtocolError,
+    TransactionInterrupted,
     TransportError,
     TransportTimeout,
 )
@@ -51,12 +53,23 @@ from ptpfs.protocol.transaction import (
     ptpip_data_events,
     ptpip_events,
 )
-from ptpfs.transport.base import DEFAULT_MIN_RATE, DataSink, Deadline, Transport, fill_from
+from ptpfs.transport.base import (
+    DEFAULT_MIN_RATE,
+    DataSink,
+    Deadline,
+    Transport,
+    fill_from,
+)
 
 __all__ = ["PtpipTransport", "load_guid", "CHUNK_SIZE"]
 
 #: Payload bytes per outgoing Data packet and size of the receive buffer.
 CHUNK_SIZE = 1 << 20
+#: The deadline shortens a socket wait only when it ends this much sooner than the
+#: per-read timeout (saves resetting the socket's timeout before every read).
+DEADLINE_SLACK = 0.05
+#: While a caller may be interrupted, a silent peer is waited for in slices this long.
+INTERRUPT_SLICE = 0.25
 #: Largest non-data packet accepted from a peer.
 MAX_CONTROL_PACKET = 64 * 1024
 _SOCKET_BUFFER = 4 << 20
@@ -118,20 +131,26 @@ class _Channel:
         self.deadline: Deadline | None = None
         self._deadline_bound = False    # the last socket call was cut short by the deadline
         self._armed: float | None = None    # the socket's current timeout
+        self._sliced = False                # the last socket call waits one interrupt slice
+        #: ``() -> bool``: did the caller give up (see :attr:`Transport.interrupted`)?
+        self.interrupted: Callable[[], bool] | None = None
 
     def settimeout(self, timeout: float) -> None:
         self.read_timeout = timeout
         self.sock.settimeout(timeout)
         self._armed = timeout
 
-    def _arm(self, what: str) -> None:
-        """Before each socket call: the per-call timeout, cut short by the deadline."""
-        t = self.read_timeout
-        self._deadline_bound = False
+    def _arm(self, what: str, silent: float = 0.0) -> None:
+        """Before each socket call: the per-call timeout (less the *silent* seconds already
+        waited), cut short by the deadline, and sliced while an interrupt may come."""
+        t = self.read_timeout - silent
+        self._deadline_bound = self._sliced = False
         if self.deadline is not None:
             left = self.deadline.left(what)
-            if left < t:
+            if left < t - DEADLINE_SLACK:
                 t, self._deadline_bound = left, True
+        if self.interrupted is not None and t > INTERRUPT_SLICE:
+            t, self._sliced, self._deadline_bound = INTERRUPT_SLICE, True, False
         t = max(t, 0.001)
         if t != self._armed:
             self.sock.settimeout(t)
@@ -160,45 +179,50 @@ class _Channel:
 
     def recv_into(self, view: memoryview, what: str, *, boundary: bool = False) -> None:
         """Fill *view* completely (``boundary``: a timeout before the first byte
-        leaves the stream in step)."""
+        leaves the stream in step).  While the peer is silent, :attr:`interrupted` is
+        asked every :data:`INTERRUPT_SLICE` seconds: the caller gave up, and so does this."""
         pos = 0
+        quiet_since = time.monotonic()
         while pos < len(view):
             try:
-                self._arm(what)
+                self._arm(what, time.monotonic() - quiet_since if self.interrupted else 0.0)
                 n = self.sock.recv_into(view[pos:])
             except (TimeoutError, TransportTimeout) as exc:
+                interrupted = self._sliced and isinstance(exc, socket.timeout)
+                if interrupted and self.interrupted is not None and not self.interrupted():
+                    continue                       # only a slice of the wait is over
                 if not (boundary and pos == 0):
                     self.desynced = True
                 if isinstance(exc, TransportTimeout):
                     raise
+                if interrupted:
+                    raise TransactionInterrupted(f"{self.name}: {what}: interrupted (the "
+                                                 "program waiting for it got a signal)") from exc
                 raise self._timed_out(what, False) from exc
             except OSError as exc:
                 raise ConnectionLost(f"{self.name}: {what}: {exc.strerror or exc}") from exc
             if n == 0:
                 raise ConnectionLost(f"{self.name}: {what}: connection closed by the peer")
             pos += n
+            quiet_since = time.monotonic()
             if self.deadline is not None:
                 self.deadline.moved(n)
 
     def next_item(self, what: str) -> pk.Packet | pk.DataHeader:
         """The next packet (a data packet: its header; read its payload with
         :meth:`read_payload`), reading exactly the bytes the parser wants."""
-        while True:
-            try:
-                item = self.parser.next_packet()
-            except ProtocolError:
-                self.desynced = True
-                raise
-            if item is not None:
-                assert not isinstance(item, pk.DataPayload)
-                return item
-            buf = bytearray(self.parser.wanted())
-            self.recv_into(memoryview(buf), what, boundary=self.parser.at_boundary)
-            try:
-                self.parser.feed(buf)
-            except ProtocolError:
-                self.desynced = True
-                raise
+        parser = self.parser
+        try:
+            while need := parser.wanted():
+                buf = bytearray(need)
+                self.recv_into(memoryview(buf), what, boundary=parser.at_boundary)
+                parser.feed(buf)
+            item = parser.next_packet()
+        except ProtocolError:
+            self.desynced = True
+            raise
+        assert item is not None and not isinstance(item, pk.DataPayload)
+        return item
 
     def read_payload(self, view: memoryview, what: str) -> None:
         """Read the next ``len(view)`` payload bytes of the data packet in progress."""
@@ -318,10 +342,12 @@ class PtpipTransport(Transport):
             wait = self.timeout if timeout is None else timeout
             cmd.settimeout(wait)
             cmd.deadline = Deadline(wait, self.min_rate)
+            cmd.interrupted = self.interrupted
             try:
                 return self._transact(cmd, request, data_out, data_out_length, data_in, wait)
             finally:
                 cmd.deadline = None
+                cmd.interrupted = None
 
     def _transact(self, cmd: _Channel, request: Request, data_out: BinaryIO | None,
                   data_out_length: int, data_in: DataSink | None, wait: float) -> Response:

@@ -74,7 +74,13 @@ from ptpfs.protocol.transaction import (
     usb_container_event,
 )
 from ptpfs.protocol.transaction import Response as ResponseEvent
-from ptpfs.transport.base import DEFAULT_MIN_RATE, DataSink, Deadline, Transport, fill_from
+from ptpfs.transport.base import (
+    DEFAULT_MIN_RATE,
+    DataSink,
+    Deadline,
+    Transport,
+    fill_from,
+)
 from ptpfs.transport.usbspec import UsbSpec, format_busdev, parse_usb_spec
 
 __all__ = ["UsbDeviceInfo", "UsbTransport", "EndpointStalled", "ZeroLengthPacketRefused",

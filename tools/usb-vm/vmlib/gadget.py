@@ -21,7 +21,15 @@ import tempfile
 from pathlib import Path
 
 from . import kmod
-from .cache import Artefacts, PrepareError, _download, _extract, _kernel_package, cache_root, log
+from .cache import (
+    Artefacts,
+    PrepareError,
+    _download,
+    _extract,
+    _kernel_package,
+    cache_root,
+    log,
+)
 
 #: Modules for a FunctionFS gadget on the dummy host controller (dependencies added automatically).
 GADGET_MODULES = ["dummy_hcd", "libcomposite", "usb_f_fs"]
@@ -99,8 +107,8 @@ def umtprd_conf(storage: Path, name: str) -> str:
 
 def insmod_lines(modules: list[Path], newroot: str) -> list[str]:
     """stage2 lines (busybox, before the chroot) loading the gadget modules from the host root."""
-    return [f"insmod {shlex.quote(newroot + str(ko))} || echo 'usb-vm: insmod {ko.stem} failed'"
-            for ko in modules]
+    return [f"[ -d /sys/module/{ko.stem} ] || insmod {shlex.quote(newroot + str(ko))} || "
+            f"echo 'usb-vm: insmod {ko.stem} failed'" for ko in modules]   # boot loaded usbcore
 
 
 def setup_script(storage: Path, name: str) -> str:
