@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import shutil
 import time
@@ -40,9 +41,9 @@ def _fuse_missing() -> str | None:
     if shutil.which("fusermount3") is None:
         return "FUSE is not available: no fusermount3 (apt-get install fuse3)"
     try:
-        import mfusepy  # noqa: F401
-
-        import ptpfs.fs  # noqa: F401 - chooses libfuse 3 before mfusepy loads a library
+        # ptpfs.fs first: it chooses libfuse 3 before mfusepy loads a library
+        importlib.import_module("ptpfs.fs")
+        importlib.import_module("mfusepy")
     except (ImportError, OSError) as exc:
         return f"FUSE is not available: mfusepy cannot load libfuse3 ({exc})"
     return None
