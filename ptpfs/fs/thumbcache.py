@@ -176,9 +176,11 @@ class Prefill:
 def _cached_mtime(path: str) -> int | None:
     """Thumb::MTime of an existing cache file, ``None`` if absent or unreadable."""
     try:
-        from PIL import Image
+        from PIL import Image, PngImagePlugin
 
         with Image.open(path) as image:
+            if not isinstance(image, PngImagePlugin.PngImageFile):
+                return None     # not a thumbnail this cache wrote (those are PNG)
             return int(image.text.get("Thumb::MTime", ""))
     except (OSError, ValueError, SyntaxError):
         return None
