@@ -1,7 +1,10 @@
 """The one place where exceptions become ``errno`` values for FUSE.
 
-Every Operations method runs inside :func:`fuse_errors`, so a library
-exception never escapes into mfusepy (which would log it and answer EINVAL).
+Every FUSE request that may reach the device runs inside :func:`fuse_errors`
+(``PtpFs._op`` in :mod:`ptpfs.fs.operations`), so a library exception never
+escapes into mfusepy (which would log it and answer EINVAL).  Requests
+answered locally (xattrs, ``releasedir``) and the mount's ``init``/``destroy``
+do not go through it.
 """
 
 from __future__ import annotations

@@ -177,9 +177,9 @@ class Folder:
         return {n.handle for n in self.by_name.values()}
 
 
-def storage_label(info: Any, storage_id: int) -> str:
+def storage_label(info: StorageInfo, storage_id: int) -> str:
     """A storage's display name from its description or volume label."""
-    for text in (getattr(info, "storage_description", ""), getattr(info, "volume_label", "")):
+    for text in (info.storage_description, info.volume_label):
         if text and text.strip():
             return text.strip()
     return f"storage-{storage_id:08x}"
