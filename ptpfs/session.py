@@ -95,7 +95,7 @@ class SessionStats:
     transactions: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
-    per_operation: Counter = field(default_factory=Counter)
+    per_operation: Counter[int] = field(default_factory=Counter)
 
 
 class _Collector:

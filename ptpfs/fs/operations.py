@@ -95,6 +95,10 @@ class VirtualHandle:
 STALE = "the device was reconnected since this file was opened; open it again"
 
 
+#: What an open file handle (``fi.fh``) stands for.
+OpenFile = ReadHandle | UploadHandle | VirtualHandle
+
+
 class PtpFs(Operations):
     """A PTP session as a filesystem."""
 
@@ -119,7 +123,7 @@ class PtpFs(Operations):
         self.umask = umask
         self.on_ready = on_ready
         self._lock = threading.Lock()
-        self._handles: dict[int, Any] = {}
+        self._handles: dict[int, OpenFile] = {}
         self._dirs: dict[int, list[tuple[str, dict[str, Any]]]] = {}
         self._next_fh = 1
         self._fuse_ptr: int | None = None
@@ -234,14 +238,14 @@ class PtpFs(Operations):
                              name="ptpfs-invalidate", daemon=True).start()
 
     # ---------------------------------------------------------------- helpers
-    def _new_fh(self, obj: Any) -> int:
+    def _new_fh(self, obj: OpenFile) -> int:
         with self._lock:
             fh = self._next_fh
             self._next_fh += 1
             self._handles[fh] = obj
             return fh
 
-    def _handle(self, fi: Any) -> Any:
+    def _handle(self, fi: Any) -> OpenFile:
         fh = fi.fh if not isinstance(fi, int) else fi
         handle = self._handles.get(fh)
         if handle is None:
@@ -753,7 +757,7 @@ class PlusFUSE(mfusepy.FUSE):
 
     def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
         fh = fip.contents if fip else None
-        return self.operations.truncate(self._decoded(path), length, fh)
+        return int(self.operations.truncate(self._decoded(path), length, fh))
 
     def utimens_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
         times = None
@@ -761,7 +765,7 @@ class PlusFUSE(mfusepy.FUSE):
             times = (mfusepy.time_of_timespec(buf.contents.actime, use_ns=self.use_ns),
                      mfusepy.time_of_timespec(buf.contents.modtime, use_ns=self.use_ns))
         fh = fip.contents if fip else None
-        return self.operations.utimens(self._decoded(path), times, fh)
+        return int(self.operations.utimens(self._decoded(path), times, fh))
 
     def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int,
                        fip: Any, flags: int) -> int:

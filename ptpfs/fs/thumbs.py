@@ -81,8 +81,8 @@ class Thumbs:
         self.tree = tree
         self.stats = ThumbStats()
         self._lock = threading.Lock()
-        self._data: LRUCache = LRUCache(maxsize=cache_bytes, getsizeof=lambda b: len(b) + 1)
-        self._sizes: TTLCache = TTLCache(maxsize=65536, ttl=ttl)   # handle -> announced size
+        self._data: LRUCache[int, bytes] = LRUCache(maxsize=cache_bytes, getsizeof=lambda b: len(b) + 1)
+        self._sizes: TTLCache[int, int] = TTLCache(maxsize=65536, ttl=ttl)   # handle -> announced size
         self._fetch_locks: dict[int, threading.Lock] = {}
         self._grown: set[int] = set()   # sent longer than announced: the kernel may cache the old size
 
@@ -134,8 +134,8 @@ class Thumbs:
         if node.kind == "root":
             return INO_THUMBS_DIR
         if node.kind == "storage":
-            return INO_THUMB_STORAGE | node.storage_id
-        return INO_THUMB | node.handle
+            return INO_THUMB_STORAGE | int(node.storage_id)
+        return INO_THUMB | int(node.handle)
 
     # -- sizes and bytes ------------------------------------------------------------
     def size(self, node: Any) -> int:

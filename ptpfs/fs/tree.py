@@ -200,12 +200,12 @@ class Tree:
         self._storages: dict[str, Node] | None = None
         self._storages_at = 0.0
         self._storage_nodes: dict[int, Node] = {}
-        self._folders: TTLCache = TTLCache(maxsize=65536, ttl=cache_ttl)
+        self._folders: TTLCache[tuple[int, int], Folder] = TTLCache(maxsize=65536, ttl=cache_ttl)
         self._nodes: dict[int, Node] = {}          # handle -> node (reused)
         # one int object per distinct storage ID / format, not one per node
         interned: dict[int, int] = {}
         self._interned: Callable[[int, int], int] = interned.setdefault
-        self._storage_info: TTLCache = TTLCache(maxsize=64, ttl=storage_ttl)
+        self._storage_info: TTLCache[int, StorageInfo] = TTLCache(maxsize=64, ttl=storage_ttl)
         self.events: collections.deque[str] = collections.deque(maxlen=500)
         self.listeners: list[Callable[[list[str]], None]] = []
         self.prop_listeners: list[Callable[[int], None]] = []
@@ -290,13 +290,9 @@ class Tree:
             folder = self._folders.get(key)
             if folder is not None:
                 return folder
-        iter_folder = getattr(self.lister, "iter_folder", None)
-        if iter_folder is not None:
-            # objects carried over a reconnect and still listed are not fetched again
-            metas = iter_folder(node.storage_id, node.handle,
-                                known=lambda handle: self._carried(handle, node))
-        else:
-            metas = self.lister.list_folder(node.storage_id, node.handle)
+        # objects carried over a reconnect and still listed are not fetched again
+        metas = self.lister.iter_folder(node.storage_id, node.handle,
+                                        known=lambda handle: self._carried(handle, node))
         nodes = self._nodes_for(node, metas)
         with self._lock:
             folder = self._folders.get(key)

@@ -45,6 +45,7 @@ from ptpfs.errors import (
     ResponseError,
     TransportError,
 )
+from ptpfs.fs.mtimes import MTimes
 from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import Node, Tree
 from ptpfs.protocol.codes import DT, OC, OPC, RC, wire_parent
@@ -399,7 +400,7 @@ class Uploads:
 
     def __init__(self, session: Session, tree: Tree, spool_dir: SpoolDir, *,
                  generation: Callable[[], int], invalidate: Callable[[list[str]], None],
-                 forget_spool: Callable[[int], None], mtimes: Any = None) -> None:
+                 forget_spool: Callable[[int], None], mtimes: MTimes | None = None) -> None:
         self.session = session
         self.tree = tree
         self.spool_dir = spool_dir

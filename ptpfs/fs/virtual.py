@@ -59,7 +59,7 @@ class Virtual:
         self.session = session
         self.tree = tree
         self._lock = threading.RLock()
-        self._descs: TTLCache = TTLCache(maxsize=512, ttl=ttl)
+        self._descs: TTLCache[int, DevicePropDesc] = TTLCache(maxsize=512, ttl=ttl)
         self._prop_names: dict[str, int] | None = None
         self.root = VNode(".ptp", INO_VIRTUAL, is_dir=True)
         self.props_dir = VNode("properties.d", INO_PROPS_DIR, is_dir=True)

@@ -280,7 +280,7 @@ class PropRange:
 class PropEnum:
     """Enumeration form of a property description: ``values`` lists every allowed value."""
 
-    values: tuple = ()
+    values: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", tuple(self.values))

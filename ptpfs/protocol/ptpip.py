@@ -290,13 +290,13 @@ class _Payload:
         return chunk
 
     def u16(self, item: str) -> int:
-        return struct.unpack("<H", self.take(2, item))[0]
+        return int(struct.unpack("<H", self.take(2, item))[0])
 
     def u32(self, item: str) -> int:
-        return struct.unpack("<I", self.take(4, item))[0]
+        return int(struct.unpack("<I", self.take(4, item))[0])
 
     def u64(self, item: str) -> int:
-        return struct.unpack("<Q", self.take(8, item))[0]
+        return int(struct.unpack("<Q", self.take(8, item))[0])
 
     def name(self) -> str:
         end = self.data.find(b"\x00\x00", self.pos)

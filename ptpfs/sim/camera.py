@@ -646,9 +646,9 @@ class SimCamera:
                    size: int = 1_000_000) -> int:
         """The camera shoots a JPEG into *folder*; returns the new handle."""
         sid = storage_id if storage_id is not None else self.store.storages()[0].storage_id
-        take = getattr(self.store, "take_photo", None)
+        take = getattr(self.store, "take_photo", None)   # a sample card shoots its own way
         if take is not None:
-            return take(sid, folder, size)
+            return int(take(sid, folder, size))
         from ptpfs.sim.media import JPEG_HEADER
         from ptpfs.sim.sample import GeneratedContent
         existing = set()

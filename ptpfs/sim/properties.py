@@ -140,7 +140,7 @@ class DeviceProperties:
             offset = target.replace(tzinfo=None) - datetime.now()
             prop.dynamic = lambda: format_datetime((datetime.now() + offset).replace(microsecond=0))
             return True
-        changed = prop.current != value
+        changed = bool(prop.current != value)
         prop.current = value
         return changed
 

@@ -197,7 +197,7 @@ class PtpipServer:
         """The TCP port listened on (valid after :meth:`start`)."""
         if self._listener is None:
             return self._requested_port
-        return self._listener.getsockname()[1]
+        return int(self._listener.getsockname()[1])
 
     def start(self) -> PtpipServer:
         """Bind, listen and accept in a background thread."""

@@ -274,7 +274,7 @@ class SimUsbDevice:
             self._events.append(event)
             self._ev_cond.notify_all()
 
-    def intr_read(self, buff: array.array, timeout_ms: int) -> int:
+    def intr_read(self, buff: array.array[int], timeout_ms: int) -> int:
         deadline = None if timeout_ms == 0 else time.monotonic() + timeout_ms / 1000
         with self._ev_cond:
             while not self._events:
@@ -292,7 +292,7 @@ class SimUsbDevice:
         return len(data)
 
     # ------------------------------------------------------------- bulk OUT
-    def bulk_write(self, ep: int, data: array.array, timeout_ms: int) -> int:
+    def bulk_write(self, ep: int, data: array.array[int], timeout_ms: int) -> int:
         with self._lock:
             self._check_alive()
             if ep in self._halted:
@@ -450,7 +450,7 @@ class SimUsbDevice:
         self._in_cond.notify_all()
 
     # ------------------------------------------------------------- bulk IN
-    def bulk_read(self, ep: int, buff: array.array, timeout_ms: int) -> int:
+    def bulk_read(self, ep: int, buff: array.array[int], timeout_ms: int) -> int:
         timeout_s = None if timeout_ms == 0 else timeout_ms / 1000
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         if not self.camera.faults.wait_while_stalled(timeout_s):
@@ -487,7 +487,7 @@ class SimUsbDevice:
 
     # ------------------------------------------------------------- endpoint 0
     def control(self, request_type: int, request: int, value: int, index: int,
-                data: array.array | None) -> int:
+                data: array.array[int] | None) -> int:
         with self._lock:
             self._check_alive()
             size = 0 if data is None else len(data) * data.itemsize
@@ -528,7 +528,7 @@ class SimUsbDevice:
         return bytes([2 + len(encoded), 3]) + encoded
 
     @staticmethod
-    def _write_ctrl(data: array.array | None, payload: bytes) -> int:
+    def _write_ctrl(data: array.array[int] | None, payload: bytes) -> int:
         if data is None:
             return 0
         n = min(len(data) * data.itemsize, len(payload))
@@ -683,20 +683,20 @@ class SimUsbBackend(usb.backend.IBackend):
             raise _usb_error(errno.EBUSY, "Interface not claimed")
         return dev_handle.device
 
-    def bulk_write(self, dev_handle: _Handle, ep: int, intf: int, data: array.array,
+    def bulk_write(self, dev_handle: _Handle, ep: int, intf: int, data: array.array[int],
                    timeout: int) -> int:
         return self._claimed(dev_handle, intf).bulk_write(ep, data, timeout)
 
-    def bulk_read(self, dev_handle: _Handle, ep: int, intf: int, buff: array.array,
+    def bulk_read(self, dev_handle: _Handle, ep: int, intf: int, buff: array.array[int],
                   timeout: int) -> int:
         return self._claimed(dev_handle, intf).bulk_read(ep, buff, timeout)
 
-    def intr_read(self, dev_handle: _Handle, ep: int, intf: int, buff: array.array,
+    def intr_read(self, dev_handle: _Handle, ep: int, intf: int, buff: array.array[int],
                   timeout: int) -> int:
         return self._claimed(dev_handle, intf).intr_read(buff, timeout)
 
     def ctrl_transfer(self, dev_handle: _Handle, bmRequestType: int, bRequest: int, wValue: int,
-                      wIndex: int, data: array.array, timeout: int) -> int:
+                      wIndex: int, data: array.array[int], timeout: int) -> int:
         return dev_handle.device.control(bmRequestType, bRequest, wValue, wIndex, data)
 
     def clear_halt(self, dev_handle: _Handle, ep: int) -> None:

@@ -377,10 +377,11 @@ class HostileCamera:
         return self.camera.faults
 
     def takes_data(self, code: int) -> bool:
-        return self.camera.takes_data(code)
+        return bool(self.camera.takes_data(code))
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
-        return self.camera.subscribe(callback)
+        unsubscribe: Callable[[], None] = self.camera.subscribe(callback)
+        return unsubscribe
 
     def count_out(self, n: int) -> None:
         self.bytes_out += n
@@ -872,7 +873,7 @@ class HostilePtpipServer:
 
     @property
     def port(self) -> int:
-        return self._listener.getsockname()[1]
+        return int(self._listener.getsockname()[1])
 
     def start(self) -> HostilePtpipServer:
         self._thread = threading.Thread(target=self._run, name="hostile-ptpip", daemon=True)
@@ -1055,7 +1056,8 @@ class HostilePtpipServer:
                     machine.receive(event)
         except ProtocolError:
             return None
-        return receiver.finish()
+        reply: Reply | None = receiver.finish()
+        return reply
 
     def _reply(self, sock: socket.socket, request: Request, reply: Reply,
                m: Mutation | None) -> bool:

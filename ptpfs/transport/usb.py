@@ -200,7 +200,8 @@ def _safe_string(dev: Any, index: int) -> str | None:
     if not index:
         return None
     try:
-        return usb.util.get_string(dev, index)
+        text: str | None = usb.util.get_string(dev, index)
+        return text
     except (usb.core.USBError, ValueError, NotImplementedError, UnicodeDecodeError):
         return None
 
@@ -306,7 +307,7 @@ class UsbTransport(Transport):
         if OUT_CHUNK_SIZE % self._mps_out:
             raise ProtocolError(f"unsupported wMaxPacketSize {self._mps_out}")
         self._no_status_request = False   # GetDeviceStatus stalled once: not implemented
-        self._inbufs: dict[int, array.array] = {}
+        self._inbufs: dict[int, array.array[int]] = {}
         self._outbuf = array.array("B", bytes(OUT_CHUNK_SIZE))
         self._respbuf = array.array("B", bytes(max(512, self._mps_in)))
         self._evbuf = array.array("B", bytes(max(64, int(self._ep_int.wMaxPacketSize) & 0x7FF)))
@@ -389,7 +390,7 @@ class UsbTransport(Transport):
         if self._deadline is not None:
             self._deadline.moved(n)
 
-    def _read(self, buf: array.array, ms: int, what: str) -> int:
+    def _read(self, buf: array.array[int], ms: int, what: str) -> int:
         try:
             n = int(self.device.read(self._ep_in, buf, self._limit(ms, what)))
         except (usb.core.USBError, usb.core.NoBackendError) as exc:
@@ -398,7 +399,7 @@ class UsbTransport(Transport):
             self._deadline.moved(n)
         return n
 
-    def _in_buffer(self, want: int) -> array.array:
+    def _in_buffer(self, want: int) -> array.array[int]:
         """A bulk-IN buffer for a read of about *want* bytes: the smallest of the power-of-two
         sizes from :data:`SMALL_READ` to :data:`CHUNK_SIZE` that holds it (reads are sized by
         what is expected: responses and datasets small, only large data phases large)."""
