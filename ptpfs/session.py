@@ -672,6 +672,18 @@ class Session(LinkSupervision):
             raise ProtocolError("SendObjectInfo: response lacks the new object's handle")
         return r.params[0], r.params[1], r.params[2]
 
+    def send_object_prop_list(self, storage_id: int, parent: int, fmt: int, size: int,
+                              entries: Iterable[ObjectPropEntry]) -> tuple[int, int, int]:
+        """MTP SendObjectPropList: announce an object with a 64-bit *size* (for files of
+        4 GiB or more); returns (storage, parent, new handle).  SendObject follows."""
+        from ptpfs.protocol.datasets import encode_prop_list
+        r = self._checked(OC.SendObjectPropList,
+                          [storage_id, parent, fmt, size >> 32, size & 0xFFFFFFFF],
+                          senddata=encode_prop_list(entries))
+        if len(r.params) < 3:
+            raise ProtocolError("SendObjectPropList: response lacks the new object's handle")
+        return r.params[0], r.params[1], r.params[2]
+
     def send_object(self, source: bytes | BinaryIO, length: int | None = None,
                     progress: Callable[[int], None] | None = None) -> None:
         """SendObject: stream *length* bytes of *source* (bytes or a file object)."""

@@ -65,10 +65,12 @@ def wmount(tmp_path, monkeypatch) -> Iterator[Any]:
     stack: list[Any] = []
 
     def make(profile: str = "android-mtp", ptpip: bool = False,
-             options: list[str] | None = None) -> WMount:
-        card = tmp_path / f"card{len(stack)}"
-        card.mkdir()
-        camera = make_camera(str(card), profile, watch_interval=None, uploads=True)
+             options: list[str] | None = None, uploads: bool = True,
+             card: Any = None) -> WMount:
+        if card is None:
+            card = tmp_path / f"card{len(stack)}"
+            card.mkdir()
+        camera = make_camera(str(card), profile, watch_interval=None, uploads=uploads)
         server = None
         if ptpip:
             server = PtpipServer(camera, "127.0.0.1", 0)
@@ -104,6 +106,7 @@ def test_fsync_then_truncate_then_write(wmount, profile: str) -> None:
     a, b = os.urandom(100_000), os.urandom(50_000)
     fd = os.open(w.m("f.bin"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
     try:
+        assert os.fstat(fd).st_blksize == 1 << 20        # cp writes 1 MiB per request
         os.write(fd, a)
         os.fsync(fd)
         assert w.dev("f.bin") == a                       # fsync: the device copy is current
@@ -277,6 +280,12 @@ def test_rsync_twice_transfers_nothing(wmount, tmp_path, profile: str) -> None:
     assert second.returncode == 0, second.stderr
     assert "Number of regular files transferred: 0" in second.stdout, second.stdout
     assert w.dev("f3.bin") == (src / "f3.bin").read_bytes()
+    # a new mount of the same device (the time record persists across mounts)
+    w.session.close()
+    again = wmount(profile, card=w.card)
+    third = run(["rsync", "-a", "--stats", f"{src}/", f"{again.root}/"])
+    assert third.returncode == 0, third.stderr
+    assert "Number of regular files transferred: 0" in third.stdout, third.stdout
     assert w.dev("sub", "deep.txt") == b"deep"
     assert leftovers(w) == []
 
@@ -388,7 +397,7 @@ def test_header_peek_of_large_jpeg_fetches_little(wmount, profile: str) -> None:
     assert os.stat(w.m("big.jpg")).st_blksize <= 128 << 10
     before = w.session.stats.bytes_in
     res = subprocess.run([sys.executable, "-c", PEEK, w.m("big.jpg")], capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stderr
     assert w.session.stats.bytes_in - before <= 1 << 20
 
@@ -409,3 +418,77 @@ def test_rm_of_file_open_for_reading(wmount) -> None:
     while w.dev_names() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert w.dev_names() == []                                # deleted at the last close
+
+
+@pytest.mark.parametrize("profile", ["android-mtp", "generic"])
+def test_reader_of_overwritten_file_never_sees_a_mix(wmount, profile: str) -> None:
+    # issue 11.7: a reader that opened the old object reads the old bytes, then (the
+    # object being gone from the device) EIO; never new bytes inside old ones
+    w = wmount(profile)
+    old, new = os.urandom(3_000_000), os.urandom(3_000_000)
+    with open(os.path.join(w.card, "f.bin"), "wb") as f:
+        f.write(old)
+    fd = os.open(w.m("f.bin"), os.O_RDONLY)
+    got = os.read(fd, 1_000_000)
+    subprocess.run(["cp", "/dev/stdin", w.m("f.bin")], input=new, check=True)
+    error = None
+    try:
+        while chunk := os.read(fd, 65536):
+            got += chunk
+    except OSError as exc:
+        error = exc.errno
+    finally:
+        os.close(fd)
+    assert got == old or (old.startswith(got) and error == errno.EIO)
+    assert w.dev("f.bin") == new
+
+
+# ------------------------------------------------------------------ over 4 GiB (issue 13.3)
+def test_5gib_sparse_round_trip(wmount) -> None:
+    w = wmount("android-mtp")                 # has SendObjectPropList: 64-bit size
+    size = 5 << 30
+    head, tail = os.urandom(1 << 20), os.urandom(1 << 20)
+    fd = os.open(w.m("big.bin"), os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.pwrite(fd, head, 0)
+        os.pwrite(fd, tail, size - len(tail))
+    finally:
+        os.close(fd)
+    st = os.stat(os.path.join(w.card, "big.bin"))
+    assert st.st_size == size
+    assert st.st_blocks * 512 < 64 << 20       # stored sparsely by the simulator
+    assert os.stat(w.m("big.bin")).st_size == size
+    with open(w.m("big.bin"), "rb") as f:
+        assert f.read(len(head)) == head
+        f.seek(size - len(tail))
+        assert f.read() == tail
+        f.seek(3 << 30)
+        assert f.read(4096) == bytes(4096)
+
+
+def test_over_4gib_refused_without_64bit_upload(wmount) -> None:
+    w = wmount("generic")
+    fd = os.open(w.m("big.bin"), os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"x" * 1000)
+        with pytest.raises(OSError) as exc:
+            os.ftruncate(fd, 5 << 30)
+        assert exc.value.errno == errno.EFBIG
+        with pytest.raises(OSError) as exc:
+            os.pwrite(fd, b"y", 1 << 32)
+        assert exc.value.errno == errno.EFBIG
+    finally:
+        os.close(fd)
+    assert w.dev("big.bin") == b"x" * 1000            # what fits arrived, nothing else
+    assert leftovers(w) == []
+
+
+def test_device_refusing_uploads_fails_redirects_at_create(wmount) -> None:
+    # issue 11.3: the R6 answers SendObjectInfo with AccessDenied; once known, a redirect
+    # (whose shell ignores close()) fails at create, never silently
+    w = wmount("canon-eos", uploads=False)
+    first = run(["cp", "/dev/null", w.m("a.txt")])
+    assert first.returncode != 0 and "Permission denied" in first.stderr
+    res = run(["sh", "-c", f"echo important > '{w.m('notes.txt')}'"])
+    assert res.returncode != 0 and "Permission denied" in res.stderr
+    assert w.dev_names() == []

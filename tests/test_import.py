@@ -271,3 +271,38 @@ def test_cli_json_dry_run_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "unknown field {bad}" in capsys.readouterr().err
     assert ptpctl.main(["import", str(dest), "--device", "sim", "--since", "soon"]) == 2
     assert ptpctl.main(["import", str(dest), "--device", "ptpip:127.0.0.1:1"]) == 3
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    """On a TTY, ptpctl import draws files, bytes, speed and ETA; not when piped."""
+    import pty
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=root, XDG_STATE_HOME=str(tmp_path / "state"),
+               COLUMNS="120")
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "ptpfs.cli.ptpctl", "import",
+                                 str(tmp_path / "dest"), "--device", "sim"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                                env=env, cwd=root)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+    drawn = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0
+    assert "\r" in drawn and "/10 IMG_" in drawn and "MiB/s" in drawn and "%" in drawn
+    assert "10/10" in drawn                             # the final state
+    assert b"\r" not in out and out.count(b"copied /DCIM/") == 10

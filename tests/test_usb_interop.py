@@ -316,11 +316,14 @@ def _():
     os.mkdir(os.path.join(STOR, "keepdir"))
     os.unlink(os.path.join(STOR, "rmme.txt"))
     out["rmme_exists"] = os.path.exists(os.path.join(STOR, "rmme.txt"))
+    with open(os.path.join(STOR, "moveme.txt"), "wb") as f:
+        f.write(b"moved by copy\n")
     try:
-        os.rename(os.path.join(STOR, "append.txt"), os.path.join(STOR, "renamed.txt"))
+        os.rename(os.path.join(STOR, "moveme.txt"), os.path.join(STOR, "renamed.txt"))
         out["rename"] = "renamed"
     except OSError as exc:
         out["rename"] = exc.errno
+    out["renamed_listed"] = sorted(n for n in os.listdir(STOR) if n in ("moveme.txt", "renamed.txt"))
     return out
 
 @step("df")
@@ -662,8 +665,12 @@ def test_mkdir_rm_rmdir(main_run: dict[str, Any]) -> None:
     assert step["after"] is False and not (mtp / "newdir").exists()
     assert (mtp / "keepdir").is_dir()
     assert step["rmme_exists"] is False and not (mtp / "rmme.txt").exists()
-    # usb-mtp has neither SetObjectPropValue nor MoveObject: rename says EXDEV (mv copies).
-    assert step["rename"] == errno.EXDEV
+    # usb-mtp has neither SetObjectPropValue nor MoveObject: a small file is renamed by
+    # copying it on the device (upload under the new name, then delete the old object).
+    assert step["rename"] == "renamed"
+    assert step["renamed_listed"] == ["renamed.txt"]
+    assert (mtp / "renamed.txt").read_bytes() == b"moved by copy\n"
+    assert not (mtp / "moveme.txt").exists()
     assert (mtp / "append.txt").exists()
 
 

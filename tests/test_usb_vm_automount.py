@@ -1,7 +1,8 @@
 """ptpfs-automount in the QEMU guest: real USB hot-plug with QMP device_add/device_del.
 
 One boot: the watcher runs in the guest (polling libusb: the guest has no udev) with
-QEMU's usb-mtp device plugged at start-up; the host unplugs it (the folder goes away,
+QEMU's usb-mtp device plugged at start-up but claimed by another process (reported
+once with the holder's name, mounted once it lets go); the host unplugs it (the folder goes away,
 no stale mount), plugs it back (measuring the time until the folder lists the device's
 file), then adds a second usb-mtp device (two cameras at once, unique folder names);
 stopping the watcher unmounts everything.
@@ -30,13 +31,31 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parent.parent
 USB_VM = ROOT / "tools" / "usb-vm" / "usb-vm"
 
+HOLDER = r'''
+import os, sys, time
+import usb.core, usb.util
+share = sys.argv[1]
+dev = usb.core.find(idVendor=0x46f4)
+usb.util.claim_interface(dev, 0)
+open(os.path.join(share, "held"), "w").close()
+while not os.path.exists(os.path.join(share, "release")):
+    time.sleep(0.1)
+usb.util.release_interface(dev, 0)
+usb.util.dispose_resources(dev)
+'''
+
 GUEST = r'''
 import json, os, signal, subprocess, sys, time
+HOLDER = open(os.path.join(sys.argv[1], "holder.py")).read()
 share, root = sys.argv[1], "/tmp/cams"
 os.makedirs(root)
+# Another program holds the camera at start-up (claims its interface, as gvfs would).
+holder = subprocess.Popen([sys.executable, "-c", HOLDER, share])
+while not os.path.exists(os.path.join(share, "held")) and holder.poll() is None:
+    time.sleep(0.1)
 log = open(os.path.join(share, "watcher.log"), "w")
 watcher = subprocess.Popen([sys.executable, "-m", "ptpfs.cli.automount", root, "--interval", "0.3",
-                            "--no-udev"], stderr=log)
+                            "--retry", "1", "--no-udev"], stderr=log)
 
 def mounts():
     with open("/proc/self/mounts") as f:
@@ -98,6 +117,7 @@ def test_watcher_follows_hotplug_in_the_guest(tmp_path: Path) -> None:
     (mtp_a / "IMG_0001.JPG").write_bytes(b"\xff\xd8a\xff\xd9")
     (mtp_b / "IMG_0002.JPG").write_bytes(b"\xff\xd8b\xff\xd9")
     (share / "guest.py").write_text(GUEST)
+    (share / "holder.py").write_text(HOLDER)
     sock = tmp_path / "qmp.sock"
     state = share / "state.json"
     cmd = [str(USB_VM), "--mtp-dir", str(mtp_a), "--share", str(share), "--qmp", str(sock),
@@ -109,8 +129,17 @@ def test_watcher_follows_hotplug_in_the_guest(tmp_path: Path) -> None:
     def one_camera(doc: dict[str, Any]) -> bool:
         return len(doc["mounts"]) == 1 and list(doc["listed"].values()) == [["IMG_0001.JPG"]]
 
+    log = share / "watcher.log"
+
+    def busy_reported(doc: dict[str, Any]) -> bool:
+        return log.exists() and "busy" in log.read_text()
+
     try:
-        first = _wait(state, one_camera, proc, 200, "the camera plugged at start-up, listed")
+        _wait(state, busy_reported, proc, 200, "the busy camera reported")
+        busy = [line for line in log.read_text().splitlines() if "busy" in line]
+        assert len(busy) == 1 and "held by python3" in busy[0], busy
+        (share / "release").write_text("")            # the other program lets go
+        first = _wait(state, one_camera, proc, 60, "the camera plugged at start-up, listed")
         (name,) = first["listed"]
         vmqmp.unplug(sock)
         _wait(state, lambda d: d["mounts"] == [] and d["listed"] == {}, proc, 60,
@@ -132,8 +161,8 @@ def test_watcher_follows_hotplug_in_the_guest(tmp_path: Path) -> None:
         assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
         print(f"\nwatcher in the guest: device_add to listed folder {plug_to_listed:.2f} s "
               f"(TCG guest, 0.3 s polling)")
-        log = (share / "watcher.log").read_text()
-        assert "unmounted" in log and "is gone" in log
+        text = log.read_text()
+        assert "unmounted" in text and "is gone" in text
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -353,6 +353,14 @@ def mount(session: Session, mountpoint: str, opts: MountOptions, *, debug: bool 
         return state["serving"] and bool(mfusepy._libfuse.fuse_interrupted())
 
     session.interrupted = interrupted
+    # libfuse deletes its per-thread context key after destroy: stop asking before that
+    fs_destroy = ops.destroy
+
+    def destroy(path: str) -> None:
+        state["serving"] = False
+        fs_destroy(path)
+
+    ops.destroy = destroy  # type: ignore[method-assign]
     # GIO's is_remote_fs_type (gio/glocalfile.c) names fuse.sshfs as the remote FUSE type
     # (see docs/photographer.md for which GLib versions act on it).
     kwargs.setdefault("subtype", "sshfs" if opts.remote else "ptpfs")

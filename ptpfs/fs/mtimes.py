@@ -25,6 +25,8 @@ log = logging.getLogger("ptpfs.fs")
 
 #: Most records kept per device (the oldest go first).
 MAX_RECORDS = 200_000
+#: Records set within this many seconds are written to disk together.
+SAVE_DELAY = 1.0
 
 
 def state_dir() -> str:
@@ -49,6 +51,7 @@ class MTimes:
         self.directory = directory
         self._lock = threading.Lock()
         self._records: dict[str, dict[str, Any]] | None = None
+        self._timer: threading.Timer | None = None
 
     @property
     def path(self) -> str:
@@ -68,6 +71,22 @@ class MTimes:
                 log.warning("ignoring unreadable time record %s: %s", self.path, exc)
                 self._records = {}
         return self._records
+
+    def _save_soon(self) -> None:
+        """Write the records within :data:`SAVE_DELAY` (caller holds the lock), so an
+        ``rsync -a`` of many files does not rewrite the file once per file."""
+        if self._timer is None:
+            self._timer = threading.Timer(SAVE_DELAY, self.flush)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def flush(self) -> None:
+        """Write pending records now (also called at unmount)."""
+        with self._lock:
+            timer, self._timer = self._timer, None
+            if timer is not None:
+                timer.cancel()
+                self._save()
 
     def _save(self) -> None:
         records = self._load()
@@ -106,13 +125,13 @@ class MTimes:
             records.pop(self._id(storage_id, handle), None)
             records[self._id(storage_id, handle)] = {
                 "name": name, "size": size, "device": int(device_mtime),
-                "ns": int(round(mtime * 1e9))}
+                "ns": round(mtime * 1e9)}
             while len(records) > MAX_RECORDS:
                 records.pop(next(iter(records)))
-            self._save()
+            self._save_soon()
 
     def forget(self, storage_id: int, handle: int) -> None:
         """Drop the record of a deleted object."""
         with self._lock:
             if self._load().pop(self._id(storage_id, handle), None) is not None:
-                self._save()
+                self._save_soon()

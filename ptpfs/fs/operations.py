@@ -26,7 +26,7 @@ from typing import Any
 import mfusepy
 from mfusepy import FuseOSError, Operations
 
-from ptpfs.errors import ConnectionLost
+from ptpfs.errors import ConnectionLost, ResponseError
 from ptpfs.fs import activity
 from ptpfs.fs.errmap import fuse_errors
 from ptpfs.fs.mtimes import MTimes, device_key
@@ -35,7 +35,7 @@ from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import VIRTUAL_DIR, Node, Tree
 from ptpfs.fs.uploads import HIDDEN_PREFIX, NAME_UNITS_MAX, Upload, Uploads, check_name
 from ptpfs.fs.virtual import Virtual, VNode
-from ptpfs.protocol.codes import wire_parent
+from ptpfs.protocol.codes import RC, wire_parent
 from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
@@ -43,9 +43,11 @@ log = logging.getLogger("ptpfs.fs")
 FILL_DIR_PLUS = 1 << 1
 READDIR_PLUS = 1 << 0
 BLOCK = 4096
-#: st_blksize: what buffered readers (stdio, Python, Pillow) read at a time.  Kept
-#: small so a header peek of a large photo fetches little (see docs/ptpfs.md).
+#: st_blksize of camera files: what buffered readers (stdio, Python, Pillow) read at a
+#: time.  Kept small so a header peek of a large photo fetches little (docs/ptpfs.md).
 IO_BLOCK = 128 << 10
+#: st_blksize of files being written: ``cp`` then writes 1 MiB per request.
+WRITE_BLOCK = 1 << 20
 #: utimensat's special nanosecond values, as libfuse passes them (tv_sec 0).
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
@@ -167,6 +169,8 @@ class PtpFs(Operations):
         for handle in handles:
             self._close_handle(handle, commit=True)
         self.uploads.release_all()
+        if self.uploads.mtimes is not None:
+            self.uploads.mtimes.flush()
 
     def _notify_kernel(self, path: str) -> None:
         """Drop the kernel's cached entry of *path* (nothing once unmounting)."""
@@ -262,11 +266,12 @@ class PtpFs(Operations):
         return perm
 
     def _attrs(self, *, ino: int, is_dir: bool, size: int = 0, mtime: float = 0.0,
-               writable: bool = True, nlink: int = 1) -> dict[str, Any]:
+               writable: bool = True, nlink: int = 1,
+               blksize: int = IO_BLOCK) -> dict[str, Any]:
         ns = int(mtime * 1e9)
         mode = (stat.S_IFDIR if is_dir else stat.S_IFREG) | self._perm(is_dir, writable)
         return {"st_mode": mode, "st_ino": ino, "st_nlink": 2 if is_dir else nlink,
-                "st_size": size, "st_blocks": (size + 511) // 512, "st_blksize": IO_BLOCK,
+                "st_size": size, "st_blocks": (size + 511) // 512, "st_blksize": blksize,
                 "st_mtime": ns, "st_ctime": ns, "st_atime": ns,
                 "st_uid": self.uid, "st_gid": self.gid}
 
@@ -293,7 +298,8 @@ class PtpFs(Operations):
         if first is not None:
             ino = (1 << 41) | first
         return self._attrs(ino=ino, is_dir=False, size=upload.size,
-                           mtime=upload.mtime_set if upload.mtime_set is not None else upload.mtime)
+                           mtime=upload.mtime_set if upload.mtime_set is not None else upload.mtime,
+                           blksize=WRITE_BLOCK)
 
     @staticmethod
     def _virtual_parts(path: str) -> list[str] | None:
@@ -315,7 +321,10 @@ class PtpFs(Operations):
             return hidden
         if path is None:
             raise FileNotFoundError("an unlinked file")
-        return self.tree.lookup(path)
+        node = self.tree.lookup(path)
+        if self.uploads.is_hidden(node):       # unlinked while open, re-listed meanwhile
+            raise FileNotFoundError(path)
+        return node
 
     def _parent_dir(self, path: str) -> tuple[Node, str]:
         parent_path, _, name = path.rstrip("/").rpartition("/")
@@ -399,7 +408,7 @@ class PtpFs(Operations):
             self.prefill.listed(children.values())
         pending = self.uploads.in_folder(path)
         for name, node in children.items():
-            if name not in pending:
+            if name not in pending and not self.uploads.is_hidden(node):
                 entries.append((name, self._node_attrs(node)))
         for name, upload in pending.items():
             entries.append((name, self._upload_attrs(upload)))
@@ -584,7 +593,15 @@ class PtpFs(Operations):
             handle = self._handle(fi)
             if isinstance(handle, ReadHandle):
                 self._current(handle.generation)
-                data = handle.reader.read(offset, size)
+                try:
+                    data = handle.reader.read(offset, size)
+                except ResponseError as exc:
+                    if exc.code != RC.InvalidObjectHandle:
+                        raise
+                    # replaced or deleted on the device while open: the reader got the
+                    # old object's bytes so far, and now an error, never new bytes
+                    log.info("%s: the object was replaced or deleted while open", path)
+                    raise FuseOSError(errno.EIO) from exc
                 self._current(handle.generation)   # nothing fetched across a reconnect
                 return data
             if isinstance(handle, UploadHandle):
@@ -644,7 +661,7 @@ class PtpFs(Operations):
                 try:
                     self.uploads.flush(handle.upload)
                 except Exception as exc:
-                    activity.upload_failed(handle.path or path, exc)
+                    activity.upload_failed(handle.path or path or "(unlinked)", exc)
                     raise
             elif isinstance(handle, VirtualHandle) and handle.writing and not handle.applied:
                 self._apply_property(handle)

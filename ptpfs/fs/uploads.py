@@ -49,7 +49,7 @@ from ptpfs.fs.mtimes import MTimes
 from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import Node, Tree
 from ptpfs.protocol.codes import DT, OC, OPC, RC, wire_parent
-from ptpfs.protocol.datasets import ObjectInfo
+from ptpfs.protocol.datasets import ObjectInfo, ObjectPropEntry
 from ptpfs.services.listing import ObjectMeta
 from ptpfs.services.uploads import confirm_upload
 from ptpfs.session import Session
@@ -158,6 +158,9 @@ class Upload:
         self.orphan: int | None = None  # a half-sent object that could not be deleted
         self.born = 0                 # session generation of the parent handle
         self._source: tuple[Any, int] | None = None   # original contents not fetched yet
+        #: Largest size the device can take (``None``: no limit; 4 GiB - 2 without
+        #: SendObjectPropList, where ObjectInfo's 32-bit size is all there is).
+        self.max_size: int | None = None
         self._spool = _SpoolWriter(self.fd)
 
     @property
@@ -182,7 +185,7 @@ class Upload:
         session.get_object(handle, sink=_Sink(self))
         self.dirty = False
 
-    def prefill_later(self, session: Any, handle: int, size: int) -> None:
+    def prefill_later(self, session: Session, handle: int, size: int) -> None:
         """Like :meth:`prefill`, but only once the bytes are needed (a first read,
         write or truncate): ``touch`` or an open without writing costs nothing."""
         self.size = size
@@ -202,6 +205,7 @@ class Upload:
     def write(self, data: bytes, offset: int) -> int:
         """Write into the spool (queued for the spool thread); marks the upload dirty."""
         with self.lock:
+            self._check_size(offset + len(data))
             self._load()
             self._spool.put(bytes(data), offset)
             self.size = max(self.size, offset + len(data))
@@ -221,6 +225,7 @@ class Upload:
     def truncate(self, length: int) -> None:
         """Set the spooled length."""
         with self.lock:
+            self._check_size(length)
             if length:
                 self._load()
             else:
@@ -231,6 +236,11 @@ class Upload:
             self.dirty = True
             self.mtime = time.time()
             self.mtime_set = None
+
+    def _check_size(self, size: int) -> None:
+        if self.max_size is not None and size > self.max_size:
+            raise OSError(errno.EFBIG, f"{self.name}: the device takes files up to "
+                          f"{self.max_size} bytes (no 64-bit upload)")
 
     # -- device -------------------------------------------------------------------
     def object_info(self) -> ObjectInfo:
@@ -300,7 +310,18 @@ class Upload:
     def _send(self, session: Session) -> tuple[int, int | None]:
         """SendObjectInfo + SendObject + confirmation: ``(handle, size the device reports)``."""
         info = self.object_info()
-        _, _, predicted = session.send_object_info(self.storage_id, wire_parent(self.parent), info)
+        if self.size >= U32_MAX:
+            # 4 GiB or more: only MTP SendObjectPropList carries a 64-bit size
+            if not session.capabilities.supports(OC_SEND_OBJECT_PROP_LIST):
+                raise OSError(errno.EFBIG, f"{self.name}: the device takes no file of "
+                              "4 GiB or more")
+            entries = [ObjectPropEntry(0, OPC_FILENAME, DT_STR, self.name),
+                       ObjectPropEntry(0, OPC_DATE_MODIFIED, DT_STR, info.modification_date)]
+            _, _, predicted = session.send_object_prop_list(
+                self.storage_id, wire_parent(self.parent), info.object_format, self.size, entries)
+        else:
+            _, _, predicted = session.send_object_info(self.storage_id, wire_parent(self.parent),
+                                                       info)
         try:
             os.lseek(self.fd, 0, os.SEEK_SET)   # a dup shares the offset of an earlier send
             with os.fdopen(os.dup(self.fd), "rb", buffering=0) as source:
@@ -376,6 +397,8 @@ COPY_RENAME_LIMIT = 64 << 20
 OPC_FILENAME = OPC.ObjectFileName
 OPC_DATE_MODIFIED = OPC.DateModified
 DT_STR = DT.STR
+OC_SEND_OBJECT_PROP_LIST = OC.SendObjectPropList
+OC_SEND_OBJECT_INFO = OC.SendObjectInfo
 
 
 @dataclass
@@ -412,6 +435,9 @@ class Uploads:
         self._lock = threading.RLock()
         self._by_path: dict[str, Upload] = {}
         self._hidden: dict[str, Node] = {}     # unlinked device files still open
+        #: Folders where the device refused SendObjectInfo (AccessDenied, e.g. a camera
+        #: that takes no uploads): later creates there fail at once, not at close.
+        self._refused: set[tuple[int, int]] = set()
         self._orphans: list[Orphan] = []
 
     # ------------------------------------------------------------------ lookup
@@ -448,7 +474,18 @@ class Uploads:
         if self.session.lost:
             raise ConnectionLost("the device is not connected")
 
+    def _limit(self, upload: Upload) -> Upload:
+        """Give *upload* the device's size limit."""
+        caps = self.session.capabilities
+        upload.max_size = None if caps.supports(OC_SEND_OBJECT_PROP_LIST) else U32_MAX - 1
+        return upload
+
+    def _check_refused(self, storage_id: int, parent: int) -> None:
+        if (storage_id, parent) in self._refused:
+            raise FuseOSError(errno.EACCES)
+
     def _register(self, path: str, upload: Upload) -> Upload:
+        self._limit(upload)
         upload.path = path
         upload.born = self.generation()
         with self._lock:
@@ -460,6 +497,7 @@ class Uploads:
         """A new, empty file *path* (replacing *existing* when it is sent)."""
         check_name(name)
         self._check_link()
+        self._check_refused(parent.storage_id, parent.handle)
         upload = Upload(self.spool_dir, parent.storage_id, parent.handle,
                         existing.raw_name or existing.name if existing is not None else name,
                         replaces=existing.handle if existing is not None else None)
@@ -503,6 +541,12 @@ class Uploads:
         path = upload.path or "/"
         try:
             handle, deleted = upload.commit(self.session)
+        except ResponseError as exc:
+            if exc.code == RC.AccessDenied and exc.operation in (OC_SEND_OBJECT_INFO,
+                                                                 OC_SEND_OBJECT_PROP_LIST):
+                with self._lock:
+                    self._refused.add((upload.storage_id, upload.parent))
+            raise
         except TransportError:
             # the link broke during the upload: what reached the device is
             # deleted after the reconnect (or at once if the link is fine)
@@ -630,6 +674,12 @@ class Uploads:
         self.tree.remove_object(node.handle)
         with self._lock:
             self._hidden[hidden] = node
+
+    def is_hidden(self, node: Node) -> bool:
+        """Whether *node* was unlinked while open (still on the device until closed)."""
+        with self._lock:
+            return any(n.handle == node.handle for n in self._hidden.values()) \
+                if self._hidden else False
 
     def _shadow(self, parent: Node, name: str) -> Node | None:
         """A hidden device file that still holds *name* in *parent* on the device."""
@@ -886,6 +936,7 @@ class Uploads:
                         replaces=dest.handle if dest is not None else None)
         upload.born = self.generation()
         upload.path = new
+        self._limit(upload)
         try:
             upload.prefill(self.session, source.handle)
             upload.dirty = True
@@ -904,6 +955,7 @@ class Uploads:
         how many were deleted.  Kept for the next reconnect if it fails."""
         with self._lock:
             orphans, self._orphans = self._orphans, []
+            self._refused.clear()     # a reconnected device may take uploads again
         removed = 0
         keep: list[Orphan] = []
         for orphan in orphans:

@@ -12,6 +12,7 @@ is still a :class:`~ptpfs.errors.ProtocolError`.  ``encode`` raises
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,9 @@ from .codes import ASSOCIATION_GENERIC_FOLDER, DT, OFC
 from .wire import Reader, Writer, parse_datetime
 
 U32_ALL = 0xFFFFFFFF
+
+#: ObjectInfo's fixed-size head: StorageID .. SequenceNumber (52 bytes, little-endian).
+_OBJECTINFO_HEAD = struct.Struct("<IHHIHIIIIIIIHII")
 
 
 def _finish(reader: Reader, strict: bool) -> None:
@@ -245,11 +249,17 @@ class ObjectInfo:
     @classmethod
     def decode(cls, data: bytes, strict: bool = True, missing: list[str] | None = None) -> ObjectInfo:
         r = Reader(data, "ObjectInfo")
-        storage_id, object_format, protection_status = r.u32(), r.u16(), r.u16()
-        compressed_size, thumb_format, thumb_compressed_size = r.u32(), r.u16(), r.u32()
-        thumb_pix_width, thumb_pix_height, image_pix_width = r.u32(), r.u32(), r.u32()
-        image_pix_height, image_bit_depth, parent = r.u32(), r.u32(), r.u32()
-        association_type, association_desc, sequence_number = r.u16(), r.u32(), r.u32()
+        if r.remaining >= _OBJECTINFO_HEAD.size:   # one unpack for the fixed part (listing hot path)
+            (storage_id, object_format, protection_status, compressed_size, thumb_format,
+             thumb_compressed_size, thumb_pix_width, thumb_pix_height, image_pix_width,
+             image_pix_height, image_bit_depth, parent, association_type, association_desc,
+             sequence_number) = _OBJECTINFO_HEAD.unpack(r.raw(_OBJECTINFO_HEAD.size))
+        else:                                      # field by field: the error names the field
+            storage_id, object_format, protection_status = r.u32(), r.u16(), r.u16()
+            compressed_size, thumb_format, thumb_compressed_size = r.u32(), r.u16(), r.u32()
+            thumb_pix_width, thumb_pix_height, image_pix_width = r.u32(), r.u32(), r.u32()
+            image_pix_height, image_bit_depth, parent = r.u32(), r.u32(), r.u32()
+            association_type, association_desc, sequence_number = r.u16(), r.u32(), r.u32()
         filename = r.string()   # a name is never optional
         capture_date, modification_date, keywords = _tail_strings(
             r, ("capture_date", "modification_date", "keywords"), strict, missing)

@@ -49,6 +49,9 @@ __all__ = [
     "Role",
     "Transaction",
     "TransactionEvent",
+    "ptpip_data_events",
+    "ptpip_events",
+    "usb_container_event",
 ]
 
 

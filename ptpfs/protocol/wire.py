@@ -95,9 +95,10 @@ class Reader:
             size, signed = INT_TYPES[datatype]
         except KeyError:
             raise self._fail(f"not an integer datatype {datatype_name(datatype)}") from None
-        self._need(size, datatype_name(datatype))
         start = self._pos
-        self._pos += size
+        if start + size > len(self._data):   # the type's name only for the message (hot path)
+            self._need(size, datatype_name(datatype))
+        self._pos = start + size
         return int.from_bytes(self._data[start:self._pos], "little", signed=signed)
 
     def u8(self) -> int:

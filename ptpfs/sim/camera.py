@@ -43,6 +43,7 @@ from ptpfs.protocol.datasets import (
     ObjectInfo,
     ObjectPropEntry,
     StorageInfo,
+    decode_prop_list,
     encode_prop_list,
     encode_u16_array,
     encode_u32_array,
@@ -547,6 +548,7 @@ class SimCamera:
         }
         self._data_handlers: dict[int, Callable[[SimConnection, Request, bytes], Reply]] = {
             OC.SendObjectInfo: self._send_object_info,
+            OC.SendObjectPropList: self._send_object_prop_list,
             OC.SetDevicePropValue: self._set_device_prop_value,
             OC.SetObjectPropValue: self._set_object_prop_value,
             OC.EOS_UpdateFirmware: self._eos_update_firmware,
@@ -913,6 +915,41 @@ class SimCamera:
                 storage_id, parent, info.filename, info.object_format,
                 0 if is_folder else size, _date(info.modification_date),
                 _date(info.capture_date), info.keywords)
+        if not is_folder:
+            conn._pending = pending
+        reported_parent = parent if parent == ALL else pending.parent
+        return Reply(RC.OK, (storage_id, reported_parent, pending.handle))
+
+    def _send_object_prop_list(self, conn: SimConnection, request: Request,
+                               data: bytes) -> Reply:
+        """MTP SendObjectPropList: SendObjectInfo with a 64-bit size (params 4, 5)."""
+        conn._pending = None
+        if self.deny_uploads:
+            return Reply(RC.AccessDenied)
+        try:
+            entries = decode_prop_list(data, strict=False)
+        except PTPError:
+            return Reply(RC.InvalidDataset)
+        props = {e.prop: e.value for e in entries}
+        name = props.get(OPC.ObjectFileName)
+        if not isinstance(name, str):
+            return Reply(RC.InvalidDataset)
+        fmt = _param(request, 2)
+        size = (_param(request, 3) << 32) | _param(request, 4)
+        storage_id, parent = _param(request, 0), _param(request, 1)
+        when = props.get(OPC.DateModified)
+        mtime = _date(when) if isinstance(when, str) else None
+        with self.store.mutating():
+            if storage_id in (0, ALL):
+                present = [s for s in self.store.storages() if s.present]
+                if not present:
+                    return Reply(RC.StoreNotAvailable)
+                storage_id = present[0].storage_id
+            else:
+                storage_id = self.store.storage(storage_id).storage_id
+            is_folder = fmt == FORMAT_ASSOCIATION
+            pending = self.store.prepare_object(storage_id, parent, name, fmt,
+                                                0 if is_folder else size, mtime, mtime)
         if not is_folder:
             conn._pending = pending
         reported_parent = parent if parent == ALL else pending.parent

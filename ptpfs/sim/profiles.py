@@ -106,7 +106,8 @@ ANDROID_MTP = Profile(
     name="android-mtp",
     operations=_STANDARD_OPS + (
         OC.MoveObject, OC.GetObjectPropsSupported, OC.GetObjectPropDesc, OC.GetObjectPropValue,
-        OC.SetObjectPropValue, OC.GetObjectPropList, OC.GetPartialObject64),
+        OC.SetObjectPropValue, OC.GetObjectPropList, OC.GetPartialObject64,
+        OC.SendObjectPropList),
     events=_STANDARD_EVENTS, properties=_ALL_PROPS + (DPC.SynchronizationPartner,
                                                       DPC.PerceivedDeviceType),
     vendor_extension_id=0x00000006, vendor_extension_version=100,
