@@ -58,8 +58,6 @@ CHUNK_SIZE = 1 << 20
 #: the rest is still being read (a camera streams; it does not read 1 MiB first).
 FIRST_CHUNK_SIZE = 64 << 10
 _MAX_CONTROL = 64 * 1024
-_FAIL_UNSPECIFIED = 3
-_FAIL_REJECTED = 1      # "rejected initiator": e.g. an unsupported protocol version
 _SERVER_GUID = bytes.fromhex("70747066732d73696d2d63616d657261")  # "ptpfs-sim-camera"
 
 
@@ -280,12 +278,12 @@ class PtpipServer:
             _log.debug("PTP/IP handshake failed: %s", exc)
             if reader.parser.last_was_init_command_request:
                 # a malformed InitCommandRequest gets a reason, not a silent close
-                self._send_quiet(conn, pk.encode_packet(pk.InitFail(_FAIL_UNSPECIFIED)))
+                self._send_quiet(conn, pk.encode_packet(pk.InitFail(pk.FAIL_UNSPECIFIED)))
             _close(conn)
             return
         if isinstance(packet, pk.InitCommandRequest) and packet.version >> 16 != 1:
             _log.debug("PTP/IP InitCommandRequest of version 0x%08x refused", packet.version)
-            self._send_quiet(conn, pk.encode_packet(pk.InitFail(_FAIL_REJECTED)))
+            self._send_quiet(conn, pk.encode_packet(pk.InitFail(pk.FAIL_REJECTED_INITIATOR)))
             _close(conn)
         elif isinstance(packet, pk.InitCommandRequest):
             self._serve_command(conn, packet)
@@ -341,7 +339,7 @@ class PtpipServer:
         with self._lock:
             pair = self._pairs.get(number)
         if pair is None or pair.evt is not None or pair.closed:
-            self._send_quiet(conn, pk.encode_packet(pk.InitFail(_FAIL_UNSPECIFIED)))
+            self._send_quiet(conn, pk.encode_packet(pk.InitFail(pk.FAIL_UNSPECIFIED)))
             _close(conn)
             return
         pair.evt = conn

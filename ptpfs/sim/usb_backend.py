@@ -493,7 +493,7 @@ class SimUsbDevice:
             size = 0 if data is None else len(data) * data.itemsize
             if request_type == 0x80 and request == 0x06 and value >> 8 == 3:
                 return self._write_ctrl(data, self._string_descriptor(value & 0xFF, index))
-            if request_type == 0x21 and request == 0x64:
+            if request_type == container.REQUEST_TYPE_OUT and request == container.REQ_CANCEL:
                 raw = bytes(data) if data is not None else b""
                 if len(raw) < 6 or struct.unpack_from("<H", raw)[0] != EC.CancelTransaction:
                     raise _usb_error(errno.EPIPE, "Pipe error (bad cancel request)")
@@ -501,11 +501,11 @@ class SimUsbDevice:
                 self._abort()
                 self._status_busy = 1
                 return size
-            if request_type == 0x21 and request == 0x66:
+            if request_type == container.REQUEST_TYPE_OUT and request == container.REQ_DEVICE_RESET:
                 self.resets += 1
                 self._power_cycle()
                 return size
-            if request_type == 0xA1 and request == 0x67:
+            if request_type == container.REQUEST_TYPE_IN and request == container.REQ_GET_DEVICE_STATUS:
                 if self._status_busy:
                     self._status_busy -= 1
                     status = struct.pack("<HH", 4, RC.DeviceBusy)

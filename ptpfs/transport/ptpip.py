@@ -73,11 +73,6 @@ INTERRUPT_SLICE = 0.25
 #: Largest non-data packet accepted from a peer.
 MAX_CONTROL_PACKET = 64 * 1024
 _SOCKET_BUFFER = 4 << 20
-_UNKNOWN_TOTAL = 0xFFFFFFFFFFFFFFFF
-
-#: InitFail reasons (CIPA DC-005).
-FAIL_REJECTED_INITIATOR = 1
-FAIL_BUSY = 2
 
 
 def _config_dir() -> Path:
@@ -108,10 +103,10 @@ def load_guid() -> bytes:
 
 
 def _init_fail_error(reason: int, where: str) -> TransportError:
-    if reason == FAIL_BUSY:
+    if reason == pk.FAIL_BUSY:
         return DeviceClaimed(f"{where}: the camera is busy with another PTP/IP client "
                              "(InitFail reason 2: busy); disconnect the other program")
-    if reason == FAIL_REJECTED_INITIATOR:
+    if reason == pk.FAIL_REJECTED_INITIATOR:
         return DevicePermissionError(f"{where}: the camera rejected this computer (InitFail "
                                      "reason 1: rejected initiator); pair/allow it on the camera")
     return TransportError(f"{where}: the camera refused the connection (InitFail reason "

@@ -98,9 +98,6 @@ OUT_CHUNK_SIZE = 512 << 10
 
 
 # Class-specific requests on endpoint 0.
-_REQ_CANCEL = 0x64
-_REQ_DEVICE_RESET = 0x66
-_REQ_GET_DEVICE_STATUS = 0x67
 #: How long to wait for a reply before offering a zero-length packet (see _probe_reply).
 _PROBE_MS = 1500
 
@@ -614,14 +611,14 @@ class UsbTransport(Transport):
         self._leftover = b""
         dev = self.device
         try:
-            dev.ctrl_transfer(0x21, _REQ_CANCEL, 0, self._ifnum,
+            dev.ctrl_transfer(container.REQUEST_TYPE_OUT, container.REQ_CANCEL, 0, self._ifnum,
                               struct.pack("<HI", EC.CancelTransaction, self._last_tid), 1000)
         except usb.core.USBError as exc:
             if isinstance(_map_usb_error(exc, ""), ConnectionLost):
                 raise _map_usb_error(exc, "cancelling") from exc
         if not self._wait_idle(2.0):
             try:
-                dev.ctrl_transfer(0x21, _REQ_DEVICE_RESET, 0, self._ifnum, None, 1000)
+                dev.ctrl_transfer(container.REQUEST_TYPE_OUT, container.REQ_DEVICE_RESET, 0, self._ifnum, None, 1000)
             except usb.core.USBError as exc:
                 if isinstance(_map_usb_error(exc, ""), ConnectionLost):
                     raise _map_usb_error(exc, "resetting") from exc
@@ -632,7 +629,8 @@ class UsbTransport(Transport):
 
     def _device_status(self) -> tuple[int, list[int]] | None:
         try:
-            raw = bytes(self.device.ctrl_transfer(0xA1, _REQ_GET_DEVICE_STATUS, 0, self._ifnum,
+            raw = bytes(self.device.ctrl_transfer(container.REQUEST_TYPE_IN,
+                                                  container.REQ_GET_DEVICE_STATUS, 0, self._ifnum,
                                                   20, 1000))
         except usb.core.USBError as exc:
             mapped = _map_usb_error(exc, "getting device status")
