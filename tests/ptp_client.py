@@ -10,6 +10,8 @@ camera.  The ``client`` fixture (tests/conftest.py) gives an opened one.
 from __future__ import annotations
 
 import io
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -84,6 +86,23 @@ class RawClient:
 
     def close(self) -> None:
         self.transport.close()
+
+
+def event_while_transacting(camera: Any, transport: Any, client: RawClient) -> tuple[Any, int]:
+    """Wait for an event on *transport* in a thread while *client* runs a transaction and
+    the camera adds a file: ``(the event received or None, the new file's handle)``."""
+    assert transport.read_event(0.05) is None
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(transport.read_event(3.0)))
+    waiter.start()
+    try:
+        time.sleep(0.05)
+        # a transaction on the command channel while the event channel is being read
+        assert client.call(OC.GetStorageIDs, data_in=io.BytesIO()).code == RC.OK
+        handle = camera.add_file(f"{FOLDER}/NEW.JPG", b"\xff\xd8hello\xff\xd9")
+    finally:
+        waiter.join(5)
+    return (got[0] if got else None), handle
 
 
 class Client(RawClient):

@@ -11,7 +11,7 @@ import time
 import tracemalloc
 
 import pytest
-from ptp_client import RawClient
+from ptp_client import RawClient, event_while_transacting
 
 from ptpfs.errors import (
     ConnectionLost,
@@ -142,18 +142,9 @@ def test_large_object_streams_with_bounded_memory():
 
 
 def test_event_arrives_on_event_connection(camera, transport, client):
-    assert transport.read_event(0.05) is None
-    got = []
-    waiter = threading.Thread(target=lambda: got.append(transport.read_event(3.0)))
-    waiter.start()
-    try:
-        time.sleep(0.05)
-        assert client.call(OC.GetStorageIDs, data_in=io.BytesIO()).code == RC.OK
-        handle = camera.add_file(f"{FOLDER}/NEW.JPG", b"\xff\xd8hello\xff\xd9")
-    finally:
-        waiter.join(5)
-    assert got and got[0] is not None
-    assert (got[0].code, got[0].params[0]) == (EC.ObjectAdded, handle)
+    event, handle = event_while_transacting(camera, transport, client)
+    assert event is not None
+    assert (event.code, event.params[0]) == (EC.ObjectAdded, handle)
 
 
 def test_clients_one_after_another_and_at_once(camera, server):

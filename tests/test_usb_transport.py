@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 import time
 import tracemalloc
 
 import pytest
-from ptp_client import RawClient
+from ptp_client import RawClient, event_while_transacting
 
 from ptpfs.errors import (
     ConnectionLost,
@@ -198,20 +197,10 @@ def test_response_error_codes_pass_through(client):
 # ------------------------------------------------------------------ events
 
 def test_event_arrives_on_interrupt_endpoint(camera, transport, client):
-    assert transport.read_event(0.05) is None
-    got = []
-    waiter = threading.Thread(target=lambda: got.append(transport.read_event(3.0)))
-    waiter.start()
-    try:
-        time.sleep(0.05)
-        # a transaction on bulk endpoints while the event thread waits on interrupt IN
-        assert client.call(OC.GetStorageIDs, data_in=io.BytesIO()).code == RC.OK
-        handle = camera.add_file(f"{FOLDER}/NEW.JPG", b"\xff\xd8hello\xff\xd9")
-    finally:
-        waiter.join(5)
-    assert got and got[0] is not None
-    assert got[0].code == EC.ObjectAdded
-    assert got[0].params[0] == handle
+    # a transaction on bulk endpoints while the event thread waits on interrupt IN
+    event, handle = event_while_transacting(camera, transport, client)
+    assert event is not None
+    assert (event.code, event.params[0]) == (EC.ObjectAdded, handle)
 
 
 # ------------------------------------------------------------------ faults
