@@ -10,13 +10,13 @@ from ptpfs.errors import ProtocolError
 from ptpfs.protocol.messages import DATA_IN, DATA_OUT, NO_DATA
 from ptpfs.protocol.transaction import (
     INITIATOR,
+    MAX_EXCESS,
     RESPONDER,
     Cancel,
     Command,
     DataChunk,
     DataEnd,
     DataStart,
-    MAX_EXCESS,
     Expect,
     Response,
     Transaction,

@@ -74,6 +74,20 @@ def parse_header(b: bytes | bytearray | memoryview) -> ContainerHeader:
     return ContainerHeader(length, ctype, code, tid)
 
 
+#: The largest response container: the header and five parameters.
+MAX_RESPONSE_SIZE = HEADER_SIZE + 4 * MAX_PARAMS
+
+
+def is_response_for(transfer: bytes | bytearray | memoryview, transaction_id: int) -> bool:
+    """Whether *transfer* is exactly one response container of *transaction_id* (what a
+    device sends in place of the rest of a data phase it ends early)."""
+    n = len(transfer)
+    if n < HEADER_SIZE or n > MAX_RESPONSE_SIZE or n % 4:
+        return False
+    length, ctype, _code, tid = _HEADER.unpack_from(transfer)
+    return bool(length == n and ctype == TYPE_RESPONSE and tid == transaction_id)
+
+
 def encode_header(type: int, code: int, transaction_id: int, payload_length: int) -> bytes:
     """A container header; the length field is 0xFFFFFFFF when the container exceeds 4 GiB."""
     if type not in _TYPE_NAMES:

@@ -383,7 +383,7 @@ def ptpip_events(packet: object, direction: int = NO_DATA) -> list[TransactionEv
     """The transaction events a decoded PTP/IP packet stands for (``[]`` for packets outside
     the transaction sequence: probes, events, init packets).  A Data or EndData packet
     gives a :class:`DataChunk` of its payload (:func:`ptpip_data_events` for streamed ones)."""
-    from . import ptpip as pk   # here: a USB mount never loads the PTP/IP codec (start-up time)
+    from . import ptpip as pk  # here: a USB mount never loads the PTP/IP codec (start-up time)
 
     if isinstance(packet, pk.OperationRequest):
         declared = DATA_OUT if packet.data_phase == pk.DATA_PHASE_SEND else direction

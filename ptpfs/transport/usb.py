@@ -46,8 +46,9 @@ import logging
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 import usb.core
 import usb.util
@@ -102,7 +103,6 @@ OUT_CHUNK_SIZE = 512 << 10
 
 
 # Class-specific requests on endpoint 0.
-_MAX_RESPONSE = container.HEADER_SIZE + 4 * container.MAX_PARAMS
 #: How long to wait for a reply before offering a zero-length packet (see _probe_reply).
 _PROBE_MS = 1500
 
@@ -355,8 +355,8 @@ class UsbTransport(Transport):
             raise ConnectionLost(f"{what}: {exc}") from exc
         self._claimed = True
 
-    def _bulk_calls(self) -> tuple[Callable[[array.array, int], int],
-                                   Callable[[array.array, int], int]]:
+    def _bulk_calls(self) -> tuple[Callable[[array.array[int], int], int],
+                                   Callable[[array.array[int], int], int]]:
         """Bulk-IN and bulk-OUT calls straight into the pyusb backend (libusb, or the
         simulator's): ``device.read``/``write`` look the endpoint up, take pyusb's lock and
         check the claim on every call, which in a slow guest costs as much as the transfer
@@ -560,19 +560,11 @@ class UsbTransport(Transport):
             asked = len(buf)
             n = self._read(buf, ms, f"{name}: reading data")
             chunk = memoryview(buf)[:n]
-            if remaining is not None and (n == 0 or self._is_own_response(chunk)):
+            if remaining is not None and (n == 0 or container.is_response_for(chunk, self._last_tid)):
                 # A zero-length packet, or the response itself: the phase ended early.
                 self._leftover = bytes(chunk)
                 self._feed(DataEnd(), name)
                 return
-
-    def _is_own_response(self, transfer: memoryview) -> bool:
-        """Whether a whole transfer is exactly a response container for this transaction."""
-        n = len(transfer)
-        if n < container.HEADER_SIZE or n > _MAX_RESPONSE or n % 4:
-            return False
-        length, ctype, _code, tid = struct.unpack_from("<IHHI", transfer)
-        return length == n and ctype == container.TYPE_RESPONSE and tid == self._last_tid
 
     def _probe_reply(self, ms: int, name: str) -> memoryview:
         """The reply after a data phase whose last transfer was a multiple of 64 bytes but
