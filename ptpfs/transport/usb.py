@@ -101,8 +101,6 @@ SMALL_READ = 16 << 10
 OUT_CHUNK_SIZE = 512 << 10
 
 
-# Class-specific requests on endpoint 0.
-_MAX_RESPONSE = container.HEADER_SIZE + 4 * container.MAX_PARAMS
 #: How long to wait for a reply before offering a zero-length packet (see _probe_reply).
 _PROBE_MS = 1500
 
@@ -568,11 +566,7 @@ class UsbTransport(Transport):
 
     def _is_own_response(self, transfer: memoryview) -> bool:
         """Whether a whole transfer is exactly a response container for this transaction."""
-        n = len(transfer)
-        if n < container.HEADER_SIZE or n > _MAX_RESPONSE or n % 4:
-            return False
-        length, ctype, _code, tid = struct.unpack_from("<IHHI", transfer)
-        return length == n and ctype == container.TYPE_RESPONSE and tid == self._last_tid
+        return container.is_response_for(transfer, self._last_tid)
 
     def _probe_reply(self, ms: int, name: str) -> memoryview:
         """The reply after a data phase whose last transfer was a multiple of 64 bytes but
