@@ -46,8 +46,8 @@ import logging
 import struct
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import usb.core
