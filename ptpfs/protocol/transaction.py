@@ -392,7 +392,7 @@ def is_usb_response(transfer: bytes | bytearray | memoryview, transaction_id: in
     if size < container.HEADER_SIZE or size > _MAX_RESPONSE or size % 4:
         return False
     length, ctype, _code, tid = _HEADER.unpack_from(transfer)
-    return length == size and ctype == container.TYPE_RESPONSE and tid == transaction_id
+    return bool(length == size and ctype == container.TYPE_RESPONSE and tid == transaction_id)
 
 
 def ptpip_events(packet: object, direction: int = NO_DATA) -> list[TransactionEvent]:

@@ -64,6 +64,7 @@ from ptpfs.errors import (
     TransportTimeout,
 )
 from ptpfs.protocol import container
+from ptpfs.protocol.codes import EC, RC
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request, Response
 from ptpfs.protocol.transaction import (
     INITIATOR,
@@ -103,12 +104,6 @@ OUT_CHUNK_SIZE = 512 << 10
 
 
 # Class-specific requests on endpoint 0.
-_REQ_CANCEL = 0x64
-_REQ_DEVICE_RESET = 0x66
-_REQ_GET_DEVICE_STATUS = 0x67
-_CANCEL_CODE = 0x4001
-_RC_OK = 0x2001
-_RC_DEVICE_BUSY = 0x2019
 #: How long to wait for a reply before offering a zero-length packet (see _probe_reply).
 _PROBE_MS = 1500
 
@@ -208,7 +203,8 @@ def _safe_string(dev: Any, index: int) -> str | None:
     if not index:
         return None
     try:
-        return usb.util.get_string(dev, index)
+        text: str | None = usb.util.get_string(dev, index)
+        return text
     except (usb.core.USBError, ValueError, NotImplementedError, UnicodeDecodeError):
         return None
 
@@ -270,7 +266,7 @@ def find_devices(spec: str = "usb", backend: Any = None) -> list[UsbDeviceInfo]:
 
 
 def open_usb(spec: str = "usb", backend: Any = None, timeout: float = 5.0,
-             min_rate: float = DEFAULT_MIN_RATE) -> "UsbTransport":
+             min_rate: float = DEFAULT_MIN_RATE) -> UsbTransport:
     """Open and claim the first device matching *spec*.
 
     Raises :class:`DeviceNotFound`, :class:`DeviceClaimed` (another program
@@ -316,7 +312,7 @@ class UsbTransport(Transport):
         if OUT_CHUNK_SIZE % self._mps_out:
             raise ProtocolError(f"unsupported wMaxPacketSize {self._mps_out}")
         self._no_status_request = False   # GetDeviceStatus stalled once: not implemented
-        self._inbufs: dict[int, array.array] = {}
+        self._inbufs: dict[int, array.array[int]] = {}
         self._outbuf = array.array("B", bytes(OUT_CHUNK_SIZE))
         self._respbuf = array.array("B", bytes(max(512, self._mps_in)))
         self._evbuf = array.array("B", bytes(max(64, int(self._ep_int.wMaxPacketSize) & 0x7FF)))
@@ -361,8 +357,8 @@ class UsbTransport(Transport):
             raise ConnectionLost(f"{what}: {exc}") from exc
         self._claimed = True
 
-    def _bulk_calls(self) -> tuple[Callable[[array.array, int], int],
-                                   Callable[[array.array, int], int]]:
+    def _bulk_calls(self) -> tuple[Callable[[array.array[int], int], int],
+                                   Callable[[array.array[int], int], int]]:
         """Bulk-IN and bulk-OUT calls straight into the pyusb backend (libusb, or the
         simulator's): ``device.read``/``write`` look the endpoint up, take pyusb's lock and
         check the claim on every call, which in a slow guest costs as much as the transfer
@@ -427,7 +423,7 @@ class UsbTransport(Transport):
         if self._deadline is not None:
             self._deadline.moved(n)
 
-    def _read(self, buf: array.array, ms: int, what: str) -> int:
+    def _read(self, buf: array.array[int], ms: int, what: str) -> int:
         try:
             n = self._bulk_in(buf, self._limit(ms, what))
         except (usb.core.USBError, usb.core.NoBackendError) as exc:
@@ -436,7 +432,7 @@ class UsbTransport(Transport):
             self._deadline.moved(n)
         return n
 
-    def _in_buffer(self, want: int) -> array.array:
+    def _in_buffer(self, want: int) -> array.array[int]:
         """A bulk-IN buffer for a read of about *want* bytes: the smallest of the power-of-two
         sizes from :data:`SMALL_READ` to :data:`CHUNK_SIZE` that holds it (reads are sized by
         what is expected: responses and datasets small, only large data phases large)."""
@@ -499,7 +495,7 @@ class UsbTransport(Transport):
         error (raised after the response, so the link stays in step) unless the device also
         answered with an error: a short GetObject would otherwise become a silently short
         file."""
-        if short and event.code == _RC_OK:
+        if short and event.code == RC.OK:
             self._note("short", f"{name}: the device ended a data phase before its "
                        "announced length")
             raise ProtocolError(f"{name}: data phase ended after {done} of the "
@@ -678,14 +674,14 @@ class UsbTransport(Transport):
         self._leftover = b""
         dev = self.device
         try:
-            dev.ctrl_transfer(0x21, _REQ_CANCEL, 0, self._ifnum,
-                              struct.pack("<HI", _CANCEL_CODE, self._last_tid), 1000)
+            dev.ctrl_transfer(container.REQUEST_TYPE_OUT, container.REQ_CANCEL, 0, self._ifnum,
+                              struct.pack("<HI", EC.CancelTransaction, self._last_tid), 1000)
         except usb.core.USBError as exc:
             if isinstance(_map_usb_error(exc, ""), ConnectionLost):
                 raise _map_usb_error(exc, "cancelling") from exc
         if not self._wait_idle(2.0):
             try:
-                dev.ctrl_transfer(0x21, _REQ_DEVICE_RESET, 0, self._ifnum, None, 1000)
+                dev.ctrl_transfer(container.REQUEST_TYPE_OUT, container.REQ_DEVICE_RESET, 0, self._ifnum, None, 1000)
             except usb.core.USBError as exc:
                 if isinstance(_map_usb_error(exc, ""), ConnectionLost):
                     raise _map_usb_error(exc, "resetting") from exc
@@ -696,7 +692,8 @@ class UsbTransport(Transport):
 
     def _device_status(self) -> tuple[int, list[int]] | None:
         try:
-            raw = bytes(self.device.ctrl_transfer(0xA1, _REQ_GET_DEVICE_STATUS, 0, self._ifnum,
+            raw = bytes(self.device.ctrl_transfer(container.REQUEST_TYPE_IN,
+                                                  container.REQ_GET_DEVICE_STATUS, 0, self._ifnum,
                                                   20, 1000))
         except usb.core.USBError as exc:
             mapped = _map_usb_error(exc, "getting device status")
@@ -724,7 +721,7 @@ class UsbTransport(Transport):
                 code, stalled = status
                 for ep in stalled:
                     self._clear_halt(ep)
-                if code == _RC_OK:
+                if code == RC.OK:
                     return True
             if time.monotonic() >= deadline:
                 return False
