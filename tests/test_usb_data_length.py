@@ -4,7 +4,6 @@ a phase that ends early keeps the link in step and is an error, never a silently
 
 from __future__ import annotations
 
-import array
 import io
 import logging
 import struct

@@ -46,8 +46,9 @@ import logging
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 import usb.core
 import usb.util
@@ -73,6 +74,7 @@ from ptpfs.protocol.transaction import (
     DataStart,
     Transaction,
     TransactionEvent,
+    is_usb_response,
     usb_container_event,
 )
 from ptpfs.protocol.transaction import Response as ResponseEvent
@@ -298,6 +300,7 @@ class UsbTransport(Transport):
         self._closed = False
         self._claimed = False
         self._last_tid = 0
+        self._code = 0                    # operation in progress, for messages
         self._leftover = b""
         self._event_lock = threading.Lock()
         self._ep_out, self._ep_in, self._ep_int = self._endpoints(intf)
@@ -353,8 +356,8 @@ class UsbTransport(Transport):
             raise ConnectionLost(f"{what}: {exc}") from exc
         self._claimed = True
 
-    def _bulk_calls(self) -> tuple[Callable[[array.array, int], int],
-                                   Callable[[array.array, int], int]]:
+    def _bulk_calls(self) -> tuple[Callable[[array.array[int], int], int],
+                                   Callable[[array.array[int], int], int]]:
         """Bulk-IN and bulk-OUT calls straight into the pyusb backend (libusb, or the
         simulator's): ``device.read``/``write`` look the endpoint up, take pyusb's lock and
         check the claim on every call, which in a slow guest costs as much as the transfer
@@ -385,16 +388,26 @@ class UsbTransport(Transport):
             raise ConnectionLost(f"{self.description}: transport is closed")
 
     # ---------------------------------------------------------------- raw I/O
+    def _what(self, what: str) -> str:
+        """*what* with the operation's code for ``{}``: messages are built only when they are
+        needed (formatting them for every transfer costs real time on slow hosts)."""
+        return what.replace("{}", f"0x{self._code:04x}")
+
     def _limit(self, ms: int, what: str) -> int:
         """*ms*, cut short by the transaction deadline (which raises once it has passed)."""
         self._deadline_bound = False
         if self._deadline is not None:
-            left = int(self._deadline.left(what) * 1000)
+            try:
+                left = int(self._deadline.left(what) * 1000)
+            except TransportTimeout:
+                raise TransportTimeout(f"{self._what(what)}: {self._deadline.explain()}") \
+                    from None
             if left < ms:
                 ms, self._deadline_bound = max(1, left), True
         return ms
 
     def _usb_failed(self, exc: BaseException, what: str) -> TransportError:
+        what = self._what(what)
         if self._deadline is not None and self._deadline_bound and _is_timeout(exc):
             return TransportTimeout(f"{what}: {self._deadline.explain()}")
         return _map_usb_error(exc, what)
@@ -405,7 +418,7 @@ class UsbTransport(Transport):
         except (usb.core.USBError, usb.core.NoBackendError) as exc:
             raise self._usb_failed(exc, what) from exc
         if n != len(data):
-            raise TransportTimeout(f"{what}: device accepted {n} of {len(data)} bytes")
+            raise TransportTimeout(f"{self._what(what)}: device accepted {n} of {len(data)} bytes")
         if self._deadline is not None:
             self._deadline.moved(n)
 
@@ -454,6 +467,7 @@ class UsbTransport(Transport):
         ms = self._ms(timeout)
         tid = request.transaction_id
         self._last_tid = tid
+        self._code = request.code
         self._leftover = b""
         name = f"0x{request.code:04x}"
         machine = self._machine
@@ -461,11 +475,11 @@ class UsbTransport(Transport):
         machine.send(Command(request.code, tid, tuple(request.params),
                              DATA_OUT if data_out is not None else NO_DATA))
         cmd = container.encode_command(request.code, tid, tuple(request.params))
-        self._write(array.array("B", cmd), ms, f"sending command {name}")
+        self._write(array.array("B", cmd), ms, "sending command {}")
         if data_out is not None and self._send_data(request, data_out, data_out_length, ms):
             first = self._probe_reply(ms, name)
         else:
-            first = self._read_transfer(ms, f"reading reply to {name}")
+            first = self._read_transfer(ms, "reading reply to {}")
         while True:
             event = self._event(first, name)
             short, done = machine.data_short, machine.data_done   # the response resets them
@@ -473,7 +487,7 @@ class UsbTransport(Transport):
             if isinstance(event, ResponseEvent):
                 return self._response(event, short, done, name)
             self._receive_data(first, data_in, ms, name)
-            first = self._read_transfer(ms, f"reading response to {name}")
+            first = self._read_transfer(ms, "reading response to {}")
 
     def _response(self, event: ResponseEvent, short: int, done: int, name: str) -> Response:
         """The transaction's response; a data phase that ended *short* bytes early is an
@@ -519,7 +533,7 @@ class UsbTransport(Transport):
             n = self._read(buf, ms, what)
             if n:
                 return memoryview(buf)[:n]
-        raise ProtocolError(f"{what}: device sent only empty packets")
+        raise ProtocolError(f"{self._what(what)}: device sent only empty packets")
 
     def _receive_data(self, first: memoryview, sink: DataSink | None, ms: int,
                       name: str) -> None:
@@ -556,36 +570,33 @@ class UsbTransport(Transport):
             want = CHUNK_SIZE if remaining is None else -(-remaining // self._mps_in) * self._mps_in
             buf = self._in_buffer(want)
             asked = len(buf)
-            n = self._read(buf, ms, f"{name}: reading data")
+            n = self._read(buf, ms, "{}: reading data")
             chunk = memoryview(buf)[:n]
-            if remaining is not None and (n == 0 or self._is_own_response(chunk)):
+            if remaining is not None and (n == 0 or is_usb_response(chunk, self._last_tid)):
                 # A zero-length packet, or the response itself: the phase ended early.
                 self._leftover = bytes(chunk)
                 self._feed(DataEnd(), name)
                 return
 
-    def _is_own_response(self, transfer: memoryview) -> bool:
-        """Whether a whole transfer is exactly a response container for this transaction."""
-        return container.is_response_for(transfer, self._last_tid)
 
     def _probe_reply(self, ms: int, name: str) -> memoryview:
         """The reply after a data phase whose last transfer was a multiple of 64 bytes but
         shorter than a packet.  Some responders treat only non-multiples of 64 as short: they
         never answer, and refuse the zero-length packet they wait for."""
         try:
-            return self._read_transfer(min(ms, _PROBE_MS), f"reading reply to {name}")
+            return self._read_transfer(min(ms, _PROBE_MS), "reading reply to {}")
         except TransportTimeout:
             pass
         except EndpointStalled:   # "still awaiting data": it stalls bulk IN meanwhile
             self._clear_halt(self._ep_in.bEndpointAddress)
         try:
-            self._write(array.array("B"), ms, f"{name}: sending zero-length packet")
+            self._write(array.array("B"), ms, "{}: sending zero-length packet")
         except EndpointStalled as exc:
             raise ZeroLengthPacketRefused(
                 f"{name}: the device accepted every data byte but did not end the data phase "
                 "and refused the zero-length packet (it ends data phases only on transfers "
                 "that are not a multiple of 64 bytes); the transaction was cancelled") from exc
-        return self._read_transfer(ms, f"reading reply to {name}")
+        return self._read_transfer(ms, "reading reply to {}")
 
     def _send_data(self, request: Request, source: BinaryIO, length: int, ms: int) -> bool:
         """Send the data phase; True if the device may not have seen its end (the last
@@ -619,14 +630,14 @@ class UsbTransport(Transport):
                 fill += want
                 remaining -= want
             data = buf if fill == OUT_CHUNK_SIZE else buf[:fill]
-            self._write(data, ms, f"{name}: sending data")
+            self._write(data, ms, "{}: sending data")
             last = fill
             fill = 0
             if not remaining:
                 break
         if total % self._mps_out == 0:
             try:
-                self._write(array.array("B"), ms, f"{name}: sending zero-length packet")
+                self._write(array.array("B"), ms, "{}: sending zero-length packet")
             except EndpointStalled as exc:   # transact() recovers (cancels) before re-raising
                 raise ZeroLengthPacketRefused(
                     f"{name}: the device accepted all {length} data bytes but refused the "
