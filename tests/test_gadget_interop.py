@@ -18,6 +18,7 @@ each client fetched equal the files the simulator serves.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import random
@@ -49,7 +50,8 @@ def _sha(data: bytes) -> str:
 
 
 GUEST = r'''
-import hashlib, json, os, re, shutil, subprocess, sys, time, traceback
+import errno, hashlib, json, os, re, shutil, subprocess, sys, time, traceback
+import usb.util
 from pathlib import Path
 
 SHARE = Path(sys.argv[1])
@@ -235,6 +237,26 @@ def ptpfs(profile):
     out["log"] = open(f"/tmp/ptpfs-{profile}.log", "rb").read().decode("utf-8", "replace")[-3000:]
     return out
 
+def class_requests(profile):
+    """The PTP class requests over the real control pipe (pyusb, no PTP library)."""
+    import usb.core
+    vid, pid = (int(x, 16) for x in CONFIG["profiles"][profile].split(":"))
+    dev = usb.core.find(idVendor=vid, idProduct=pid)
+    out = {"status": bytes(dev.ctrl_transfer(0xA1, 0x67, 0, 0, 64)).hex()}
+    dev.ctrl_transfer(0x21, 0x64, 0, 0, bytes.fromhex("014005000000"))   # Cancel, tid 5
+    out["after_cancel"] = bytes(dev.ctrl_transfer(0xA1, 0x67, 0, 0, 64)).hex()
+    out["again"] = bytes(dev.ctrl_transfer(0xA1, 0x67, 0, 0, 64)).hex()
+    dev.ctrl_transfer(0x21, 0x66, 0, 0, None)                            # Device Reset
+    out["after_reset"] = bytes(dev.ctrl_transfer(0xA1, 0x67, 0, 0, 64)).hex()
+    try:
+        dev.ctrl_transfer(0xA1, 0x65, 0, 0, 64)          # Get Extended Event Data: not offered
+        out["unknown"] = "answered"
+    except usb.core.USBError as exc:
+        out["unknown"] = exc.errno
+    out["status_after_stall"] = bytes(dev.ctrl_transfer(0xA1, 0x67, 0, 0, 64)).hex()
+    usb.util.dispose_resources(dev)
+    return out
+
 step("wait_devices", wait_devices)
 step("ptpctl_devices", ptpctl_devices)
 PORTS = RESULT["steps"]["ptpctl_devices"].get("ports", {})
@@ -247,6 +269,7 @@ step("jmtpfs", mtp_mount, "jmtpfs", ["jmtpfs"], False)
 step("go-mtpfs", mtp_mount, "go-mtpfs", ["go-mtpfs"], True)
 for profile in CONFIG["profiles"]:
     step(f"ptpfs_{profile}", ptpfs, profile)
+step("class_requests", class_requests, "generic")
 RESULT["done"] = True
 save()
 '''
@@ -402,3 +425,11 @@ def test_ptpfs_uploads_reach_the_served_folder(gadget_run: dict[str, Any], profi
     landed = gadget_run["root"] / FOLDER / UPLOAD.format(profile)
     assert landed.exists(), sorted(p.name for p in (gadget_run["root"] / FOLDER).iterdir())
     assert _sha(landed.read_bytes()) == _sha(gadget_run["upload"])
+
+
+def test_class_requests_over_the_real_control_pipe(gadget_run: dict[str, Any]) -> None:
+    step = _step(gadget_run, "class_requests")
+    ok, busy = "04000120", "04001920"
+    assert (step["status"], step["after_cancel"], step["again"]) == (ok, busy, ok), step
+    assert step["after_reset"] == ok and step["status_after_stall"] == ok, step
+    assert step["unknown"] == errno.EPIPE, step
