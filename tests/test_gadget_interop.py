@@ -257,6 +257,34 @@ def class_requests(profile):
     usb.util.dispose_resources(dev)
     return out
 
+def uploads():
+    """Each client that writes puts its own copy of the upload bytes on the device."""
+    data = bytes.fromhex(CONFIG["upload_hex"])
+    out = {}
+    def local(name):
+        path = f"/tmp/{name}"
+        Path(path).write_bytes(data)
+        return path
+    out["gphoto2"] = run(["gphoto2", "--port", PORTS["generic"], "--folder",
+                          "/store_00010001/" + FOLDER, "--upload-file", local("gphoto2_up.bin")])
+    out["mtp-sendfile"] = run(["mtp-sendfile", local("mtp_up.bin"), "mtp_up.bin"])
+    for name, cmd, background in (("jmtpfs", ["jmtpfs"], False),
+                                   ("go-mtpfs", ["go-mtpfs", "-android=false"], True)):
+        mnt = f"/tmp/{name}-w"
+        os.makedirs(mnt, exist_ok=True)
+        proc = subprocess.Popen(cmd + [mnt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not background:
+            proc.wait(timeout=60)
+            proc = None
+        if not wait_mounted(mnt, proc, 60):
+            out[name] = {"mounted": False}
+            continue
+        storage = sorted(os.listdir(mnt))[0]
+        r = run(["cp", local(f"{name}_up.bin"), os.path.join(mnt, storage, FOLDER) + "/"])
+        r.update(unmount(mnt, proc))
+        out[name] = r
+    return out
+
 step("wait_devices", wait_devices)
 step("ptpctl_devices", ptpctl_devices)
 PORTS = RESULT["steps"]["ptpctl_devices"].get("ports", {})
@@ -270,6 +298,7 @@ step("go-mtpfs", mtp_mount, "go-mtpfs", ["go-mtpfs"], True)
 for profile in CONFIG["profiles"]:
     step(f"ptpfs_{profile}", ptpfs, profile)
 step("class_requests", class_requests, "generic")
+step("uploads", uploads)
 RESULT["done"] = True
 save()
 '''
@@ -446,3 +475,18 @@ def test_class_requests_over_the_real_control_pipe(gadget_run: dict[str, Any]) -
     assert (step["status"], step["after_cancel"], step["again"]) == (ok, busy, ok), step
     assert step["after_reset"] == ok and step["status_after_stall"] == ok, step
     assert step["unknown"] == errno.EPIPE, step
+
+
+@pytest.mark.parametrize("client, where", [
+    ("gphoto2", f"{FOLDER}/gphoto2_up.bin"), ("mtp-sendfile", "mtp_up.bin"),
+    ("jmtpfs", f"{FOLDER}/jmtpfs_up.bin"), ("go-mtpfs", f"{FOLDER}/go-mtpfs_up.bin")])
+def test_client_uploads_reach_the_served_folder(gadget_run: dict[str, Any], client: str,
+                                                where: str) -> None:
+    """gphoto2 on generic, libmtp's sendfile (into the root: it keeps the local basename),
+    jmtpfs and go-mtpfs (plain SendObject mode: ``-android=false``) on android-mtp."""
+    _need("mtp-sendfile" if client == "mtp-sendfile" else client)
+    step = _step(gadget_run, "uploads")[client]
+    assert step.get("rc") == 0, step
+    landed = gadget_run["root"] / where
+    assert landed.exists(), step
+    assert _sha(landed.read_bytes()) == _sha(gadget_run["upload"])
