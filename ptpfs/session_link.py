@@ -98,7 +98,7 @@ class LinkSupervision:
         for cb in listeners:
             try:
                 cb(state)
-            except Exception:  # noqa: BLE001 - a listener must not stop reconnection
+            except Exception:
                 log.exception("link listener failed")
 
     @contextlib.contextmanager
@@ -157,7 +157,7 @@ class LinkSupervision:
                 (log.warning if str(exc) != last else log.debug)("reconnect: %s", exc)
                 last = str(exc)
                 continue
-            except Exception:  # noqa: BLE001 - keep trying
+            except Exception:
                 log.exception("reconnect failed")
                 continue
             if self._reattach(transport):
@@ -197,12 +197,16 @@ class LinkSupervision:
                 return False
             with self._state_lock:
                 self.generation += 1
-                self.reconnects += 1
                 self._failures += 1
-                self.lost = False
         log.warning("device reconnected (session generation %d)", self.generation)
-        self._start_events()
+        # The listeners (the fs rebuilding its tree for the new handles) run before any
+        # other thread may use the new session: ``lost`` stays true until they are done,
+        # so no request resolves a path to an old handle and sends it to the new session.
         self._notify_link("reconnected")
+        with self._state_lock:
+            self.reconnects += 1
+            self.lost = False
+        self._start_events()
         return True
 
     def _check_usable(self, seen_failures: int) -> None:
@@ -232,7 +236,7 @@ class LinkSupervision:
                 self._suspect = True
         elif isinstance(exc, TransportTimeout):
             self._failures += 1
-            if getattr(exc, "request_sent", True) is False and self._next_tid:
+            if not exc.request_sent and self._next_tid:
                 self._next_tid = tid      # the device never saw this transaction ID
             log.warning("%s timed out (%s); recovering the link", operation_name(code), exc)
             if self._recover():
@@ -254,7 +258,7 @@ class LinkSupervision:
             self._mark_lost(f"probe: {exc}")
             raise
         except (TransportTimeout, ProtocolError) as exc:
-            if getattr(exc, "request_sent", True) is False and self._next_tid:
+            if not exc.request_sent and self._next_tid:
                 self._next_tid = tid
             self._failures += 1
             self._recover()

@@ -1,7 +1,8 @@
 """USB generic container (ptpfs.protocol.container)."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ptpfs.errors import InvalidValue, ProtocolError
 from ptpfs.protocol import container as c

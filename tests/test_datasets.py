@@ -3,14 +3,26 @@
 import struct
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ptpfs.errors import InvalidValue, ProtocolError
 from ptpfs.protocol.codes import DPC, DT, OC, OFC, OPC
-from ptpfs.protocol.datasets import (DeviceInfo, DevicePropDesc, ObjectInfo, ObjectPropEntry,
-                                     PropEnum, PropRange, StorageInfo, decode_prop_list,
-                                     decode_u16_array, decode_u32_array, encode_prop_list,
-                                     encode_u16_array, encode_u32_array)
+from ptpfs.protocol.datasets import (
+    DeviceInfo,
+    DevicePropDesc,
+    ObjectInfo,
+    ObjectPropEntry,
+    PropEnum,
+    PropRange,
+    StorageInfo,
+    decode_prop_list,
+    decode_u16_array,
+    decode_u32_array,
+    encode_prop_list,
+    encode_u16_array,
+    encode_u32_array,
+)
 from ptpfs.protocol.wire import INT_TYPES
 
 u8 = st.integers(0, 0xFF)

@@ -1,6 +1,6 @@
 """The simulated camera as a real USB device, checked by USB clients nobody here wrote.
 
-One guest boot (``scripts/usb-vm --sim-gadget canon-eos --sim-gadget android-mtp --sim-gadget
+One guest boot (``tools/usb-vm/usb-vm --sim-gadget canon-eos --sim-gadget android-mtp --sim-gadget
 generic --sim-root DIR``): three FunctionFS gadgets on three dummy_hcd buses, each served by
 ``ptpctl serve --usb-gadget`` with its profile's identity (Canon's 04a9:32f5, a Pixel's
 18d1:4ee1, a generic still-image device).  In the guest:
@@ -38,7 +38,7 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-USB_VM = ROOT / "scripts" / "usb-vm"
+USB_VM = ROOT / "tools" / "usb-vm" / "usb-vm"
 PROFILES = {"canon-eos": "04a9:32f5", "android-mtp": "18d1:4ee1", "generic": "1d6b:0150"}
 FOLDER = "DCIM/100TEST"
 FETCHED = "IMG_0001.JPG"

@@ -46,6 +46,19 @@ _ptpctl() {
             --deny-uploads --bandwidth --latency -v --debug" -- "$cur"))
         return
     fi
+    if [ "${COMP_WORDS[1]}" = firmware ]; then
+        case $prev in
+            --device) COMPREPLY=($(compgen -W "$_ptpfs_specs" -- "$cur")); return ;;
+            --profile) COMPREPLY=($(compgen -W "generic canon-eos android-mtp whole-object" -- "$cur")); return ;;
+            --timeout) return ;;
+        esac
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W "-h --help --device --profile --timeout -v --verbose" -- "$cur"))
+        else
+            COMPREPLY=($(compgen -f -- "$cur"))
+        fi
+        return
+    fi
     case $prev in
         --device) COMPREPLY=($(compgen -W "$_ptpfs_specs" -- "$cur")); return ;;
         --profile) COMPREPLY=($(compgen -W "generic canon-eos android-mtp whole-object" -- "$cur")); return ;;
@@ -56,7 +69,7 @@ _ptpctl() {
         -O --output --force -u --upload --parent --delete --set-property --device
         --profile --timeout --list-devices --auto-detect --json -v --debug"
     if [ "$COMP_CWORD" = 1 ] && [[ $cur != -* ]]; then
-        COMPREPLY=($(compgen -W "serve" -- "$cur"))
+        COMPREPLY=($(compgen -W "serve firmware" -- "$cur"))
     else
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
     fi

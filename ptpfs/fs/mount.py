@@ -22,9 +22,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptpfs.errors import InvalidValue
+
+if TYPE_CHECKING:
+    from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
 
@@ -288,27 +291,30 @@ def raise_kernel_readahead(mountpoint: str, size: int) -> None:
         return
     want = str(max(size >> 10, 4))
     path = f"/sys/class/bdi/{dev}/read_ahead_kb"
-    # The kernel clamps the window to its INIT proposal (128 KiB) when it processes
-    # our INIT reply, which may come after this write: check and write again.
-    stable = 0
-    for _ in range(30):
-        try:
-            with open(path) as f:
-                if f.read().strip() == want:
-                    stable += 1
-                    if stable >= 3:
-                        return
-                else:
-                    stable = 0
-                    with open(path, "w") as f:
-                        f.write(want)
-            time.sleep(0.1)
-        except OSError as exc:
-            log.debug("kernel read-ahead left as it is (%s)", exc)
-            return
+    # This runs from FUSE INIT, before libfuse replies. The kernel holds every request
+    # until it has processed that reply (and clamped the window), so a stat of the root
+    # returns only after the clamp: no race with it, however slow the machine.
+    try:
+        os.stat(mountpoint)
+    except OSError as exc:
+        log.debug("kernel read-ahead left as it is (%s)", exc)
+        return
+    # Anonymous device numbers are reused: write only while the mount is still there
+    # (a thread that outlived a short-lived mount used to set the next mount's window).
+    if _mount_device(mountpoint) != dev:
+        log.debug("kernel read-ahead left as it is (%s is gone)", mountpoint)
+        return
+    try:
+        with open(path) as f:
+            if f.read().strip() == want:
+                return
+        with open(path, "w") as f:
+            f.write(want)
+    except OSError as exc:
+        log.debug("kernel read-ahead left as it is (%s)", exc)
 
 
-def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = False,
+def mount(session: Session, mountpoint: str, opts: MountOptions, *, debug: bool = False,
           fsname: str = "ptpfs", on_ready: Callable[[], None] | None = None,
           single_thread: bool = False) -> bool:
     """Serve *session* at *mountpoint* in the foreground until unmounted.
@@ -317,6 +323,7 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
     unmounted cleanly, by fusermount3 -u or a signal), ``False`` if the
     mount failed.  The session is not closed here.
     """
+    from ptpfs.fs import fusemain
     from ptpfs.fs.operations import PlusFUSE, PtpFs
 
     mountpoint = os.path.abspath(mountpoint)  # libfuse changes the cwd to /
@@ -325,11 +332,14 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
     state = {"ready": False, "serving": False}
 
     def ready() -> None:
-        state["ready"] = state["serving"] = True
+        state["ready"] = True
         threading.Thread(target=raise_kernel_readahead, args=(mountpoint, opts.kernel_readahead),
                          name="ptpfs-readahead", daemon=True).start()
         if on_ready is not None:
             on_ready()
+        # only now: this is libfuse's INIT thread, whose context has no request
+        # (fuse_interrupted would dereference NULL here)
+        state["serving"] = True
 
     ops = PtpFs(session, cache_ttl=opts.cache_ttl, read_only=opts.read_only,
                 readahead_max=opts.readahead_max, readahead_min=opts.readahead_min,
@@ -358,12 +368,19 @@ def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = Fa
         fs_destroy(path)
 
     ops.destroy = destroy  # type: ignore[method-assign]
+
+    def loop_ended() -> None:
+        # fuse_destroy frees libfuse's tables before it calls destroy(), and runs the
+        # .fuse_hidden unlinks in a context without a request: stop asking libfuse here
+        state["serving"] = False
+        ops.loop_ended()
     # GIO's is_remote_fs_type (gio/glocalfile.c) names fuse.sshfs as the remote FUSE type
     # (see docs/photographer.md for which GLib versions act on it).
     kwargs.setdefault("subtype", "sshfs" if opts.remote else "ptpfs")
     try:
-        PlusFUSE(ops, mountpoint, raw_fi=True, foreground=True, debug=debug,
-                 nothreads=single_thread, use_ino=True, **kwargs)
+        with fusemain.hooked(loop_ended):
+            PlusFUSE(ops, mountpoint, raw_fi=True, foreground=True, debug=debug,
+                     nothreads=single_thread, use_ino=True, **kwargs)
     except RuntimeError as exc:
         # libfuse 3 reports "ended by signal" as a non-zero result; that is a clean stop.
         if not state["ready"]:

@@ -1,4 +1,4 @@
-"""Command line of ``scripts/usb-vm``."""
+"""Command line of ``tools/usb-vm/usb-vm``."""
 
 from __future__ import annotations
 
