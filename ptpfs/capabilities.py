@@ -7,14 +7,25 @@ names: which listing, partial-read, rename and event mechanisms exist.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from ptpfs.protocol.codes import OC
 from ptpfs.protocol.datasets import DeviceInfo
 
-#: Partial-read mechanisms, best first.
-PARTIAL_64 = "64"     # Android GetPartialObject64 (0x95C1): 64-bit offsets
-PARTIAL_EOS = "eos"   # Canon EOS GetPartialObject (0x9107) + TransferComplete
-PARTIAL_32 = "32"     # standard GetPartialObject (0x101B): 32-bit offsets
+
+class PartialRead(str, Enum):
+    """Partial-read mechanisms, best first (the value is what ``/.ptp`` shows)."""
+
+    OFFSET64 = "64"   # Android GetPartialObject64 (0x95C1): 64-bit offsets
+    EOS = "eos"       # Canon EOS GetPartialObject (0x9107) + TransferComplete
+    OFFSET32 = "32"   # standard GetPartialObject (0x101B): 32-bit offsets
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
 
 
 @dataclass(frozen=True)
@@ -24,7 +35,7 @@ class Capabilities:
     operations: frozenset[int] = field(repr=False)
     prop_list: bool
     eos_listing: bool
-    partial_read: str | None
+    partial_read: PartialRead | None
     rename: bool
     move: bool
     eos_events: bool
@@ -33,15 +44,15 @@ class Capabilities:
     object_props: bool
 
     @classmethod
-    def from_device_info(cls, info: DeviceInfo) -> "Capabilities":
+    def from_device_info(cls, info: DeviceInfo) -> Capabilities:
         """Derive the capabilities advertised by *info*."""
         ops = frozenset(info.operations_supported)
         if OC.GetPartialObject64 in ops:
-            partial: str | None = PARTIAL_64
+            partial: PartialRead | None = PartialRead.OFFSET64
         elif OC.EOS_GetPartialObject in ops and OC.EOS_TransferComplete in ops:
-            partial = PARTIAL_EOS
+            partial = PartialRead.EOS
         elif OC.GetPartialObject in ops:
-            partial = PARTIAL_32
+            partial = PartialRead.OFFSET32
         else:
             partial = None
         return cls(

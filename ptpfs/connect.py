@@ -34,13 +34,12 @@ simulator profile name (``generic``, ``canon-eos``, …, optionally with the
 ``sim`` spec's options: ``canon-eos?uploads=1``), ``usb`` specs are
 served by the simulated camera through the simulated pyusb backend, so the
 real USB transport code runs without hardware (``PTPFS_TEST_USB_SIM_ROOT``
-optionally names the directory it serves).  It exists for the test-suite
-and for trying the tools on a machine with no camera.
+optionally names the directory it serves).  The hook lives in
+:mod:`ptpfs.testing.usb_sim`, which the source tree has and installations do not.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import re
 from dataclasses import dataclass
@@ -54,9 +53,9 @@ from ptpfs.transport.usbspec import parse_usb_spec
 PTPIP_PORT = 15740
 #: Simulator profile used when neither the spec nor the caller names one.
 DEFAULT_PROFILE = "generic"
-#: Environment variable that routes ``usb`` specs to the simulated USB backend.
+#: Environment variable that routes ``usb`` specs to the simulated USB backend
+#: (the hook itself is :mod:`ptpfs.testing.usb_sim`); and the directory it serves.
 USB_SIM_ENV = "PTPFS_TEST_USB_SIM"
-#: Optional directory the simulated USB camera serves.
 USB_SIM_ROOT_ENV = "PTPFS_TEST_USB_SIM_ROOT"
 
 _SIM_OPTIONS = frozenset({"profile", "uploads"})
@@ -332,29 +331,23 @@ def _make_sim_camera(root: str | None, profile: str, uploads: bool | None = None
         raise InvalidValue(str(exc)) from exc
 
 
-_usb_sim_backends: dict[tuple[str, str | None], Any] = {}
-
-
 def _usb_sim_backend(backend: Any) -> Any:
-    """The simulated USB backend when the testing aid is switched on.
-
-    One simulated camera per (profile, root) lives for the whole process, like
-    a device that stays plugged in between sessions.
-    """
+    """*backend*, or the simulated USB backend when the ``PTPFS_TEST_USB_SIM`` testing
+    aid is on (:mod:`ptpfs.testing.usb_sim`, present in the source tree only)."""
     if backend is not None or not os.environ.get(USB_SIM_ENV):
         return backend
-    key = (os.environ[USB_SIM_ENV], os.environ.get(USB_SIM_ROOT_ENV) or None)
-    if key not in _usb_sim_backends:
-        from ptpfs.sim.usb_backend import SimUsbBackend
+    try:
+        from ptpfs.testing import usb_sim
+    except ImportError:
+        raise DeviceNotFound(f"{USB_SIM_ENV} is a testing aid of the ptpfs source tree; "
+                             "this installation does not have it") from None
 
+    def make(root: str | None, value: str) -> Any:
         # the value is a profile, optionally with the sim spec's options: canon-eos?uploads=1
-        sim = _parse_sim("?profile=" + key[0].replace("?", "&", 1))
-        camera = _make_sim_camera(key[1], sim.profile or DEFAULT_PROFILE, sim.uploads)
-        _usb_sim_backends[key] = SimUsbBackend([camera])
-        close = getattr(camera, "close", None)
-        if callable(close):
-            atexit.register(close)
-    return _usb_sim_backends[key]
+        sim = _parse_sim("?profile=" + value.replace("?", "&", 1))
+        return _make_sim_camera(root, sim.profile or DEFAULT_PROFILE, sim.uploads)
+
+    return usb_sim.backend(make)
 
 
 def _open_usb(selector: str, backend: Any, timeout: float | None,

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 
 class PTPError(Exception):
-    """Root of every error raised by ptpfs."""
+    """Root of every error raised by ptpfs.
+
+    Two attributes say what a failed transaction left behind (a transport sets them on
+    the instance when it knows better than the defaults):
+    """
+
+    #: False when the request never reached the device (its transaction ID may be reused).
+    request_sent: bool = True
+    #: True when every byte of a host-to-device data phase went out although the
+    #: transaction failed (the object may have arrived complete: check by listing).
+    data_delivered: bool = False
 
 
 class ProtocolError(PTPError):

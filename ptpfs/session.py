@@ -23,9 +23,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, overload
 
-from ptpfs.capabilities import Capabilities
+from ptpfs.capabilities import Capabilities, PartialRead
 from ptpfs.errors import (
     ConnectionLost,
     Interrupted,
@@ -77,7 +77,7 @@ class Result:
     def ok(self) -> bool:
         return self.code == RC.OK
 
-    def raise_for_status(self) -> "Result":
+    def raise_for_status(self) -> Result:
         """Raise :class:`ResponseError` unless the response is OK; return self."""
         if self.code != RC.OK:
             raise ResponseError(self.code, self.operation, self.params)
@@ -95,7 +95,7 @@ class SessionStats:
     transactions: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
-    per_operation: Counter = field(default_factory=Counter)
+    per_operation: Counter[int] = field(default_factory=Counter)
 
 
 class _Collector:
@@ -242,7 +242,7 @@ class Session(LinkSupervision):
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def open(self) -> "Session":
+    def open(self) -> Session:
         """Read DeviceInfo, open the session and start event delivery."""
         with self._lock:
             self._open_link()
@@ -300,7 +300,7 @@ class Session(LinkSupervision):
             try:
                 quick = min(self.timeout or 2.0, 2.0)
                 self.transaction(OC.CloseSession, data_phase=False, timeout=quick, check=False)
-            except Exception as exc:  # closing must never fail loudly
+            except Exception as exc:  # noqa: BLE001 - closing must never fail loudly
                 log.debug("CloseSession failed: %s", exc)
         self.is_open = False
         thread = self._event_thread
@@ -315,7 +315,7 @@ class Session(LinkSupervision):
             except Exception as exc:  # noqa: BLE001 - best effort
                 log.debug("releasing the reconnect factory failed: %s", exc)
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         if not self.is_open:
             self.open()
         return self
@@ -513,14 +513,14 @@ class Session(LinkSupervision):
                     stop.wait(self.event_poll_interval)
                 else:
                     # short waits keep close() prompt; an idle wait costs nothing
-                    event = transport.read_event(min(self.event_poll_interval, 0.1))
-                    if event is not None and not stop.is_set():
-                        self._dispatch(event)
+                    pending = transport.read_event(min(self.event_poll_interval, 0.1))
+                    if pending is not None and not stop.is_set():
+                        self._dispatch(pending)
             except ConnectionLost as exc:
                 if not stop.is_set():
                     self._mark_lost(f"event channel: {exc}", generation)
                 return
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure of the event channel ends it
                 if stop.is_set():
                     return
                 log.debug("event poll failed: %s", exc)
@@ -565,7 +565,7 @@ class Session(LinkSupervision):
 
     # -- storages and objects ---------------------------------------------------------------
 
-    def get_storage_ids(self) -> list[int]:
+    def get_storage_ids(self) -> tuple[int, ...]:
         """GetStorageIDs."""
         return decode_u32_array(self._checked(OC.GetStorageIDs).data)
 
@@ -580,7 +580,7 @@ class Session(LinkSupervision):
             raise ProtocolError("GetNumObjects: response carries no count")
         return r.params[0]
 
-    def get_object_handles(self, storage_id: int = ALL, fmt: int = 0, parent: int = ALL) -> list[int]:
+    def get_object_handles(self, storage_id: int = ALL, fmt: int = 0, parent: int = ALL) -> tuple[int, ...]:
         """GetObjectHandles (parent 0xFFFFFFFF = root only, 0 = all, else children)."""
         return decode_u32_array(self._checked(OC.GetObjectHandles, [storage_id, fmt, parent]).data)
 
@@ -600,6 +600,13 @@ class Session(LinkSupervision):
                   progress: Callable[[int], None] | None = None) -> bytes | int:
         r = self._checked(code, params, sink=sink, progress=progress)
         return r.data if sink is None else r.data_length
+
+    @overload
+    def get_object(self, handle: int, sink: None = None,
+                   progress: Callable[[int], None] | None = None) -> bytes: ...
+    @overload
+    def get_object(self, handle: int, sink: DataSink,
+                   progress: Callable[[int], None] | None = None) -> int: ...
 
     def get_object(self, handle: int, sink: DataSink | None = None,
                    progress: Callable[[int], None] | None = None) -> bytes | int:
@@ -645,11 +652,11 @@ class Session(LinkSupervision):
                      sink: DataSink | None = None) -> bytes | int:
         """Read part of an object with the best partial-read operation the device has."""
         mode = self.capabilities.partial_read
-        if mode == "64":
+        if mode is PartialRead.OFFSET64:
             return self.get_partial_object64(handle, offset, size, sink)
-        if mode == "eos":
+        if mode is PartialRead.EOS:
             return self.eos_get_partial_object(handle, offset, size, sink)
-        if mode == "32":
+        if mode is PartialRead.OFFSET32:
             return self.get_partial_object(handle, offset, size, sink)
         raise ResponseError(RC.OperationNotSupported, OC.GetPartialObject,
                             message="the device offers no partial-read operation")
@@ -733,7 +740,7 @@ class Session(LinkSupervision):
 
     # -- MTP object properties --------------------------------------------------------------
 
-    def get_object_props_supported(self, fmt: int) -> list[int]:
+    def get_object_props_supported(self, fmt: int) -> tuple[int, ...]:
         """GetObjectPropsSupported for an object format."""
         return decode_u16_array(self._checked(OC.GetObjectPropsSupported, [fmt]).data)
 

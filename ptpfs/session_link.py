@@ -100,7 +100,7 @@ class LinkSupervision:
         for cb in listeners:
             try:
                 cb(state)
-            except Exception:  # noqa: BLE001 - a listener must not stop reconnection
+            except Exception:
                 log.exception("link listener failed")
 
     @contextlib.contextmanager
@@ -159,7 +159,7 @@ class LinkSupervision:
                 (log.warning if str(exc) != last else log.debug)("reconnect: %s", exc)
                 last = str(exc)
                 continue
-            except Exception:  # noqa: BLE001 - keep trying
+            except Exception:
                 log.exception("reconnect failed")
                 continue
             if self._reattach(transport):
@@ -240,7 +240,7 @@ class LinkSupervision:
                 self._suspect = True
         elif isinstance(exc, TransportTimeout):
             self._failures += 1
-            if getattr(exc, "request_sent", True) is False and self._next_tid:
+            if not exc.request_sent and self._next_tid:
                 self._next_tid = tid      # the device never saw this transaction ID
             log.warning("%s timed out (%s); recovering the link", operation_name(code), exc)
             if self._recover():
@@ -262,7 +262,7 @@ class LinkSupervision:
             self._mark_lost(f"probe: {exc}")
             raise
         except (TransportTimeout, ProtocolError) as exc:
-            if getattr(exc, "request_sent", True) is False and self._next_tid:
+            if not exc.request_sent and self._next_tid:
                 self._next_tid = tid
             self._failures += 1
             self._recover()

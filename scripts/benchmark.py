@@ -107,7 +107,7 @@ class RssSampler:
             self.peak = max(self.peak, self._rss())
             self._stop.wait(0.05)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -162,7 +162,7 @@ class UploadWatch:
                 self.first_in = time.monotonic()
             self._stop.wait(0.002)
 
-    def __enter__(self) -> "UploadWatch":
+    def __enter__(self) -> UploadWatch:
         self._thread.start()
         return self
 

@@ -4,7 +4,7 @@
     scripts/fuzz.py --cases 100000 [--seed N] [--layer session|ptpip|usb|all]
 
 Every case builds a small simulated camera, wraps it in a
-:class:`~ptpfs.sim.hostile.HostileCamera` driven by ``Plan.random(seed)``, connects the
+:class:`~ptpfs.testing.hostile.HostileCamera` driven by ``Plan.random(seed)``, connects the
 client through the chosen layer (``session``: in-process, ``usb``: the real pyusb transport
 over a hostile simulated backend, ``ptpip``: the real PTP/IP transport over a hostile
 PTP/IP server) and runs the Session operations the filesystem uses plus a walk of the
@@ -30,21 +30,22 @@ import signal
 import sys
 import threading
 import time
-import tracemalloc
 import traceback
+import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from ptpfs.errors import PTPError  # noqa: E402
-from ptpfs.protocol.codes import DPC, OFC  # noqa: E402
-from ptpfs.protocol.datasets import ObjectInfo  # noqa: E402
-from ptpfs.protocol.messages import Event  # noqa: E402
-from ptpfs.session import Session  # noqa: E402
-from ptpfs.sim import make_camera  # noqa: E402
-from ptpfs.sim.hostile import HostileCamera, HostilePtpipServer, HostileUsbBackend, Plan  # noqa: E402
-from ptpfs.transport.inprocess import InProcessTransport  # noqa: E402
+from ptpfs.errors import PTPError
+from ptpfs.protocol.codes import DPC, OFC
+from ptpfs.protocol.datasets import ObjectInfo
+from ptpfs.protocol.messages import Event
+from ptpfs.session import Session
+from ptpfs.sim import make_camera
+from ptpfs.testing.hostile import HostileCamera, HostilePtpipServer, HostileUsbBackend, Plan
+from ptpfs.transport.inprocess import InProcessTransport
 
 ALL = 0xFFFFFFFF
 LAYERS = ("session", "usb", "ptpip")
@@ -180,7 +181,7 @@ class _Runner:
             self.fail(f"{name}: RecursionError: {str(exc)[:200]}")
         except MemoryError:
             self.fail(f"{name}: MemoryError")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every unexpected exception is a finding
             self.fail(f"{name}: {type(exc).__name__}: {str(exc)[:300]} [{_short_tb(exc)}]")
         return None
 

@@ -69,7 +69,7 @@ def cr3_read_thumbnail(path: str) -> bytes:
                 continue
             for kind2, body2, end2 in boxes(body, end):
                 if kind2 == b"uuid":
-                    for kind3, body3, end3 in boxes(body2 + 16, end2):
+                    for kind3, body3, _end3 in boxes(body2 + 16, end2):
                         if kind3 == b"THMB":
                             head = os.pread(f.fileno(), 16, body3)
                             length = struct.unpack(">I", head[8:12])[0]

@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from ptpfs.connect import open_session  # noqa: E402
-from ptpfs.services.importer import ImportOptions, Importer  # noqa: E402
+from ptpfs.services.importer import Importer, ImportOptions  # noqa: E402
 from ptpfs.session import Session  # noqa: E402
 from ptpfs.sim import make_camera  # noqa: E402
 from ptpfs.sim.ptpip_server import PtpipServer  # noqa: E402

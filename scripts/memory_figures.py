@@ -28,15 +28,16 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from ptpfs.protocol.codes import EC, OC, OFC, RC  # noqa: E402
-from ptpfs.protocol.datasets import ObjectInfo, encode_u32_array  # noqa: E402
-from ptpfs.protocol.messages import Event, Request  # noqa: E402
-from ptpfs.sim import make_camera  # noqa: E402
-from ptpfs.sim.camera import BytesSource, Reply  # noqa: E402
+from ptpfs.protocol.codes import EC, OC, OFC, RC
+from ptpfs.protocol.datasets import ObjectInfo, encode_u32_array
+from ptpfs.protocol.messages import Event, Request
+from ptpfs.sim import make_camera
+from ptpfs.sim.camera import BytesSource, Reply
 
 BASE = 0x0100_0000
 SD1 = 0x00010001

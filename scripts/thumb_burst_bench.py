@@ -28,6 +28,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 from benchmark import mounted  # noqa: E402
+
 from ptpfs.sim import make_camera  # noqa: E402
 from ptpfs.sim.ptpip_server import PtpipServer  # noqa: E402
 

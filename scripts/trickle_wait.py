@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How long programs wait on a camera that trickles (issue 11.1), through a real mount.
 
-Serves the hostile PTP/IP peer (``ptpfs/sim/hostile.py``) in its slow modes, mounts it with
+Serves the hostile PTP/IP peer (``ptpfs/testing/hostile.py``) in its slow modes, mounts it with
 ``ptpfs -o timeout=T`` and times, with the wall clock:
 
 * the handshake against an InitCommandAck with a 2,000-character name at 1 byte/s;
@@ -25,11 +25,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ptpfs.errors import PTPError  # noqa: E402
-from ptpfs.protocol.codes import OC  # noqa: E402
-from ptpfs.sim import make_camera  # noqa: E402
-from ptpfs.sim.hostile import HostileCamera, HostilePtpipServer, Mutation, Plan  # noqa: E402
-from ptpfs.transport.ptpip import PtpipTransport  # noqa: E402
+from ptpfs.errors import PTPError
+from ptpfs.protocol.codes import OC
+from ptpfs.sim import make_camera
+from ptpfs.testing.hostile import HostileCamera, HostilePtpipServer, Mutation, Plan
+from ptpfs.transport.ptpip import PtpipTransport
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

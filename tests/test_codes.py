@@ -4,12 +4,28 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ptpfs.errors import ResponseError
-from ptpfs.protocol.codes import (DPC, DT, EC, OC, OFC, OPC, RC, datatype_name, event_name,
-                                  format_for_filename, format_name, object_prop_name,
-                                  operation_name, property_name, render, response_name)
+from ptpfs.protocol.codes import (
+    DPC,
+    DT,
+    EC,
+    OC,
+    OFC,
+    OPC,
+    RC,
+    datatype_name,
+    event_name,
+    format_for_filename,
+    format_name,
+    object_prop_name,
+    operation_name,
+    property_name,
+    render,
+    response_name,
+)
 
 #: A listing in the seed tool's format, written for these tests (it lives in the repository).
 SEED = Path(__file__).resolve().parent / "data" / "listing-eos.txt"

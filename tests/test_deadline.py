@@ -24,8 +24,8 @@ from ptpfs.errors import ConnectionLost, TransportTimeout
 from ptpfs.protocol.codes import OC
 from ptpfs.session import Session
 from ptpfs.sim import make_camera
-from ptpfs.sim.hostile import HostileCamera, HostilePtpipServer, Mutation, Plan
 from ptpfs.sim.ptpip_server import PtpipServer
+from ptpfs.testing.hostile import HostileCamera, HostilePtpipServer, Mutation, Plan
 from ptpfs.transport.ptpip import PtpipTransport
 
 BOUND = 30.0       # seconds: a hang check, never reached by a working build

@@ -3,13 +3,20 @@
 import struct
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ptpfs.errors import InvalidValue, ProtocolError
 from ptpfs.protocol import eos
 from ptpfs.protocol.codes import EC, OFC
-from ptpfs.protocol.eos import (EOSEvent, EOSObjectEntry, decode_eos_events, decode_object_info_ex,
-                                encode_eos_events, encode_object_info_ex)
+from ptpfs.protocol.eos import (
+    EOSEvent,
+    EOSObjectEntry,
+    decode_eos_events,
+    decode_object_info_ex,
+    encode_eos_events,
+    encode_object_info_ex,
+)
 from ptpfs.protocol.messages import Event
 
 u16 = st.integers(0, 0xFFFF)

@@ -11,27 +11,21 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fuse_helpers import ROOT, is_mounted, unmount
 
-from fuse_helpers import ROOT, is_mounted, mounted_session, unmount
-from ptpfs.connect import reopener
-from ptpfs.session import Session
 from ptpfs.sim import make_camera
 from ptpfs.sim.ptpip_server import PtpipServer
-from ptpfs.transport.inprocess import InProcessTransport
+from ptpfs.sim.store import StoreError
 
 pytestmark = pytest.mark.fuse
 
-if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
-    pytest.fail("FUSE (/dev/fuse, fusermount3) is required for these tests")
 
 PHOTO = "SD1/DCIM/100CANON/IMG_0001.JPG"
 PHOTO2 = "SD1/DCIM/100CANON/IMG_0002.JPG"
@@ -48,15 +42,6 @@ def sha256_file(path: str) -> str:
 
 def expected(camera: Any, path: str) -> str:
     return camera.store.find(path.split("/", 1)[1]).sha256()
-
-
-def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 #: Upper bounds on waits are hang checks, generous on purpose (a loaded 2-core machine);
@@ -92,41 +77,8 @@ def read_all(path: str) -> bytes:
         return f.read()
 
 
-class Mount:
-    def __init__(self, camera: Any, session: Session, mnt: str) -> None:
-        self.camera, self.session, self.mnt = camera, session, mnt
-
-    def path(self, rel: str) -> str:
-        return os.path.join(self.mnt, rel)
-
-
-@pytest.fixture
-def sim_mount() -> Iterator[Any]:
-    """mount(reconnect=False, timeout=2, options=[], **camera_options) -> Mount (in-process)."""
-    stack: list[Any] = []
-
-    def make(reconnect: bool = False, timeout: float = 2.0, options: list[str] | None = None,
-             **camera_options: Any) -> Mount:
-        camera_options.setdefault("folders", 1)
-        camera_options.setdefault("files_per_folder", 3)
-        camera_options.setdefault("big_file", 12 << 20)
-        cam = make_camera(None, "generic", **camera_options)
-        transport = InProcessTransport(cam, timeout=timeout)
-        factory = reopener("sim", transport) if reconnect else None
-        session = Session(transport, timeout=timeout, reopen=factory).open()
-        ctx = mounted_session(session, options)
-        mnt = ctx.__enter__()
-        stack.append((ctx, session, cam))
-        return Mount(cam, session, mnt)
-
-    yield make
-    for ctx, session, cam in reversed(stack):
-        cam.faults.clear()
-        try:
-            ctx.__exit__(None, None, None)
-        finally:
-            session.close()
-            cam.store.close()
+#: Defaults of the shared ``sim_mount`` fixture (conftest.py) in this module.
+SIM_MOUNT = {"folders": 1, "files_per_folder": 3, "big_file": 12 << 20, "timeout": 2.0}
 
 
 # ---------------------------------------------------------------- unplug mid-read
@@ -217,7 +169,7 @@ def test_waiters_fail_fast_behind_a_timeout(sim_mount) -> None:
 
 
 # ---------------------------------------------------------------- reconnect
-def test_reconnect_after_replug_and_stale_handles(sim_mount, tmp_path) -> None:
+def test_reconnect_after_replug_and_stale_handles(wait_for, sim_mount, tmp_path) -> None:
     m = sim_mount(reconnect=True)
     assert read_all(m.path(PHOTO))                       # works
     stale = open(m.path(PHOTO2), "rb")                   # opened before the loss
@@ -255,7 +207,7 @@ def test_no_reconnect_by_default_for_sim(sim_mount) -> None:
     assert timed_errno(lambda: read_all(m.path(PHOTO2)))[0] == errno.EIO
 
 
-def test_reconnect_rebuilds_tree_when_handles_change(sim_mount) -> None:
+def test_reconnect_rebuilds_tree_when_handles_change(wait_for, sim_mount) -> None:
     """A device whose handles differ in the new session: the same path must
     give the same file (the tree is rebuilt, nothing reused by handle)."""
     m = sim_mount(reconnect=True)
@@ -276,7 +228,7 @@ def test_reconnect_rebuilds_tree_when_handles_change(sim_mount) -> None:
 
 
 # ---------------------------------------------------------------- uploads cut off
-def test_link_lost_mid_upload_leaves_nothing(sim_mount, tmp_path) -> None:
+def test_link_lost_mid_upload_leaves_nothing(wait_for, sim_mount, tmp_path) -> None:
     m = sim_mount(reconnect=True)
     m.camera.faults.keep_partial_uploads = True      # like a real camera
     before = sorted(os.listdir(m.path("SD1")))
@@ -292,7 +244,7 @@ def test_link_lost_mid_upload_leaves_nothing(sim_mount, tmp_path) -> None:
     def gone() -> bool:
         try:
             m.camera.store.find("cut.bin")
-        except Exception:
+        except StoreError:
             return True
         return False
     assert wait_for(gone, 5), "the half-sent object is still on the camera"
@@ -303,7 +255,7 @@ def test_link_lost_mid_upload_leaves_nothing(sim_mount, tmp_path) -> None:
     assert m.camera.store.find("cut.bin").sha256() == hashlib.sha256(data).hexdigest()
 
 
-def test_upload_open_across_reconnect_fails_at_close(sim_mount) -> None:
+def test_upload_open_across_reconnect_fails_at_close(wait_for, sim_mount) -> None:
     m = sim_mount(reconnect=True)
     f = open(m.path("SD1/DCIM/across.txt"), "wb")
     f.write(b"written before the loss\n")
@@ -317,7 +269,7 @@ def test_upload_open_across_reconnect_fails_at_close(sim_mount) -> None:
 
 
 # ---------------------------------------------------------------- the CLI, unmount, no zombie
-def test_cli_dead_link_unmounts_at_once_no_zombie(tmp_path) -> None:
+def test_cli_dead_link_unmounts_at_once_no_zombie(wait_for, tmp_path) -> None:
     camera = make_camera(None, "generic", folders=1, files_per_folder=3)
     server = PtpipServer(camera).start()
     mnt = str(tmp_path / "mnt")

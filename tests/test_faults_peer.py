@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 from fuse_helpers import ROOT, is_mounted, unmount
+
 from ptpfs.protocol import ptpip as pk
 
 TIMEOUT = 1.0

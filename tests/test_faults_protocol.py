@@ -6,14 +6,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from fuse_helpers import mounted_session
+
 from ptpfs.connect import open_session
 from ptpfs.protocol.codes import OC
 from ptpfs.sim import SD1, make_camera
@@ -22,8 +21,6 @@ from ptpfs.sim.usb_backend import SimUsbBackend, SimUsbDevice
 
 pytestmark = pytest.mark.fuse
 
-if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
-    pytest.fail("FUSE (/dev/fuse, fusermount3) is required for these tests")
 
 FOLDER = "SD1/DCIM/100CANON"
 
@@ -35,15 +32,6 @@ def sha256(data: bytes) -> str:
 def read_all(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
-
-
-def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 class Mount:
@@ -135,7 +123,7 @@ def test_device_busy_retried_then_ebusy(mount) -> None:
 
 
 @pytest.mark.parametrize("kind", ["tid", "garbage", "type", "nodata"])
-def test_corrupt_reply_is_an_error_then_the_mount_works(mount, kind: str) -> None:
+def test_corrupt_reply_is_an_error_then_the_mount_works(wait_for, mount, kind: str) -> None:
     m = mount(folders=3)
 
     def corrupt() -> None:
@@ -164,7 +152,7 @@ def test_corrupt_reply_is_an_error_then_the_mount_works(mount, kind: str) -> Non
     assert sha256(read_all(photos[1])) == m.expected(photos[1])
 
 
-def test_usb_unplug_and_replug_reconnects_by_serial() -> None:
+def test_usb_unplug_and_replug_reconnects_by_serial(wait_for) -> None:
     cam = make_camera(None, "generic", folders=1, files_per_folder=4)
     backend = SimUsbBackend([cam], serials=["CAM123"])
     session = open_session("usb:001,004", usb_backend=backend, timeout=1.0, reconnect=True)

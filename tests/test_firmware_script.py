@@ -148,3 +148,36 @@ def test_script_runs_as_a_program(firmware: Path) -> None:
                               str(firmware.with_name("NOPE.FIR"))], capture_output=True,
                              text=True, timeout=60, env=env)
     assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+def test_ptpctl_firmware_runs_the_same_update(eos_server, firmware: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``ptpctl firmware`` is the script's code (not a copy): same transfer, same checks."""
+    from ptpfs.cli import ptpctl
+    from ptpfs.services import firmware as service
+
+    assert fw.send_firmware is service.send_firmware
+    camera, spec = eos_server
+    assert ptpctl.main(["firmware", "--device", spec, "-v", str(firmware)]) == 0
+    captured = capsys.readouterr()
+    assert f"done: sent {firmware.stat().st_size} bytes in 3 data phases" in captured.out
+    assert captured.err.count("transaction: file EOSR6150.FIR") == 3
+    assert camera.firmware is not None
+    assert camera.firmware.sha256 == hashlib.sha256(firmware.read_bytes()).hexdigest()
+    assert ptpctl.main(["firmware", "--device", "sim?profile=generic", str(firmware)]) == 1
+    assert capsys.readouterr().err.startswith("ptpctl firmware: not supported:")
+
+
+def test_ptpctl_firmware_is_documented_and_completed() -> None:
+    from ptpfs.cli.firmware import build_parser
+
+    man = (PROJECT / "docs" / "man" / "ptpctl.1").read_text()
+    section = man.split(".SH FIRMWARE", 1)[1].split(".SH ", 1)[0].replace("\\-", "-")
+    bash = (PROJECT / "contrib" / "completion" / "ptpfs.bash").read_text()
+    zsh = (PROJECT / "contrib" / "completion" / "_ptpctl").read_text()
+    for action in build_parser()._actions:
+        for opt in action.option_strings:
+            if opt not in ("-h", "--help"):
+                assert opt in section, opt
+            assert opt in bash.split('= firmware ]', 1)[1], opt
+            assert opt.lstrip("-") in zsh.split("== firmware ]]", 1)[1], opt

@@ -7,8 +7,8 @@ import os
 import time
 
 import pytest
-
 from fuse_helpers import mounted_process
+
 from ptpfs.fs.mount import _mount_device, parse_options
 
 

@@ -6,24 +6,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import shutil
 import subprocess
-import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from fuse_helpers import run
 
-from fuse_helpers import mounted_session, run
-from ptpfs.session import Session
 from ptpfs.sim import SD1, SD2, SampleStore, SimCamera, get_profile, make_camera
 from ptpfs.sim.store import SimObject
-from ptpfs.transport.inprocess import InProcessTransport
 
 pytestmark = pytest.mark.fuse
 
-if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
-    pytest.fail("FUSE (/dev/fuse, fusermount3) is required for these tests")
 
 
 def sha(path: str) -> str:
@@ -34,54 +26,10 @@ def sha(path: str) -> str:
     return h.hexdigest()
 
 
-@dataclasses.dataclass
-class Mounted:
-    camera: Any
-    session: Session
-    mnt: str
-
-    def path(self, *parts: str) -> str:
-        return os.path.join(self.mnt, *parts)
-
-
-@pytest.fixture
-def mount_sim(request) -> Iterator[Any]:
-    """Factory: mount_sim(profile, options=[...], **camera_options) -> Mounted."""
-    stack: list[Any] = []
-
-    def make(profile: str = "generic", options: list[str] | None = None,
-             camera: Any = None, **camera_options: Any) -> Mounted:
-        cam = camera or make_camera(None, profile, **camera_options)
-        session = Session(InProcessTransport(cam)).open()
-        ctx = mounted_session(session, options)
-        mnt = ctx.__enter__()
-        stack.append((ctx, session, cam))
-        return Mounted(cam, session, mnt)
-
-    yield make
-    for ctx, session, cam in reversed(stack):
-        try:
-            ctx.__exit__(None, None, None)
-        finally:
-            session.close()
-            store = getattr(cam, "store", None) or getattr(getattr(cam, "camera", None), "store", None)
-            if store is not None:
-                store.close()  # the simulator's private upload directory
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 # ---------------------------------------------------------------- listing
 @pytest.mark.parametrize("profile", ["generic", "canon-eos", "android-mtp"])
-def test_ls_stat_and_tree(mount_sim, profile: str) -> None:
-    m = mount_sim(profile, folders=2, files_per_folder=6)
+def test_ls_stat_and_tree(sim_mount, profile: str) -> None:
+    m = sim_mount(profile, folders=2, files_per_folder=6)
     top = sorted(os.listdir(m.mnt))
     assert top == [".ptp", "SD1", "SD2"]
     assert ".ptp" in run(["ls", "-a", m.mnt]).stdout.split()
@@ -98,8 +46,8 @@ def test_ls_stat_and_tree(mount_sim, profile: str) -> None:
         os.stat(m.path("SD1/nope"))
 
 
-def test_absent_slot_hidden_and_card_events(mount_sim) -> None:
-    m = mount_sim("generic", folders=1, files_per_folder=2, second_slot="absent")
+def test_absent_slot_hidden_and_card_events(wait_for, sim_mount) -> None:
+    m = sim_mount("generic", folders=1, files_per_folder=2, second_slot="absent")
     assert sorted(os.listdir(m.mnt)) == [".ptp", "SD1"]
     m.camera.insert_card(SD2)
     assert wait_for(lambda: "SD2" in os.listdir(m.mnt))
@@ -107,8 +55,8 @@ def test_absent_slot_hidden_and_card_events(mount_sim) -> None:
     assert wait_for(lambda: "SD2" not in os.listdir(m.mnt))
 
 
-def test_listing_is_cheap_on_capable_devices(mount_sim) -> None:
-    m = mount_sim("android-mtp", folders=10, files_per_folder=50)
+def test_listing_is_cheap_on_capable_devices(sim_mount) -> None:
+    m = sim_mount("android-mtp", folders=10, files_per_folder=50)
     before = m.camera.stats.transactions
     out = run(["ls", "-lR", m.mnt])
     assert out.returncode == 0
@@ -118,7 +66,7 @@ def test_listing_is_cheap_on_capable_devices(mount_sim) -> None:
     assert used <= 10 + 1 + 2 + 3 + 5, used
 
 
-def test_hostile_names(mount_sim) -> None:
+def test_hostile_names(sim_mount) -> None:
     store = SampleStore(folders=1, files_per_folder=2)
     parent = store.find("DCIM/100CANON")
     now = parent.mtime
@@ -132,7 +80,7 @@ def test_hostile_names(mount_sim) -> None:
                             BytesContent(data))
             parent.children[f"hostile-{obj.handle}"] = obj.handle
             store._objects[obj.handle] = obj
-    m = mount_sim(camera=SimCamera(store, "generic"))
+    m = sim_mount(camera=SimCamera(store, "generic"))
     names = os.listdir(m.path("SD1/DCIM/100CANON"))
     assert "IMG_0001.JPG" in names and "IMG_0001~2.JPG" in names
     assert ".._x" in names and "a_b" in names and "__" in names and "c_d" in names
@@ -146,8 +94,8 @@ def test_hostile_names(mount_sim) -> None:
 
 # ---------------------------------------------------------------- reading
 @pytest.mark.parametrize("profile", ["generic", "android-mtp", "canon-eos"])
-def test_cp_out_matches(mount_sim, tmp_path, profile: str) -> None:
-    m = mount_sim(profile, folders=1, files_per_folder=4, jpeg_size=300_000, raw_size=900_000,
+def test_cp_out_matches(sim_mount, tmp_path, profile: str) -> None:
+    m = sim_mount(profile, folders=1, files_per_folder=4, jpeg_size=300_000, raw_size=900_000,
                   big_file=3_000_000)
     dest = tmp_path / "out"
     res = run(["cp", "-r", m.path("SD1/DCIM"), str(dest)])
@@ -157,8 +105,8 @@ def test_cp_out_matches(mount_sim, tmp_path, profile: str) -> None:
         assert sha(str(dest / "100CANON" / name)) == obj.sha256(), name
 
 
-def test_head_reads_little(mount_sim) -> None:
-    m = mount_sim("android-mtp", folders=1, files_per_folder=2, big_file=50_000_000)
+def test_head_reads_little(sim_mount) -> None:
+    m = sim_mount("android-mtp", folders=1, files_per_folder=2, big_file=50_000_000)
     before = m.camera.stats.bytes_out
     res = subprocess.run(["head", "-c", "65536", m.path("SD1/DCIM/100CANON/MVI_9999.MP4")],
                          capture_output=True)
@@ -166,8 +114,8 @@ def test_head_reads_little(mount_sim) -> None:
     assert m.camera.stats.bytes_out - before <= 1 << 20
 
 
-def test_concurrent_readers(mount_sim, tmp_path) -> None:
-    m = mount_sim("android-mtp", folders=1, files_per_folder=6, jpeg_size=2_000_000,
+def test_concurrent_readers(sim_mount, tmp_path) -> None:
+    m = sim_mount("android-mtp", folders=1, files_per_folder=6, jpeg_size=2_000_000,
                   raw_size=3_000_000)
     files = sorted(os.listdir(m.path("SD1/DCIM/100CANON")))
     paths = [m.path("SD1/DCIM/100CANON", f) for f in files] + \
@@ -179,13 +127,13 @@ def test_concurrent_readers(mount_sim, tmp_path) -> None:
         assert digest == obj.sha256()
 
 
-def test_no_partial_read_device_spools(mount_sim) -> None:
+def test_no_partial_read_device_spools(sim_mount) -> None:
     base = get_profile("generic")
     profile = dataclasses.replace(base, name="no-partial", operations=tuple(
         op for op in base.operations if op != 0x101B))
     cam = SimCamera(SampleStore(folders=1, files_per_folder=4, jpeg_size=1_500_000,
                                 raw_size=2_000_000), profile)
-    m = mount_sim(camera=cam)
+    m = sim_mount(camera=cam)
     assert m.session.capabilities.partial_read is None
     files = sorted(os.listdir(m.path("SD1/DCIM/100CANON")))
     paths = [m.path("SD1/DCIM/100CANON", files[0])] * 3 + [m.path("SD1/DCIM/100CANON", files[1])]
@@ -197,8 +145,8 @@ def test_no_partial_read_device_spools(mount_sim) -> None:
 
 # ---------------------------------------------------------------- writing
 @pytest.mark.parametrize("profile", ["generic", "android-mtp"])
-def test_cp_in_and_back(mount_sim, tmp_path, profile: str) -> None:
-    m = mount_sim(profile, folders=1, files_per_folder=2)
+def test_cp_in_and_back(sim_mount, tmp_path, profile: str) -> None:
+    m = sim_mount(profile, folders=1, files_per_folder=2)
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
     blobs = {"a.jpg": os.urandom(3_000_123), "sub/b.txt": b"hello\n", "sub/empty.bin": b""}
@@ -220,8 +168,8 @@ def test_cp_in_and_back(mount_sim, tmp_path, profile: str) -> None:
     assert m.camera.store.find("upload/a.jpg").read(0, 100) == b"new content"
 
 
-def test_rsync_both_ways(mount_sim, tmp_path) -> None:
-    m = mount_sim("android-mtp", folders=1, files_per_folder=4, jpeg_size=200_000,
+def test_rsync_both_ways(sim_mount, tmp_path) -> None:
+    m = sim_mount("android-mtp", folders=1, files_per_folder=4, jpeg_size=200_000,
                   raw_size=400_000)
     out = tmp_path / "out"
     res = run(["rsync", "-a", m.path("SD1/DCIM") + "/", str(out)])
@@ -234,8 +182,8 @@ def test_rsync_both_ways(mount_sim, tmp_path) -> None:
     assert not [n for n in os.listdir(m.path("SD2/copy/100CANON")) if n.startswith(".")]
 
 
-def test_mkdir_rmdir_rm_mv_df(mount_sim) -> None:
-    m = mount_sim("android-mtp", folders=1, files_per_folder=2)
+def test_mkdir_rmdir_rm_mv_df(sim_mount) -> None:
+    m = sim_mount("android-mtp", folders=1, files_per_folder=2)
     d = m.path("SD2/newdir")
     os.mkdir(d)
     assert os.path.isdir(d) and m.camera.store.find("newdir", SD2).is_folder
@@ -268,10 +216,10 @@ def test_mkdir_rmdir_rm_mv_df(mount_sim) -> None:
     assert os.statvfs(m.path("SD2")).f_bfree <= free_before - 1024
 
 
-def test_rename_unsupported_gives_exdev_fallback(mount_sim) -> None:
+def test_rename_unsupported_gives_exdev_fallback(sim_mount) -> None:
     # a device without rename: small files are renamed by copying (issue 9),
     # folders get EXDEV and mv falls back to copying itself
-    m = mount_sim("generic", folders=1, files_per_folder=2)
+    m = sim_mount("generic", folders=1, files_per_folder=2)
     with open(m.path("SD1/one.txt"), "w") as f:
         f.write("one")
     os.rename(m.path("SD1/one.txt"), m.path("SD1/two.txt"))
@@ -285,8 +233,8 @@ def test_rename_unsupported_gives_exdev_fallback(mount_sim) -> None:
     assert os.path.isdir(m.path("SD1/d2")) and not os.path.exists(m.path("SD1/d1"))
 
 
-def test_full_storage_fails_at_cp(mount_sim, tmp_path) -> None:
-    m = mount_sim("generic", folders=1, files_per_folder=2)
+def test_full_storage_fails_at_cp(wait_for, sim_mount, tmp_path) -> None:
+    m = sim_mount("generic", folders=1, files_per_folder=2)
     m.camera.set_full(SD2)
     src = tmp_path / "photo.jpg"
     src.write_bytes(os.urandom(500_000))
@@ -297,8 +245,8 @@ def test_full_storage_fails_at_cp(mount_sim, tmp_path) -> None:
     assert wait_for(lambda: "photo.jpg" not in os.listdir(m.path("SD2")))
 
 
-def test_read_only_storage(mount_sim) -> None:
-    m = mount_sim("generic", folders=1, files_per_folder=2)
+def test_read_only_storage(wait_for, sim_mount) -> None:
+    m = sim_mount("generic", folders=1, files_per_folder=2)
     os.listdir(m.path("SD1/DCIM/100CANON"))
     m.camera.set_read_only(SD1)   # StorageInfoChanged: permissions follow without remount
     assert wait_for(lambda: os.stat(m.path("SD1/DCIM/100CANON/IMG_0001.JPG")).st_mode & 0o222 == 0)
@@ -310,15 +258,15 @@ def test_read_only_storage(mount_sim) -> None:
     assert os.stat(m.path("SD1/DCIM/100CANON/IMG_0001.JPG")).st_mode & 0o222 == 0
 
 
-def test_ro_mount_option(mount_sim) -> None:
-    m = mount_sim("generic", options=["ro"], folders=1, files_per_folder=2)
+def test_ro_mount_option(sim_mount) -> None:
+    m = sim_mount("generic", options=["ro"], folders=1, files_per_folder=2)
     res = run(["mkdir", m.path("SD1/x")])
     assert res.returncode != 0 and "read-only" in res.stderr.lower()
 
 
 # ---------------------------------------------------------------- live events
-def test_new_photo_appears_without_remount(mount_sim) -> None:
-    m = mount_sim("generic", folders=1, files_per_folder=2)
+def test_new_photo_appears_without_remount(wait_for, sim_mount) -> None:
+    m = sim_mount("generic", folders=1, files_per_folder=2)
     folder = m.path("SD1/DCIM/100CANON")
     before = set(os.listdir(folder))
     handle = m.camera.take_photo(SD1, "DCIM/100CANON", size=100_000)
@@ -330,8 +278,8 @@ def test_new_photo_appears_without_remount(mount_sim) -> None:
     assert wait_for(lambda: name not in os.listdir(folder))
 
 
-def test_new_photo_eos_events(mount_sim) -> None:
-    m = mount_sim("canon-eos", folders=1, files_per_folder=2)
+def test_new_photo_eos_events(wait_for, sim_mount) -> None:
+    m = sim_mount("canon-eos", folders=1, files_per_folder=2)
     folder = m.path("SD1/DCIM/100CANON")
     os.listdir(folder)
     handle = m.camera.take_photo(SD1, "DCIM/100CANON", size=10_000)
@@ -340,8 +288,8 @@ def test_new_photo_eos_events(mount_sim) -> None:
 
 
 # ---------------------------------------------------------------- /.ptp
-def test_virtual_files(mount_sim) -> None:
-    m = mount_sim("generic", folders=1, files_per_folder=2)
+def test_virtual_files(sim_mount) -> None:
+    m = sim_mount("generic", folders=1, files_per_folder=2)
     for name in ("device", "operations", "events", "formats", "properties", "storages"):
         path = m.path(".ptp", name)
         data = open(path, "rb").read()
@@ -358,8 +306,8 @@ def test_virtual_files(mount_sim) -> None:
     assert "ExposureTime" in os.listdir(m.path(".ptp/properties.d"))
 
 
-def test_property_files(mount_sim) -> None:
-    m = mount_sim("generic", folders=1, files_per_folder=2)
+def test_property_files(wait_for, sim_mount) -> None:
+    m = sim_mount("generic", folders=1, files_per_folder=2)
     exp = m.path(".ptp/properties.d/ExposureTime")
     res = run(["bash", "-c", f"echo 1/250 > {exp}"])
     assert res.returncode == 0, res.stderr
@@ -381,15 +329,15 @@ def test_property_files(mount_sim) -> None:
 
 # ---------------------------------------------------------------- hostile device
 @pytest.mark.parametrize("seed,echo,same", [(1, True, False), (2, False, False), (3, True, True)])
-def test_hostile_fabric_listing_never_hangs(mount_sim, seed: int, echo: bool, same: bool) -> None:
+def test_hostile_fabric_listing_never_hangs(sim_mount, seed: int, echo: bool, same: bool) -> None:
     """Invented graphs (cyclic parents, self-parents, hostile and duplicate names) list
     safely: every name is a valid component and unique, and ls -R terminates."""
-    from ptpfs.sim.hostile import Fabric, HostileCamera, Plan
+    from ptpfs.testing.hostile import Fabric, HostileCamera, Plan
 
     inner = make_camera(None, "generic", folders=1, files_per_folder=2)
     plan = Plan(seed, "generic", (), Fabric(seed=seed, count=30, fanout=10, echo_parent=echo,
                                           same_name=same))
-    m = mount_sim(camera=HostileCamera(inner, plan))
+    m = sim_mount(camera=HostileCamera(inner, plan))
     res = run(["ls", "-laR", m.path("SD1")], timeout=60)
     assert res.returncode in (0, 1, 2)  # ls may report objects that vanish; it must finish
     assert len(os.listdir(m.path("SD1"))) > 0

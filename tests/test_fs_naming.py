@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ptpfs.fs.naming import NAME_MAX, sanitize, unique_names, with_suffix
+from ptpfs.services.naming import NAME_MAX, sanitize, unique_names, with_suffix
 
 
 def valid_component(name: str) -> bool:

@@ -13,8 +13,8 @@ import tempfile
 import time
 
 import pytest
-
 from fuse_helpers import ROOT, is_mounted, mounted_process, mounted_session, run, unmount
+
 from ptpfs.connect import open_session
 from ptpfs.sim import SD1, make_camera
 from ptpfs.sim.ptpip_server import PtpipServer

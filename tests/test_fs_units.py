@@ -1,5 +1,5 @@
-"""Filesystem pieces tested without mounting: errno mapping, mount options, command-line parsing, listing and reading strategies
-against the simulated camera."""
+"""Filesystem pieces tested without mounting: errno mapping, mount options, command-line parsing,
+listing and reading strategies against the simulated camera."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Writes over real USB: ptpfs mounted inside the QEMU guest (scripts/usb-vm) on QEMU's
-own usb-mtp device, driven with fsx, sed -i, os.replace, rsync twice and 8 parallel
-writers; the bytes checked on the host, in the folder QEMU serves."""
+"""Writes over real USB: ptpfs mounted inside the QEMU guest (tools/usb-vm/usb-vm) on QEMU's
+own usb-mtp device and on uMTP-Responder (two independent responders), driven with fsx,
+sed -i, os.replace, rsync twice, cp -r and 8 parallel writers; the bytes checked on the
+host, in the folder the device serves."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-USB_VM = ROOT / "scripts" / "usb-vm"
+USB_VM = ROOT / "tools" / "usb-vm" / "usb-vm"
 
 GUEST = r"""
 set -u
@@ -53,14 +54,17 @@ fusermount3 -u /tmp/mnt
 """
 
 
-def test_writes_over_usb_in_guest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", ["--mtp-dir", "--umtp"], ids=["qemu-usb-mtp", "umtprd"])
+def test_writes_over_usb_in_guest(tmp_path: Path, device: str) -> None:
+    if device == "--umtp" and shutil.which("umtprd") is None:
+        pytest.skip("umtprd not installed (apt-get install umtp-responder)")
     dev, share = tmp_path / "dev", tmp_path / "share"
     dev.mkdir()
     share.mkdir()
     script = GUEST.format(root=shlex.quote(str(ROOT)), py=shlex.quote(sys.executable),
                           share=shlex.quote(str(share)), dev=shlex.quote(str(dev)))
     (share / "run.sh").write_text(script)
-    proc = subprocess.run([str(USB_VM), "--mtp-dir", str(dev), "--share", str(share),
+    proc = subprocess.run([str(USB_VM), device, str(dev), "--share", str(share),
                            "--share", str(dev), "--timeout", "300", "--", "bash",
                            str(share / "run.sh")], capture_output=True, timeout=360, check=False)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]

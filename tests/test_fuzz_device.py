@@ -1,7 +1,7 @@
 """Device-side fuzzing: a hostile simulated camera against the client (issue 5).
 
 Every case runs the Session operations the filesystem uses, and a walk of the filesystem
-tree, against a :class:`~ptpfs.sim.hostile.HostileCamera` (in process, over the real USB
+tree, against a :class:`~ptpfs.testing.hostile.HostileCamera` (in process, over the real USB
 transport on a hostile pyusb backend, and over the real PTP/IP transport on a hostile
 PTP/IP server).  The property: each operation ends in data or a ``PTPError`` subclass, no
 case hangs, memory stays within 4 x the bytes received + 4 MiB, and the tree only shows
@@ -24,21 +24,31 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ptpfs.errors import ConnectionLost, ProtocolError, PTPError, TransportTimeout
-from ptpfs.fs.naming import unique_names
 from ptpfs.fs.tree import Tree
 from ptpfs.protocol.codes import OC, OFC
 from ptpfs.protocol.datasets import ObjectInfo
+from ptpfs.services.naming import unique_names
 from ptpfs.session import Session
 from ptpfs.sim import make_camera
-from ptpfs.sim.hostile import (HOSTILE_NAMES, PTPIP_KINDS, RESPONDER_KINDS, TARGET_OPS,
-                               USB_KINDS, Fabric, HostileCamera, HostilePtpipServer,
-                               HostileUsbBackend, Mutation, Plan)
+from ptpfs.testing.hostile import (
+    HOSTILE_NAMES,
+    PTPIP_KINDS,
+    RESPONDER_KINDS,
+    TARGET_OPS,
+    USB_KINDS,
+    Fabric,
+    HostileCamera,
+    HostilePtpipServer,
+    HostileUsbBackend,
+    Mutation,
+    Plan,
+)
 from ptpfs.transport.inprocess import InProcessTransport
 from ptpfs.transport.ptpip import PtpipTransport
 from ptpfs.transport.usb import open_usb
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
-import fuzz  # noqa: E402  (scripts/fuzz.py: the case runner shared with the long mode)
+import fuzz
 
 ALL = 0xFFFFFFFF
 LONG = os.environ.get("PTPFS_HYPOTHESIS") == "long"
@@ -110,13 +120,7 @@ def test_seeded_plans_as_the_long_mode_runs_them() -> None:
 
 
 # ------------------------------------------------- the hostile device really is hostile
-@pytest.fixture
-def camera():
-    cam = make_camera(None, "android-mtp", files_per_folder=3, jpeg_size=3000, raw_size=5000)
-    try:
-        yield cam
-    finally:
-        cam.close()
+CAMERA = {"profile": "android-mtp", "files_per_folder": 3, "jpeg_size": 3000, "raw_size": 5000}
 
 
 def _session(camera, *muts: Mutation, fabric: Fabric | None = None) -> tuple[Session,

@@ -13,8 +13,6 @@ import subprocess
 
 import pytest
 
-from ptpfs.sim import make_camera
-from ptpfs.sim.ptpip_server import PtpipServer
 from ptpfs.sim.store import StoreError
 
 pytestmark = [
@@ -26,19 +24,8 @@ FOLDER = "DCIM/100CANON"
 GP_FOLDER = "/store_00010001/DCIM/100CANON"
 
 
-@pytest.fixture
-def camera():
-    cam = make_camera(None, "generic", folders=1, files_per_folder=3, jpeg_size=250_000,
-                      raw_size=700_000)
-    yield cam
-    cam.close()
-
-
-@pytest.fixture
-def server(camera):
-    srv = PtpipServer(camera).start()
-    yield srv
-    srv.stop()
+CAMERA = {"profile": "generic", "folders": 1, "files_per_folder": 3, "jpeg_size": 250_000,
+          "raw_size": 700_000}
 
 
 @pytest.fixture
@@ -84,9 +71,7 @@ def test_list_files(camera, gphoto2):
 
 def test_get_file_bytes_match(camera, gphoto2):
     files = _listing(gphoto2("-L"))
-    for number, name in files.items():
-        if name.endswith(".CR3"):
-            break
+    number, name = next((n, f) for n, f in files.items() if f.endswith(".CR3"))
     gphoto2("--get-file", str(number))
     got = (gphoto2.cwd / name).read_bytes()
     obj = camera.store.find(f"{FOLDER}/{name}")

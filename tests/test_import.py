@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -21,8 +22,15 @@ from hypothesis import strategies as st
 
 from ptpfs.cli import ptpctl
 from ptpfs.errors import ConnectionLost, InvalidValue
-from ptpfs.services.importer import (PART_SUFFIX, ImportOptions, Importer, parse_extensions,
-                                     parse_since, render_template, safe_component)
+from ptpfs.services.importer import (
+    PART_SUFFIX,
+    Importer,
+    ImportOptions,
+    parse_extensions,
+    parse_since,
+    render_template,
+    safe_component,
+)
 from ptpfs.session import Session
 from ptpfs.sim import PROFILES, SimCamera, make_camera
 from ptpfs.transport.inprocess import InProcessTransport

@@ -9,9 +9,10 @@ import hashlib
 import io
 import threading
 import time
-from dataclasses import dataclass
 
 import pytest
+from ptp_client import Client
+from virtual_clock import virtual_link_time
 
 from ptpfs.errors import ConnectionLost, TransportTimeout
 from ptpfs.protocol.codes import EC, OC, RC
@@ -19,66 +20,10 @@ from ptpfs.protocol.datasets import DeviceInfo, decode_u32_array
 from ptpfs.protocol.messages import Request
 from ptpfs.sim import make_camera
 from ptpfs.sim.camera import SimCamera
+from ptpfs.sim.store import StoreError
 from ptpfs.transport.inprocess import InProcessTransport
-from virtual_clock import virtual_link_time
 
-
-@dataclass
-class Result:
-    code: int
-    params: tuple[int, ...]
-    data: bytes
-
-
-class Client:
-    """Raw PTP transactions over an InProcessTransport (what a session would send)."""
-
-    def __init__(self, camera: SimCamera, **kw: object) -> None:
-        self.transport = InProcessTransport(camera, **kw)  # type: ignore[arg-type]
-        self.tid = 0
-
-    def open(self, session_id: int = 1) -> None:
-        r = self.transport.transact(Request(OC.OpenSession, 0, (session_id,)))
-        assert r.code == RC.OK
-        self.tid = 0
-
-    def call(self, code: int, *params: int, data: bytes | None = None,
-             timeout: float | None = None) -> Result:
-        self.tid += 1
-        sink = io.BytesIO()
-        out = io.BytesIO(data) if data is not None else None
-        r = self.transport.transact(Request(code, self.tid, tuple(params)), data_out=out,
-                                    data_out_length=len(data or b""), data_in=sink,
-                                    timeout=timeout)
-        assert r.transaction_id == self.tid
-        return Result(r.code, r.params, sink.getvalue())
-
-    def ok(self, code: int, *params: int, data: bytes | None = None) -> Result:
-        r = self.call(code, *params, data=data)
-        assert r.code == RC.OK, f"0x{code:04x} answered 0x{r.code:04x}"
-        return r
-
-    def close(self) -> None:
-        self.transport.close()
-
-
-@pytest.fixture
-def camera():
-    cam = make_camera(None, "generic", files_per_folder=4, jpeg_size=300_000, raw_size=900_000)
-    try:
-        yield cam
-    finally:
-        cam.close()
-
-
-@pytest.fixture
-def client(camera):
-    c = Client(camera)
-    c.open()
-    try:
-        yield c
-    finally:
-        c.close()
+CAMERA = {"profile": "generic", "files_per_folder": 4, "jpeg_size": 300_000, "raw_size": 900_000}
 
 
 def test_get_object_streams_in_chunks_and_matches(camera: SimCamera) -> None:
@@ -190,7 +135,7 @@ def test_drop_fault_during_upload_leaves_nothing(camera: SimCamera, client: Clie
     camera.faults.drop_after(1000)
     with pytest.raises(ConnectionLost):
         client.call(OC.SendObject, data=bytes(500_000))
-    with pytest.raises(Exception):
+    with pytest.raises(StoreError):
         camera.store.get(r.params[2])
     assert "up.bin" not in {o.name for o in camera.store.children(0x00010001, 0)}
 

@@ -1,7 +1,7 @@
 """The layering rule: each layer imports only those below it.
 
 protocol (pure codec) -> transport -> sim -> session -> connect -> services (device
-services: property values, …) -> fs and cli.  The filesystem never builds containers;
+services: listing, naming, upload confirmation, property values) -> fs and cli.  The filesystem never builds containers;
 the protocol never does I/O; the command line reaches the device through services, not
 through the filesystem package.
 """
@@ -20,6 +20,7 @@ RANK = {
     "ptpfs.protocol": 1,
     "ptpfs.transport": 2,
     "ptpfs.sim": 3,
+    "ptpfs.testing": 3.5,   # test machinery over the simulator; not installed
     "ptpfs.capabilities": 4,
     "ptpfs.session": 5,
     "ptpfs.connect": 6,
@@ -28,10 +29,10 @@ RANK = {
     "ptpfs.cli": 9,
 }
 
-#: What ptpctl still takes from fs/ (issue 12 item 2 moves these to services/ too); nothing
-#: property-related may be added here: property values are ptpfs.services.properties.
-#: (cli/ptpfs_main.py is the mount program, the filesystem's own front end.)
-PTPCTL_FROM_FS = {"ptpfs.fs.naming", "ptpfs.fs.uploads"}
+#: The one command-line module that may import the filesystem: the mount program,
+#: the filesystem's own front end.  Everything else in cli/ reaches the device through
+#: ptpfs.services (listing, naming, upload confirmation, property values).
+MOUNT_PROGRAM = "ptpfs_main.py"
 
 #: Modules that move bytes; the pure codec must not import them.
 IO_MODULES = {"socket", "select", "usb", "threading", "subprocess", "os", "mfusepy", "fuse"}
@@ -104,7 +105,7 @@ def test_filesystem_never_builds_containers(path: Path) -> None:
 #: sequence to ``ptpfs.protocol.transaction`` (``transport/inprocess.py`` has no wire: it
 #: calls the responder's methods).
 WIRE_PUMPS = ["transport/usb.py", "transport/ptpip.py", "sim/usb_backend.py",
-              "sim/ptpip_server.py", "sim/hostile.py"]
+              "sim/ptpip_server.py", "testing/hostile.py"]
 
 
 def _names(node: ast.AST) -> set[str]:
@@ -139,11 +140,10 @@ def test_wire_pumps_do_not_sequence_transactions(rel: str) -> None:
 
 
 @pytest.mark.parametrize("path", sorted(p for p in (PACKAGE / "cli").glob("*.py")
-                                         if p.name != "ptpfs_main.py"), ids=lambda p: p.name)
-def test_ptpctl_takes_nothing_of_the_filesystem_for_properties(path: Path) -> None:
+                                         if p.name != MOUNT_PROGRAM), ids=lambda p: p.name)
+def test_cli_does_not_import_the_filesystem(path: Path) -> None:
     for imported in _imports(path):
-        if imported.startswith("ptpfs.fs"):
-            assert imported in PTPCTL_FROM_FS, f"cli/{path.name} imports {imported}"
+        assert not imported.startswith("ptpfs.fs"), f"cli/{path.name} imports {imported}"
 
 
 def test_services_sit_between_session_and_its_users() -> None:
@@ -152,3 +152,32 @@ def test_services_sit_between_session_and_its_users() -> None:
              if "ptpfs.services.properties" in _imports(p) or "ptpfs.services" in _imports(p)]
     names = {p.relative_to(PACKAGE).as_posix() for p in users}
     assert {"fs/virtual.py", "cli/ptpctl.py"} <= names, names
+
+
+def test_one_listing_and_size_fallback_for_mount_and_ptpctl() -> None:
+    """The mount and ptpctl list objects and size them (ObjectSize for 4 GiB and more)
+    with the same services code, not each its own copy."""
+    users = {p.relative_to(PACKAGE).as_posix()
+             for p in (*(PACKAGE / "fs").glob("*.py"), *(PACKAGE / "cli").glob("*.py"))
+             if "ptpfs.services.listing" in _imports(p)}
+    assert {"fs/tree.py", "cli/ptpctl.py"} <= users, users
+    for path in SOURCES:
+        if path.parent.name in {"fs", "cli"}:
+            text = path.read_text(encoding="utf-8")
+            assert "0xDC04" not in text and "OPC_SIZE" not in text, path.name
+
+
+def test_test_machinery_is_not_installed_nor_imported_by_the_package() -> None:
+    """ptpfs.testing ships with the source tree only: pyproject.toml leaves it out of the
+    installed package, and only connect.py's opt-in PTPFS_TEST_USB_SIM hook reaches it."""
+    pyproject = (PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'exclude = ["ptpfs.testing*"]' in pyproject
+    for path in SOURCES:
+        if path.parent.name == "testing":
+            continue
+        users = [m for m in _imports(path) if m.startswith("ptpfs.testing")]
+        if path.name == "connect.py":
+            assert users == ["ptpfs.testing"], users
+        else:
+            assert not users, f"{path.relative_to(PACKAGE)} imports {users}"
+

@@ -57,7 +57,7 @@ def test_library_page_examples(cameras: list[Any], tmp_path: Path,
     (tmp_path / "EOSR6150.FIR").write_bytes(firmware)
     namespace: dict[str, Any] = {"__name__": "library_docs"}
     for block in blocks:
-        exec(compile(block, "docs/library.md", "exec"), namespace)  # noqa: S102 - the docs' code
+        exec(compile(block, "docs/library.md", "exec"), namespace)
     out = capsys.readouterr().out
     assert "InvalidObjectHandle [] 0" in out and "not OK: InvalidObjectHandle" in out
     assert "Canon_GetMacAddress: OperationNotSupported (0x2005)" in out
@@ -77,7 +77,7 @@ def test_library_page_examples(cameras: list[Any], tmp_path: Path,
 def test_readme_library_example(cameras: list[Any], capsys: pytest.CaptureFixture[str]) -> None:
     (block,) = python_blocks("README.md")
     namespace: dict[str, Any] = {"__name__": "readme"}
-    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+    exec(compile(block, "README.md", "exec"), namespace)
     assert "Canon EOS" in capsys.readouterr().out
     (camera,) = cameras
     obj = camera.store.get(namespace["h"])               # the last object listed

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from ptpfs.fs import tree as tree_mod
-from ptpfs.fs.listing import ObjectMeta
-from ptpfs.fs.tree import EC_OBJECT_ADDED, EC_OBJECT_REMOVED, Node, Tree
-from ptpfs.protocol.codes import OC
+from ptpfs.fs.tree import Node, Tree
+from ptpfs.protocol.codes import EC, OC
 from ptpfs.protocol.messages import Event
+from ptpfs.services.listing import ObjectMeta
 from ptpfs.session import Session
 from ptpfs.sim import make_camera
 from ptpfs.transport.inprocess import InProcessTransport
@@ -88,7 +88,7 @@ def test_small_batch_is_applied_exactly(mounted_tree) -> None:
     camera, session, tree, folder = mounted_tree
     handle = camera.take_photo(size=1000)
     before = _infos(camera)
-    paths = tree.apply_events([Event(EC_OBJECT_ADDED, 0, (handle,))])
+    paths = tree.apply_events([Event(EC.ObjectAdded, 0, (handle,))])
     assert _infos(camera) - before == 1                  # one GetObjectInfo
     assert "/SD1/DCIM/100CANON" in paths
     assert tree._folders.get(folder.folder_key) is not None   # still cached, updated
@@ -99,8 +99,8 @@ def test_burst_costs_no_transaction_and_relists_once(mounted_tree) -> None:
     camera, session, tree, folder = mounted_tree
     new = [camera.take_photo(size=100) for _ in range(5)]
     known = [n.handle for n in tree.children(folder).values()]
-    burst = [Event(EC_OBJECT_ADDED, 0, (h,)) for h in known * 2] + \
-        [Event(EC_OBJECT_ADDED, 0, (h,)) for h in new]
+    burst = [Event(EC.ObjectAdded, 0, (h,)) for h in known * 2] + \
+        [Event(EC.ObjectAdded, 0, (h,)) for h in new]
     ino = {name: n.ino for name, n in tree.children(folder).items()}
     before = camera.stats.transactions
     tree.apply_events(burst)
@@ -116,8 +116,8 @@ def test_burst_of_known_objects_invalidates_only_their_folder(mounted_tree) -> N
     camera, session, tree, folder = mounted_tree
     dcim = tree.lookup("/SD1/DCIM")
     known = [n.handle for n in tree.children(folder).values()]
-    tree.apply_events([Event(EC_OBJECT_REMOVED, 0, (h,)) for h in known[:3]] +
-                      [Event(EC_OBJECT_ADDED, 0, (h,)) for h in known * 2])
+    tree.apply_events([Event(EC.ObjectRemoved, 0, (h,)) for h in known[:3]] +
+                      [Event(EC.ObjectAdded, 0, (h,)) for h in known * 2])
     assert tree._folders.get(folder.folder_key) is None
     assert tree._folders.get(dcim.folder_key) is not None
     assert tree.event_stats["relists"] == 0
@@ -127,7 +127,7 @@ def test_queue_overflow_drops_and_relists(mounted_tree) -> None:
     camera, session, tree, folder = mounted_tree
     # no worker running: the queue fills, then overflows without blocking the caller
     for i in range(tree_mod.EVENT_QUEUE_MAX + 500):
-        tree._enqueue(Event(EC_OBJECT_ADDED, 0, (0x7000_0000 + i,)))
+        tree._enqueue(Event(EC.ObjectAdded, 0, (0x7000_0000 + i,)))
     assert tree._queue.qsize() == tree_mod.EVENT_QUEUE_MAX
     assert tree.event_stats["dropped"] == 500
     batch = tree._take_batch()

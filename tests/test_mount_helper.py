@@ -213,7 +213,8 @@ trap 'umount -l {world}/mnt 2>/dev/null || true' EXIT
 mkdir {world}/logs
 chown {NOBODY}:{NOBODY} {world}/mnt {world}/logs
 echo "== allow_other"; {run} --simulate -o allow_other {world}/mnt 2>&1 || echo "rc=$?"
-echo "== readahead"; {run} --simulate -o kernel_readahead=1M,logfile={world}/logs/mnt.log {world}/mnt 2>&1 || echo "rc=$?"
+echo "== readahead"; {run} --simulate -o kernel_readahead=1M,logfile={world}/logs/mnt.log {world}/mnt 2>&1 \\
+    || echo "rc=$?"
 echo "== ls"; {n} ls {world}/mnt
 {n} fusermount3 -u {world}/mnt
 """

@@ -11,9 +11,18 @@ import time
 import tracemalloc
 
 import pytest
+from ptp_client import RawClient, event_while_transacting
 
-from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
-                          InvalidValue, ProtocolError, TransportError, TransportTimeout)
+from ptpfs.errors import (
+    ConnectionLost,
+    DeviceClaimed,
+    DeviceNotFound,
+    DevicePermissionError,
+    InvalidValue,
+    ProtocolError,
+    TransportError,
+    TransportTimeout,
+)
 from ptpfs.protocol import ptpip as pk
 from ptpfs.protocol.codes import EC, OC, OFC, RC
 from ptpfs.protocol.datasets import DeviceInfo, ObjectInfo, decode_u32_array
@@ -27,40 +36,8 @@ FOLDER = "DCIM/100CANON"
 GUID = bytes(range(16))
 
 
-class Client:
-    """Numbers transactions the way a session does (OpenSession = 0, then 1, 2, ...)."""
-
-    def __init__(self, transport) -> None:
-        self.t = transport
-        self.tid = 0
-
-    def call(self, code, *params, data_in=None, data=None, timeout=None):
-        kwargs = {}
-        if data is not None:
-            kwargs = {"data_out": io.BytesIO(data), "data_out_length": len(data)}
-        tid, self.tid = self.tid, self.tid + 1
-        return self.t.transact(Request(code, tid, params), data_in=data_in, timeout=timeout,
-                               **kwargs)
-
-    def get(self, code, *params) -> bytes:
-        sink = io.BytesIO()
-        response = self.call(code, *params, data_in=sink)
-        assert response.code == RC.OK, hex(response.code)
-        return sink.getvalue()
-
-    def open(self) -> None:
-        self.tid = 0
-        assert self.call(OC.OpenSession, 1).code == RC.OK
-
-    def upload(self, camera, name: str, payload: bytes) -> int:
-        parent = camera.store.find(FOLDER).handle
-        info = ObjectInfo(storage_id=SD1, object_format=OFC.Undefined,
-                          compressed_size=len(payload), filename=name)
-        r = self.call(OC.SendObjectInfo, SD1, parent, data=info.encode())
-        assert r.code == RC.OK, hex(r.code)
-        r = self.call(OC.SendObject, data=payload)
-        assert r.code == RC.OK, hex(r.code)
-        return camera.store.find(f"{FOLDER}/{name}").handle
+CAMERA = {"profile": "generic", "folders": 1, "files_per_folder": 2, "jpeg_size": 300_000,
+          "raw_size": 400_000}
 
 
 @pytest.fixture(autouse=True)
@@ -69,32 +46,10 @@ def _config_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def camera():
-    cam = make_camera(None, "generic", folders=1, files_per_folder=2, jpeg_size=300_000,
-                      raw_size=400_000)
-    yield cam
-    cam.close()
-
-
-@pytest.fixture
-def server(camera):
-    srv = PtpipServer(camera).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
 def transport(server):
     t = PtpipTransport("127.0.0.1", server.port, guid=GUID, timeout=2.0)
     yield t
     t.close()
-
-
-@pytest.fixture
-def client(transport):
-    c = Client(transport)
-    c.open()
-    return c
 
 
 # ------------------------------------------------------------------ connection set-up
@@ -134,7 +89,7 @@ def test_init_fail_from_server(server, reason, error):
 # ------------------------------------------------------------------ transactions
 
 def test_device_info_and_session(camera, transport):
-    c = Client(transport)
+    c = RawClient(transport)
     info = DeviceInfo.decode(c.get(OC.GetDeviceInfo))
     assert info.model == camera.profile.model
     c.open()
@@ -158,7 +113,7 @@ def test_large_object_streams_with_bounded_memory():
     try:
         t = PtpipTransport("127.0.0.1", srv.port, guid=GUID, timeout=5.0)
         try:
-            c = Client(t)
+            c = RawClient(t)
             c.open()
             obj = cam.store.find(f"{FOLDER}/MVI_9999.MP4")
             digest, count = hashlib.sha256(), [0]
@@ -187,25 +142,16 @@ def test_large_object_streams_with_bounded_memory():
 
 
 def test_event_arrives_on_event_connection(camera, transport, client):
-    assert transport.read_event(0.05) is None
-    got = []
-    waiter = threading.Thread(target=lambda: got.append(transport.read_event(3.0)))
-    waiter.start()
-    try:
-        time.sleep(0.05)
-        assert client.call(OC.GetStorageIDs, data_in=io.BytesIO()).code == RC.OK
-        handle = camera.add_file(f"{FOLDER}/NEW.JPG", b"\xff\xd8hello\xff\xd9")
-    finally:
-        waiter.join(5)
-    assert got and got[0] is not None
-    assert (got[0].code, got[0].params[0]) == (EC.ObjectAdded, handle)
+    event, handle = event_while_transacting(camera, transport, client)
+    assert event is not None
+    assert (event.code, event.params[0]) == (EC.ObjectAdded, handle)
 
 
 def test_clients_one_after_another_and_at_once(camera, server):
     for _ in range(2):  # each connection pair gets its own session, closed when it goes
         t = PtpipTransport("127.0.0.1", server.port, guid=GUID, timeout=2.0)
         try:
-            c = Client(t)
+            c = RawClient(t)
             c.open()
             assert c.call(OC.GetStorageIDs, data_in=io.BytesIO()).code == RC.OK
         finally:
@@ -214,7 +160,7 @@ def test_clients_one_after_another_and_at_once(camera, server):
     b = PtpipTransport("127.0.0.1", server.port, guid=GUID, timeout=2.0)
     try:
         assert a.connection_number != b.connection_number
-        ca, cb = Client(a), Client(b)
+        ca, cb = RawClient(a), RawClient(b)
         ca.open()
         cb.open()
         handle = camera.store.find(f"{FOLDER}/IMG_0001.JPG").handle
@@ -319,7 +265,7 @@ class HostilePeer:
         while not self.stop.is_set():
             try:
                 sock, _ = self.listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

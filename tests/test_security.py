@@ -8,12 +8,11 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-
 from fuse_helpers import ROOT, mounted_session, run
+
 from ptpfs.cli.ptpctl import build_serve_parser
 from ptpfs.connect import open_session
 from ptpfs.errors import ResponseError
@@ -27,8 +26,6 @@ from ptpfs.transport.inprocess import InProcessTransport
 
 pytestmark = pytest.mark.fuse
 
-if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
-    pytest.fail("FUSE (/dev/fuse, fusermount3) is required for these tests")
 
 HOSTILE_NAMES = ["../escape.txt", "/tmp/ptpfs-abs-escape.txt", "..", ".", "a/b.txt",
                  "..\\..\\escape.txt", "sub\\..\\..\\x.txt", ""]

@@ -9,12 +9,11 @@ import time
 
 import pytest
 
-from ptpfs.capabilities import PARTIAL_32, PARTIAL_64, PARTIAL_EOS
+from ptpfs.capabilities import PartialRead
 from ptpfs.errors import ConnectionLost, InvalidValue, ResponseError
 from ptpfs.protocol.codes import DPC, EC, OC, OFC, RC
 from ptpfs.protocol.datasets import ObjectInfo
 from ptpfs.session import Session
-from ptpfs.sim import make_camera
 from ptpfs.transport.inprocess import InProcessTransport
 
 
@@ -23,11 +22,8 @@ def profile(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture
-def camera(profile: str):
-    cam = make_camera(None, profile, uploads=True)   # canon-eos refuses them by default
-    yield cam
-    cam.close()
+#: The shared ``camera`` fixture (conftest.py) takes its profile from ``profile`` above.
+CAMERA = {"uploads": True}   # canon-eos refuses them by default
 
 
 @pytest.fixture
@@ -80,7 +76,8 @@ def test_transaction_rejects_bad_params(session: Session) -> None:
 
 def test_capabilities_follow_the_profile(session: Session, profile: str) -> None:
     caps = session.capabilities
-    expected = {"generic": PARTIAL_32, "canon-eos": PARTIAL_EOS, "android-mtp": PARTIAL_64}
+    expected = {"generic": PartialRead.OFFSET32, "canon-eos": PartialRead.EOS,
+                "android-mtp": PartialRead.OFFSET64}
     assert caps.partial_read == expected[profile]
     assert caps.prop_list == (profile == "android-mtp")
     assert caps.eos_listing == caps.eos_events == (profile == "canon-eos")
@@ -172,7 +169,7 @@ def test_many_threads_share_one_session(session: Session, camera) -> None:
         try:
             for off in range(0, 300_000, 60_000):
                 assert session.read_partial(h, off, 60_000) == expected[h][off:off + 60_000]
-        except BaseException as exc:  # collected and re-raised below
+        except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
             errors.append(exc)
 
     threads = [threading.Thread(target=reader, args=(h,)) for h in handles for _ in range(2)]

@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 import pytest
+from ptp_client import Client
 
 from ptpfs.protocol.codes import DPC, DT, EC, OC, OFC, OPC, RC
-from ptpfs.protocol.datasets import (DeviceInfo, DevicePropDesc, ObjectInfo, PropEnum, PropRange,
-                                     StorageInfo, decode_prop_list, decode_u16_array,
-                                     decode_u32_array)
+from ptpfs.protocol.datasets import (
+    DeviceInfo,
+    DevicePropDesc,
+    ObjectInfo,
+    PropEnum,
+    PropRange,
+    StorageInfo,
+    decode_prop_list,
+    decode_u16_array,
+    decode_u32_array,
+)
 from ptpfs.protocol.messages import Request
 from ptpfs.protocol.wire import decode_value, encode_value, parse_datetime
 from ptpfs.sim import SD1, SD2, make_camera
 from ptpfs.sim.camera import SimCamera
 
-from test_inprocess import Client
-
 ALL = 0xFFFFFFFF
+
+
+CAMERA = {"profile": "generic", "files_per_folder": 4, "jpeg_size": 200_000, "raw_size": 600_000}
 
 
 def _make(profile: str = "generic", **kw: object):
@@ -27,28 +38,8 @@ def _make(profile: str = "generic", **kw: object):
     return make_camera(None, profile, **kw)
 
 
-@pytest.fixture
-def camera():
-    cam = _make()
-    try:
-        yield cam
-    finally:
-        cam.close()
-
-
-@pytest.fixture
-def client(camera):
-    c = Client(camera)
-    c.open()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def android():
-    cam = _make("android-mtp")
+def _opened(profile: str) -> Iterator[tuple[SimCamera, Client]]:
+    cam = _make(profile)
     c = Client(cam)
     c.open()
     try:
@@ -59,15 +50,13 @@ def android():
 
 
 @pytest.fixture
-def eos():
-    cam = _make("canon-eos")
-    c = Client(cam)
-    c.open()
-    try:
-        yield cam, c
-    finally:
-        c.close()
-        cam.close()
+def android() -> Iterator[tuple[SimCamera, Client]]:
+    yield from _opened("android-mtp")
+
+
+@pytest.fixture
+def eos() -> Iterator[tuple[SimCamera, Client]]:
+    yield from _opened("canon-eos")
 
 
 def handles(c: Client, storage: int, fmt: int, parent: int) -> list[int]:

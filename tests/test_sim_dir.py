@@ -7,13 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from ptp_client import Client
 
 from ptpfs.protocol.codes import DT, EC, OC, OFC, OPC, RC
 from ptpfs.protocol.datasets import ObjectInfo, StorageInfo, decode_u32_array
 from ptpfs.protocol.wire import encode_value
 from ptpfs.sim import make_camera
-
-from test_inprocess import Client
 
 SID = 0x00010001
 ALL = 0xFFFFFFFF

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from virtual_clock import virtual_link_time
 
 from ptpfs.sim import Faults, LinkDropped, LinkModel
-from virtual_clock import virtual_link_time
 
 
 # Modelled time (tests/virtual_clock.py), not wall time: these hold on a loaded machine.

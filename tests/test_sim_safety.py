@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_inprocess import Client
+from ptp_client import Client
 from test_ptpctl import _env
 from test_sim_dir import SID, names, upload
 

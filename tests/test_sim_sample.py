@@ -6,12 +6,11 @@ import hashlib
 import tracemalloc
 
 import pytest
+from ptp_client import Client
 
 from ptpfs.protocol.codes import OC, OFC
 from ptpfs.protocol.datasets import ObjectInfo, decode_u32_array
 from ptpfs.sim import SD1, GeneratedContent, SampleStore, make_camera
-
-from test_inprocess import Client
 
 
 def test_default_layout_is_a_canon_card() -> None:

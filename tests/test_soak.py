@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
-
 from fuse_helpers import ROOT
 
 pytestmark = pytest.mark.fuse
 
-if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
-    pytest.fail("FUSE (/dev/fuse, fusermount3) is required for these tests")
 
 
 def test_short_soak_with_faults_loses_no_data() -> None:

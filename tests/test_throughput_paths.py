@@ -9,6 +9,7 @@ import random
 import time
 
 import pytest
+from virtual_clock import virtual_link_time
 
 from ptpfs.errors import PTPError
 from ptpfs.fs.reader import PartialReader, _Pipeline
@@ -21,7 +22,6 @@ from ptpfs.sim.ptpip_server import PtpipServer
 from ptpfs.sim.store import StoreError
 from ptpfs.transport.inprocess import InProcessTransport
 from ptpfs.transport.ptpip import PtpipTransport
-from virtual_clock import virtual_link_time
 
 MIB = 1 << 20
 

@@ -10,6 +10,7 @@ from ptpfs.errors import ProtocolError
 from ptpfs.protocol.messages import DATA_IN, DATA_OUT, NO_DATA
 from ptpfs.protocol.transaction import (
     INITIATOR,
+    MAX_EXCESS,
     RESPONDER,
     Cancel,
     Command,
@@ -19,6 +20,7 @@ from ptpfs.protocol.transaction import (
     Expect,
     Response,
     Transaction,
+    usb_container_event,
 )
 
 OK = 0x2001
@@ -126,10 +128,10 @@ _events = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.booleans(), _events), max_size=30),
-       st.sampled_from([INITIATOR, RESPONDER]))
+       st.sampled_from([INITIATOR, RESPONDER]), st.booleans())
 def test_random_sequences_raise_only_protocol_error(
-        seq: list[tuple[bool, bool, object]], role: object) -> None:
-    m = Transaction(role)  # type: ignore[arg-type]
+        seq: list[tuple[bool, bool, object]], role: object, tolerant: bool) -> None:
+    m = Transaction(role, tolerant=tolerant)  # type: ignore[arg-type]
     for outgoing, _, event in seq:
         try:
             (m.send if outgoing else m.receive)(event)  # type: ignore[arg-type]
@@ -164,3 +166,94 @@ def test_valid_sequences_are_accepted(transactions: tuple[list[tuple[bool, objec
         for by_init, event in transaction:
             step(i, r, by_init, event)
         assert i.idle and r.idle
+
+
+# ------------------------------------------------------------------ wrong-length data phases
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 3 * MAX_EXCESS), st.lists(st.integers(0, MAX_EXCESS), max_size=4),
+       st.booleans(), st.booleans())
+def test_tolerant_initiator_takes_wrong_length_data_like_libgphoto2(
+        announced: int, chunks: list[int], tolerant: bool, end: bool) -> None:
+    """A responder's data phase of *announced* bytes that carries sum(chunks): a tolerant
+    initiator takes a short one (ended by DataEnd) and discards up to MAX_EXCESS surplus
+    bytes; a strict one, and any surplus past the bound, is a ProtocolError."""
+    m = Transaction(INITIATOR, tolerant=tolerant)
+    m.send(Command(0x1008, 7, (1,)))
+    m.receive(DataStart(7, announced))
+    sent = sum(chunks)
+    try:
+        for size in chunks:
+            m.receive(DataChunk(size))
+        if end:
+            m.receive(DataEnd())
+        m.receive(Response(OK, 7))
+    except ProtocolError:
+        ok = False
+    else:
+        ok = True
+    exact = sent == announced
+    short_ok = sent < announced and end
+    long_ok = sent > announced and sent - announced <= MAX_EXCESS
+    assert ok == (exact or (tolerant and (short_ok or long_ok)))
+    if ok:
+        assert m.idle
+    elif not exact and not tolerant:
+        assert not m.idle                    # the strict machine stopped at the bad event
+
+
+def test_tolerant_counts_are_exposed_until_the_response() -> None:
+    m = Transaction(INITIATOR, tolerant=True)
+    m.send(Command(0x1008, 1))
+    m.receive(DataStart(1, 100))
+    m.receive(DataChunk(60))
+    m.receive(DataEnd())
+    assert (m.data_done, m.data_short, m.expecting) == (60, 40, Expect.RESPONSE)
+    m.receive(Response(OK, 1))
+    m.send(Command(0x1008, 2))
+    m.receive(DataStart(2, 10))
+    m.receive(DataChunk(14))                  # 4 stray bytes in the same transfer
+    m.receive(DataChunk(512))                 # and a stray packet after it
+    assert (m.data_done, m.data_excess, m.data_short) == (10, 516, 0)
+    m.receive(Response(OK, 2))
+    assert m.idle and m.data_excess == 0
+
+
+def test_host_to_device_data_is_always_held_to_its_length() -> None:
+    """Tolerance is for what a device sends; an initiator never sends a wrong length, and
+    a responder machine never takes one."""
+    for machine in (Transaction(INITIATOR, tolerant=True), Transaction(RESPONDER, tolerant=True)):
+        own = machine.send if machine.role is INITIATOR else machine.receive
+        own(Command(0x100D, 3, (), DATA_OUT))
+        own(DataStart(3, 8))
+        with pytest.raises(ProtocolError, match="more than the 8 announced"):
+            own(DataChunk(9))
+        own(DataChunk(4))
+        with pytest.raises(ProtocolError, match="after 4 of the 8"):
+            own(DataEnd())
+
+
+def test_unknown_length_data_has_no_excess() -> None:
+    m = Transaction(INITIATOR, tolerant=True)
+    m.send(Command(0x1009, 5))
+    m.receive(DataStart(5, None))
+    m.receive(DataChunk(100))
+    m.receive(DataEnd())
+    with pytest.raises(ProtocolError, match="data bytes while waiting for response"):
+        m.receive(DataChunk(4))
+
+
+@given(st.binary(max_size=40), st.integers(0, 0xFFFFFFFF))
+def test_is_usb_response_only_for_a_whole_response_of_the_transaction(data: bytes,
+                                                                      tid: int) -> None:
+    from ptpfs.protocol import container
+    from ptpfs.protocol.transaction import is_usb_response
+    expected = False
+    try:
+        event = usb_container_event(data)
+    except ProtocolError:
+        pass
+    else:
+        expected = isinstance(event, Response) and event.transaction_id == tid
+    assert is_usb_response(data, tid) == expected
+    whole = container.encode_response(0x2001, tid, (1, 2))
+    assert is_usb_response(whole, tid) and not is_usb_response(whole, (tid + 1) % (1 << 32))

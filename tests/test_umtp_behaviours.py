@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ptpfs.errors import ProtocolError
-from ptpfs.fs.listing import GenericLister, PropListLister
 from ptpfs.protocol.codes import OC, RC
 from ptpfs.protocol.datasets import DeviceInfo, ObjectInfo, StorageInfo
+from ptpfs.services.listing import GenericLister, PropListLister
 from ptpfs.session import Session
 from ptpfs.sim import make_camera
 from ptpfs.sim.camera import Reply
@@ -202,7 +202,7 @@ def test_deviceinfo_and_storageinfo_may_end_early(strings: list[str], keep: int)
 @pytest.mark.parametrize("refusal", [RC.OperationNotSupported, RC.GeneralError])
 def test_listed_operation_refused_falls_back_to_standard_listing(refusal: int) -> None:
     """An EOS body that lists GetObjectInfoEx but refuses it: GetObjectHandles + GetObjectInfo."""
-    from ptpfs.fs.listing import EosLister, choose_lister
+    from ptpfs.services.listing import EosLister, choose_lister
 
     cam = make_camera(None, "canon-eos")
     calls: list[int] = []

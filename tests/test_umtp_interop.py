@@ -1,6 +1,6 @@
 """ptpfs and ptpctl against uMTP-Responder: a second real MTP device nobody here wrote.
 
-One guest boot (``scripts/usb-vm --umtp DIR``): the Debian kernel's dummy_hcd + FunctionFS
+One guest boot (``tools/usb-vm/usb-vm --umtp DIR``): the Debian kernel's dummy_hcd + FunctionFS
 turn the guest into a USB device served by ``umtprd``, and the guest's own USB stack sees it
 as 1d6b:0100 on a dummy host controller. One guest-side script runs every step and reports
 JSON into a shared folder; assertions are made on the host, against the folder umtprd serves:
@@ -36,7 +36,7 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-USB_VM = ROOT / "scripts" / "usb-vm"
+USB_VM = ROOT / "tools" / "usb-vm" / "usb-vm"
 STORAGE = "uMTP store"
 UPLOAD_SIZES = [0, 1, 511, 512, 513, 16384, 65536, 65537, 524288, 1048576 + 3]
 ODD_NAMES = ["Grüße ünï.txt", "日本語 ファイル.txt", "space name.txt", "with'quote&amp.txt"]

@@ -1,4 +1,4 @@
-"""The uMTP-Responder gadget mode of scripts/usb-vm (scripts/vmlib/gadget.py), without booting."""
+"""The uMTP-Responder gadget mode of tools/usb-vm/usb-vm (tools/usb-vm/vmlib/gadget.py), without booting."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools" / "usb-vm"))
 
 from vmlib import gadget, guest
 
@@ -29,7 +29,8 @@ def test_setup_binds_the_udc_only_after_umtprd_wrote_its_descriptors() -> None:
     assert script.index("mount -t functionfs mtp /dev/ffs-mtp") < start < wait < bind
     assert "ln -s /sys/kernel/config/usb_gadget/umtp/functions/ffs.mtp" in script
     # the heredoc really writes the configuration: run that part in a shell
-    body = script[script.index("cat > /etc/umtprd/umtprd.conf"):script.index("USBVM_EOF\n", script.index("<<'USBVM_EOF'") + 12) + 10]
+    start = script.index("cat > /etc/umtprd/umtprd.conf")
+    body = script[start:script.index("USBVM_EOF\n", script.index("<<'USBVM_EOF'") + 12) + 10]
     out = subprocess.run(["sh", "-c", body.replace("/etc/umtprd/umtprd.conf", "/dev/stdout")],
                          capture_output=True, text=True, check=True).stdout
     assert out == gadget.umtprd_conf(Path("/srv/x"), "S")

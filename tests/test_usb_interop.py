@@ -1,6 +1,6 @@
 """ptpfs and ptpctl over a real Linux USB stack against QEMU's emulated MTP device (usb-mtp).
 
-Two guest boots (scripts/usb-vm), each running one guest-side check script that performs many
+Two guest boots (tools/usb-vm/usb-vm), each running one guest-side check script that performs many
 steps and reports JSON into a shared folder; every assertion is made on the host, against the
 folder QEMU serves:
 
@@ -36,7 +36,7 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-USB_VM = ROOT / "scripts" / "usb-vm"
+USB_VM = ROOT / "tools" / "usb-vm" / "usb-vm"
 STORAGE = "MTP store"          # usb-mtp desc=: the storage folder's name in the mount
 
 #: Sizes of the files copied in: around the 64-byte packet, 512-byte packet, and usb-mtp's

@@ -4,68 +4,34 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 import time
 import tracemalloc
 
 import pytest
+from ptp_client import RawClient, event_while_transacting
 
-from ptpfs.errors import (ConnectionLost, DeviceClaimed, DeviceNotFound, DevicePermissionError,
-                          InvalidValue, ProtocolError, TransportTimeout)
+from ptpfs.errors import (
+    ConnectionLost,
+    DeviceClaimed,
+    DeviceNotFound,
+    DevicePermissionError,
+    InvalidValue,
+    ProtocolError,
+    TransportTimeout,
+)
 from ptpfs.protocol.codes import EC, OC, OFC, RC
 from ptpfs.protocol.datasets import DeviceInfo, ObjectInfo, decode_u32_array
 from ptpfs.protocol.messages import Request
 from ptpfs.sim import SD1, make_camera
-from ptpfs.sim.usb_backend import PACKET_SIZE, SimUsbBackend
-from ptpfs.sim.usb_backend import EP_IN
+from ptpfs.sim.usb_backend import EP_IN, PACKET_SIZE, SimUsbBackend
 from ptpfs.transport.usb import CHUNK_SIZE, EndpointStalled, find_devices, open_usb
 from ptpfs.transport.usbspec import parse_usb_spec
 
 FOLDER = "DCIM/100CANON"
 
 
-class Client:
-    """Numbers transactions the way a session does (OpenSession = 0, then 1, 2, ...)."""
-
-    def __init__(self, transport) -> None:
-        self.t = transport
-        self.tid = 0
-
-    def call(self, code, *params, data_in=None, data=None, timeout=None):
-        kwargs = {}
-        if data is not None:
-            kwargs = {"data_out": io.BytesIO(data), "data_out_length": len(data)}
-        tid, self.tid = self.tid, self.tid + 1     # a failed transaction still uses its ID
-        return self.t.transact(Request(code, tid, params), data_in=data_in, timeout=timeout,
-                               **kwargs)
-
-    def get(self, code, *params) -> bytes:
-        sink = io.BytesIO()
-        response = self.call(code, *params, data_in=sink)
-        assert response.code == RC.OK, hex(response.code)
-        return sink.getvalue()
-
-    def open(self) -> None:
-        self.tid = 0
-        assert self.call(OC.OpenSession, 1).code == RC.OK
-
-    def upload(self, camera, name: str, payload: bytes) -> int:
-        parent = camera.store.find(FOLDER).handle
-        info = ObjectInfo(storage_id=SD1, object_format=OFC.Undefined,
-                          compressed_size=len(payload), filename=name)
-        r = self.call(OC.SendObjectInfo, SD1, parent, data=info.encode())
-        assert r.code == RC.OK, hex(r.code)
-        r = self.call(OC.SendObject, data=payload)
-        assert r.code == RC.OK, hex(r.code)
-        return camera.store.find(f"{FOLDER}/{name}").handle
-
-
-@pytest.fixture
-def camera():
-    cam = make_camera(None, "generic", folders=1, files_per_folder=2, jpeg_size=300_000,
-                      raw_size=400_000)
-    yield cam
-    cam.close()
+CAMERA = {"profile": "generic", "folders": 1, "files_per_folder": 2, "jpeg_size": 300_000,
+          "raw_size": 400_000}
 
 
 @pytest.fixture
@@ -80,13 +46,6 @@ def transport(backend):
     t = open_usb("usb", backend=backend, timeout=1.0)
     yield t
     t.close()
-
-
-@pytest.fixture
-def client(transport):
-    c = Client(transport)
-    c.open()
-    return c
 
 
 # ------------------------------------------------------------------ discovery
@@ -113,7 +72,7 @@ def test_find_by_every_spec_form():
         assert [d.kind for d in everything] == ["ptp", "ptp", "mtp"]
         canon = find_devices("usb:001,005", be)
         assert len(canon) == 1 and canon[0].vendor_id == 0x04A9 and canon[0].serial == "EOS1"
-        google = find_devices("usb:18d1:%04x" % everything[2].product_id, be)
+        google = find_devices(f"usb:18d1:{everything[2].product_id:04x}", be)
         assert [d.serial for d in google] == ["PIX1"]
         assert google[0].vendor_id == 0x18D1
         assert [d.spec for d in find_devices("usb:GEN1", be)] == ["usb:001,004"]
@@ -123,7 +82,7 @@ def test_find_by_every_spec_form():
             open_usb("usb:NOPE", backend=be)
         t = open_usb("usb:PIX1", backend=be)
         try:
-            c = Client(t)
+            c = RawClient(t)
             info = DeviceInfo.decode(c.get(OC.GetDeviceInfo))
             assert info.model == cams[2].profile.model
         finally:
@@ -148,7 +107,7 @@ def test_open_errors_are_explained(camera, backend):
     t = open_usb("usb", backend=backend)
     try:
         assert dev.detaches == 1
-        assert Client(t).get(OC.GetDeviceInfo)
+        assert RawClient(t).get(OC.GetDeviceInfo)
     finally:
         t.close()
 
@@ -156,7 +115,7 @@ def test_open_errors_are_explained(camera, backend):
 # ------------------------------------------------------------------ transactions
 
 def test_device_info_and_session(camera, transport):
-    c = Client(transport)
+    c = RawClient(transport)
     info = DeviceInfo.decode(c.get(OC.GetDeviceInfo))
     assert info.manufacturer == camera.profile.manufacturer
     assert OC.GetObject in info.operations_supported
@@ -201,7 +160,7 @@ def test_large_object_streams_with_bounded_memory():
     be = SimUsbBackend([cam])
     t = open_usb("usb", backend=be, timeout=5.0)
     try:
-        c = Client(t)
+        c = RawClient(t)
         c.open()
         obj = cam.store.find(f"{FOLDER}/MVI_9999.MP4")
 
@@ -238,20 +197,10 @@ def test_response_error_codes_pass_through(client):
 # ------------------------------------------------------------------ events
 
 def test_event_arrives_on_interrupt_endpoint(camera, transport, client):
-    assert transport.read_event(0.05) is None
-    got = []
-    waiter = threading.Thread(target=lambda: got.append(transport.read_event(3.0)))
-    waiter.start()
-    try:
-        time.sleep(0.05)
-        # a transaction on bulk endpoints while the event thread waits on interrupt IN
-        assert client.call(OC.GetStorageIDs, data_in=io.BytesIO()).code == RC.OK
-        handle = camera.add_file(f"{FOLDER}/NEW.JPG", b"\xff\xd8hello\xff\xd9")
-    finally:
-        waiter.join(5)
-    assert got and got[0] is not None
-    assert got[0].code == EC.ObjectAdded
-    assert got[0].params[0] == handle
+    # a transaction on bulk endpoints while the event thread waits on interrupt IN
+    event, handle = event_while_transacting(camera, transport, client)
+    assert event is not None
+    assert (event.code, event.params[0]) == (EC.ObjectAdded, handle)
 
 
 # ------------------------------------------------------------------ faults

@@ -1,4 +1,4 @@
-"""Smoke test of scripts/usb-vm: a TCG guest with a Linux USB stack and QEMU's usb-mtp device.
+"""Smoke test of tools/usb-vm/usb-vm: a TCG guest with a Linux USB stack and QEMU's usb-mtp device.
 
 One guest boot runs a raw-pyusb PTP check (written below, independent of ptpfs) while the host
 unplugs and re-plugs the MTP device over QMP; a second boot checks exit status, output streams,
@@ -31,7 +31,7 @@ def q(path: object) -> str:
 
 
 ROOT = Path(__file__).resolve().parent.parent
-USB_VM = ROOT / "scripts" / "usb-vm"
+USB_VM = ROOT / "tools" / "usb-vm" / "usb-vm"
 NON_ASCII = "Grüße-ünï.txt"
 
 # Runs inside the guest with the host's python3 and pyusb. Speaks PTP over raw bulk transfers.
@@ -220,8 +220,8 @@ def mtp_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         subprocess.run([str(USB_VM), "qmp", str(qmp), "plug"], check=True, timeout=30)
         out, err = proc.communicate(timeout=90)
         data: dict[str, Any] = json.loads(result.read_text())
-        data.update(ls_at_start=(share / "ls.txt").read_text().split(), returncode=proc.returncode, stdout=out.decode(), stderr=err.decode(),
-                    replug_seconds=time.monotonic() - t0)
+        data.update(ls_at_start=(share / "ls.txt").read_text().split(), returncode=proc.returncode,
+                    stdout=out.decode(), stderr=err.decode(), replug_seconds=time.monotonic() - t0)
         return data
     finally:
         if proc.poll() is None:

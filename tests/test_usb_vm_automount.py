@@ -16,8 +16,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-USB_VM = ROOT / "scripts" / "usb-vm"
+USB_VM = ROOT / "tools" / "usb-vm" / "usb-vm"
 
 HOLDER = r'''
 import os, sys, time
@@ -107,7 +108,7 @@ def _wait(path: Path, ok: Callable[[dict[str, Any]], bool], proc: subprocess.Pop
 
 
 def test_watcher_follows_hotplug_in_the_guest(tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT / "scripts"))
+    sys.path.insert(0, str(ROOT / "tools" / "usb-vm"))
     from vmlib import qmp as vmqmp
 
     mtp_a, mtp_b, share = tmp_path / "a", tmp_path / "b", tmp_path / "share"

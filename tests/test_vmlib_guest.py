@@ -1,11 +1,11 @@
-"""The QEMU harness's guest scripts (scripts/vmlib/guest.py), without booting anything."""
+"""The QEMU harness's guest scripts (tools/usb-vm/vmlib/guest.py), without booting anything."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools" / "usb-vm"))
 
 from vmlib.guest import GUEST_BIN, guest_path, run_script
 

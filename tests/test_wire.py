@@ -4,12 +4,22 @@ import tracemalloc
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ptpfs.errors import InvalidValue, ProtocolError
 from ptpfs.protocol.codes import DT
-from ptpfs.protocol.wire import (INT_TYPES, MAX_STRING_UNITS, Reader, Writer, decode_value,
-                                 encode_value, format_datetime, is_array_type, parse_datetime)
+from ptpfs.protocol.wire import (
+    INT_TYPES,
+    MAX_STRING_UNITS,
+    Reader,
+    Writer,
+    decode_value,
+    encode_value,
+    format_datetime,
+    is_array_type,
+    parse_datetime,
+)
 
 
 def int_range(dt):
@@ -185,7 +195,7 @@ def test_reader_reports_where_it_failed():
     assert r.remaining == 1
     with pytest.raises(ProtocolError, match="trailing"):
         r.end()
-    assert r.bytes(1) == b"\x03"
+    assert r.raw(1) == b"\x03"
     r.end()
 
 

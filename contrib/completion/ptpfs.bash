@@ -40,10 +40,23 @@ _ptpctl() {
     if [ "${COMP_WORDS[1]}" = serve ]; then
         case $prev in
             --profile) COMPREPLY=($(compgen -W "generic canon-eos android-mtp whole-object" -- "$cur")); return ;;
-            --root) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+            --root|--usb-gadget) COMPREPLY=($(compgen -d -- "$cur")); return ;;
         esac
-        COMPREPLY=($(compgen -W "-h --help --listen --root --profile --name --allow-uploads
+        COMPREPLY=($(compgen -W "-h --help --listen --usb-gadget --root --profile --name --allow-uploads
             --deny-uploads --bandwidth --latency -v --debug" -- "$cur"))
+        return
+    fi
+    if [ "${COMP_WORDS[1]}" = firmware ]; then
+        case $prev in
+            --device) COMPREPLY=($(compgen -W "$_ptpfs_specs" -- "$cur")); return ;;
+            --profile) COMPREPLY=($(compgen -W "generic canon-eos android-mtp whole-object" -- "$cur")); return ;;
+            --timeout) return ;;
+        esac
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W "-h --help --device --profile --timeout -v --verbose" -- "$cur"))
+        else
+            COMPREPLY=($(compgen -f -- "$cur"))
+        fi
         return
     fi
     case $prev in
@@ -56,7 +69,7 @@ _ptpctl() {
         -O --output --force -u --upload --parent --delete --set-property --device
         --profile --timeout --list-devices --auto-detect --json -v --debug"
     if [ "$COMP_CWORD" = 1 ] && [[ $cur != -* ]]; then
-        COMPREPLY=($(compgen -W "serve" -- "$cur"))
+        COMPREPLY=($(compgen -W "serve firmware" -- "$cur"))
     else
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
     fi

@@ -12,13 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ptpfs import connect
 from ptpfs.cli.progress import ProgressBar, _human
 from ptpfs.errors import PTPError
-from ptpfs.services.importer import (DEFAULT_TEMPLATE, TEMPLATE_FIELDS, ImportOptions, Importer,
-                                     parse_extensions, parse_since)
+from ptpfs.services.importer import (
+    DEFAULT_TEMPLATE,
+    TEMPLATE_FIELDS,
+    Importer,
+    ImportOptions,
+    parse_extensions,
+    parse_since,
+)
 
 
 def build_import_parser() -> argparse.ArgumentParser:
@@ -59,8 +66,8 @@ def build_import_parser() -> argparse.ArgumentParser:
 
 def import_main(argv: Sequence[str]) -> int:
     """``ptpctl import``; returns the exit code."""
-    from ptpfs.cli.ptpctl import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, PROG, UsageError,
-                                  _fail, _LogSetup)
+    from ptpfs.cli.exitcodes import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UsageError
+    from ptpfs.cli.ptpctl import PROG, _fail, _LogSetup
 
     parser = build_import_parser()
     try:

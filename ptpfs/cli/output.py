@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ptpfs.protocol.codes import datatype_name, property_name, render
-from ptpfs.protocol.datasets import (DeviceInfo, DevicePropDesc, ObjectInfo, PropEnum, PropRange,
-                                     StorageInfo)
+from ptpfs.protocol.datasets import DeviceInfo, DevicePropDesc, ObjectInfo, PropEnum, PropRange, StorageInfo
 from ptpfs.services import properties
 
 _ACCESS = {0: "rw", 1: "ro", 2: "ro+delete"}

@@ -10,6 +10,7 @@ the exit codes below.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -17,9 +18,10 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, NoReturn, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from ptpfs import __version__, connect
 from ptpfs.cli import output
@@ -40,12 +42,20 @@ from ptpfs.cli.exitcodes import (  # noqa: F401 - re-exported: ptpctl's public n
 )
 from ptpfs.cli.progress import ProgressBar
 from ptpfs.errors import InvalidValue, PTPError, ResponseError
-from ptpfs.protocol.codes import format_for_filename, property_name
+from ptpfs.protocol.codes import (
+    ROOT_PARENT,
+    format_for_filename,
+    norm_parent,
+    property_name,
+)
 from ptpfs.protocol.datasets import ObjectInfo
 from ptpfs.protocol.wire import format_datetime
 from ptpfs.services import properties
-from ptpfs.services.objects import object_size as _object_size
+from ptpfs.services.listing import object_size as _object_size
 from ptpfs.services.objects import walk_storage as _walk_storage
+
+if TYPE_CHECKING:
+    from ptpfs.session import Session
 
 PROG = "ptpctl"
 
@@ -106,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the main command (``serve`` has its own)."""
     p = _Parser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Talk to a PTP/MTP camera (USB, PTP/IP or the simulator). "
-                            "Subcommands: `ptpctl serve --help`, `ptpctl import --help`.",
+                            "Subcommands: `ptpctl serve --help`, `ptpctl import --help`, "
+                            "`ptpctl firmware --help`.",
                 epilog=EXIT_CODES_HELP)
     p.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("-o", "--list-operations", action="store_true",
@@ -175,8 +186,10 @@ def serve_address(text: str) -> tuple[str, int, str | None]:
 def build_serve_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ptpctl serve``."""
     p = _Parser(prog=f"{PROG} serve",
-                description="Serve the simulated camera over PTP/IP until SIGINT/SIGTERM.",
-                epilog="The first line on stdout is 'listening on HOST:PORT'.  "
+                description="Serve the simulated camera over PTP/IP (or, with --usb-gadget, as a "
+                            "USB device) until SIGINT/SIGTERM.",
+                epilog="The first line on stdout is 'listening on HOST:PORT' (with "
+                       "--usb-gadget: 'serving on the USB gadget FFS_DIR', --listen unused).  "
                        "WARNING: with --root, every client that can connect may change and "
                        "delete the files under DIR (uploads never overwrite a file and "
                        "FormatStore is refused, but DeleteObject deletes); serve a copy or a "
@@ -184,6 +197,11 @@ def build_serve_parser() -> argparse.ArgumentParser:
                        "for explicitly: --listen 0.0.0.0:PORT or [::]:PORT.")
     p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:15740",
                    help="address to listen on (default 127.0.0.1:15740; port 0 picks a free one)")
+    p.add_argument("--usb-gadget", metavar="FFS_DIR",
+                   help="serve as a real USB device instead of over PTP/IP: FFS_DIR is a "
+                        "mounted FunctionFS instance of a configfs gadget (Linux; root); the "
+                        "gadget's IDs and strings for the profile come from "
+                        "'python3 -m ptpfs.sim.gadget --identity PROFILE'")
     p.add_argument("--root", metavar="DIR",
                    help="serve the files under DIR, read-write (default: a generated sample "
                         "card); see the warning below")
@@ -236,7 +254,7 @@ class _Run:
 
 # --------------------------------------------------------------------------- actions
 
-def _show_info(run: _Run, session: Any) -> None:
+def _show_info(run: _Run, session: Session) -> None:
     info = session.device_info
     if run.json_mode:
         run.doc["device_info"] = output.device_info_json(info)
@@ -256,17 +274,17 @@ def _show_codes(run: _Run, key: str, header: str, kind: str, codes: Any) -> None
         run.line(output.code_token(kind, code))
 
 
-def _show_operations(run: _Run, session: Any) -> None:
+def _show_operations(run: _Run, session: Session) -> None:
     _show_codes(run, "operations", "operations_supported", "operation",
                 session.device_info.operations_supported)
 
 
-def _show_properties(run: _Run, session: Any) -> None:
+def _show_properties(run: _Run, session: Session) -> None:
     _show_codes(run, "properties", "device_prop_supported", "property",
                 session.device_info.device_properties_supported)
 
 
-def _show_descriptions(run: _Run, session: Any) -> None:
+def _show_descriptions(run: _Run, session: Session) -> None:
     entries: list[dict[str, Any]] = []
     run.line("+ properties_description")
     for code in session.device_info.device_properties_supported:
@@ -285,7 +303,7 @@ def _show_descriptions(run: _Run, session: Any) -> None:
         run.doc["property_descriptions"] = entries
 
 
-def _list_files(run: _Run, session: Any) -> None:
+def _list_files(run: _Run, session: Session) -> None:
     storages: list[dict[str, Any]] = []
     run.line("+ storages_and_files")
     for index, sid in enumerate(session.get_storage_ids()):
@@ -304,13 +322,13 @@ def _list_files(run: _Run, session: Any) -> None:
 
 
 def _safe_filename(name: str, handle: int) -> str:
-    from ptpfs.fs.naming import sanitize
+    from ptpfs.services.naming import sanitize
 
     cleaned = sanitize(name.replace("\\", "_").lstrip(), fallback=f"object-{handle:08x}")
     return cleaned if cleaned.strip("._ ") else f"object-{handle:08x}"
 
 
-def _get_file(run: _Run, session: Any, handle: int, dest: str | None, force: bool) -> None:
+def _get_file(run: _Run, session: Session, handle: int, dest: str | None, force: bool) -> None:
     info = session.get_object_info(handle)
     if info.is_folder:
         raise InvalidValue(f"0x{handle:08x} ({info.filename}) is a folder, not a file")
@@ -354,7 +372,7 @@ def _umask() -> int:
     return mask
 
 
-def _resolve_storage(session: Any, text: str) -> int:
+def _resolve_storage(session: Session, text: str) -> int:
     ids = list(session.get_storage_ids())
     t = text.strip().lower()
     if t.startswith("0x"):
@@ -374,7 +392,7 @@ def _resolve_storage(session: Any, text: str) -> int:
     return ids[index]
 
 
-def _upload(run: _Run, session: Any, spec: str, parent: int | None) -> None:
+def _upload(run: _Run, session: Session, spec: str, parent: int | None) -> None:
     storage_text, sep, filename = spec.partition(",")
     if not sep or not filename or not storage_text:
         raise InvalidValue(f"bad --upload {spec!r}: expected STORAGE,FILE (e.g. 0,photo.jpg)")
@@ -389,21 +407,21 @@ def _upload(run: _Run, session: Any, spec: str, parent: int | None) -> None:
                       modification_date=format_datetime(datetime.fromtimestamp(st.st_mtime)))
     with open(filename, "rb") as f:
         got_sid, got_parent, handle = session.send_object_info(
-            sid, 0xFFFFFFFF if parent is None else parent, info)
+            sid, ROOT_PARENT if parent is None else parent, info)
         with ProgressBar(st.st_size, base[:40]) as bar:
             session.send_object(f, st.st_size, progress=bar)
     # Devices may announce a handle they register later (or another object's): confirm it.
-    from ptpfs.fs.uploads import confirm_upload
+    from ptpfs.services.uploads import confirm_upload
 
     handle, _ = confirm_upload(session, got_sid or sid,
-                               0 if parent in (None, 0xFFFFFFFF) else parent, base, handle)
+                               norm_parent(parent or 0), base, handle)
     run.line(f"uploaded {filename} as 0x{handle:08x} (storage 0x{got_sid:08x}, "
              f"parent 0x{got_parent:08x}, {st.st_size} bytes)")
     run.doc["upload"] = {"file": filename, "handle": handle, "storage": got_sid,
                          "parent": got_parent, "size": st.st_size}
 
 
-def _delete(run: _Run, session: Any, handle: int) -> None:
+def _delete(run: _Run, session: Session, handle: int) -> None:
     session.delete_object(handle)
     run.line(f"deleted 0x{handle:08x}")
     run.doc["delete"] = {"handle": handle}
@@ -411,7 +429,7 @@ def _delete(run: _Run, session: Any, handle: int) -> None:
 
 # --------------------------------------------------------------------------- properties
 
-def _set_property(run: _Run, session: Any, assignment: str) -> None:
+def _set_property(run: _Run, session: Session, assignment: str) -> None:
     name, sep, raw = assignment.partition("=")
     if not sep or not name.strip():
         raise InvalidValue(f"bad --set-property {assignment!r}: expected CODE=VALUE")
@@ -456,7 +474,7 @@ class _LogSetup:
         self.saved = (self.logger.level, self.session_logger.level, self.logger.propagate)
         self.debug = debug
 
-    def __enter__(self) -> "_LogSetup":
+    def __enter__(self) -> _LogSetup:
         self.logger.addHandler(self.handler)
         self.logger.propagate = False
         # errors end in one "ptpctl: ..." line; the library's own warnings only with -v
@@ -499,7 +517,7 @@ def _run(args: argparse.Namespace, run: _Run) -> int:
                 (args.list_properties, lambda: _show_properties(run, session)),
                 (args.list_properties_description, lambda: _show_descriptions(run, session)),
             ]
-            actions += [(True, lambda a=a: _set_property(run, session, a))
+            actions += [(True, functools.partial(_set_property, run, session, a))
                         for a in args.set_property]
             actions += [
                 (bool(args.upload), lambda: _upload(run, session, args.upload, args.parent)),
@@ -528,6 +546,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ptpfs.cli.import_cmd import import_main
 
         return import_main(argv[1:])
+    if argv and argv[0] == "firmware":
+        from ptpfs.cli.firmware import firmware_main
+
+        return firmware_main(argv[1:])
     parser = build_parser()
     if not argv:
         parser.print_usage(sys.stderr)
@@ -579,14 +601,20 @@ def serve_main(argv: Sequence[str]) -> int:
     from ptpfs.sim.ptpip_server import PtpipServer
 
     stop = threading.Event()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     with _LogSetup(args.debug):
         if args.debug:
             logging.getLogger("ptpfs").setLevel(logging.DEBUG)
         try:
             camera = _make_camera(make_camera, args)
-            server = PtpipServer(camera, host=host, port=port,
-                                 name=args.name or camera.profile.model)
+            server: Any
+            if args.usb_gadget is not None:
+                from ptpfs.sim.gadget import GadgetServer
+
+                server = GadgetServer(camera, args.usb_gadget)
+            else:
+                server = PtpipServer(camera, host=host, port=port,
+                                     name=args.name or camera.profile.model)
             server.start()
         except (PTPError, OSError, ValueError) as exc:
             return _fail(exc)
@@ -597,8 +625,13 @@ def serve_main(argv: Sequence[str]) -> int:
                 except ValueError:  # not the main thread: rely on KeyboardInterrupt
                     pass
             shown = f"[{host}]" if ":" in host else host
-            print(f"listening on {shown}:{server.port} (profile {args.profile}, "
-                  f"device spec ptpip:{shown}:{server.port})", flush=True)
+            if args.usb_gadget is not None:
+                ident = server.identity
+                print(f"serving on the USB gadget {args.usb_gadget} (profile {args.profile}, "
+                      f"{ident.vendor_id:04x}:{ident.product_id:04x})", flush=True)
+            else:
+                print(f"listening on {shown}:{server.port} (profile {args.profile}, "
+                      f"device spec ptpip:{shown}:{server.port})", flush=True)
             while not stop.wait(0.5):
                 pass
         except KeyboardInterrupt:

@@ -1,7 +1,10 @@
 """The one place where exceptions become ``errno`` values for FUSE.
 
-Every Operations method runs inside :func:`fuse_errors`, so a library
-exception never escapes into mfusepy (which would log it and answer EINVAL).
+Every FUSE request that may reach the device runs inside :func:`fuse_errors`
+(``PtpFs._op`` in :mod:`ptpfs.fs.operations`), so a library exception never
+escapes into mfusepy (which would log it and answer EINVAL).  Requests
+answered locally (xattrs, ``releasedir``) and the mount's ``init``/``destroy``
+do not go through it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,15 @@ from collections.abc import Iterator
 
 from mfusepy import FuseOSError
 
-from ptpfs.errors import (Interrupted, InvalidValue, NotSupported, PTPError, ProtocolError,
-                          ResponseError, TransportError)
+from ptpfs.errors import (
+    Interrupted,
+    InvalidValue,
+    NotSupported,
+    ProtocolError,
+    PTPError,
+    ResponseError,
+    TransportError,
+)
 from ptpfs.protocol.codes import RC
 
 log = logging.getLogger("ptpfs.fs")
@@ -78,7 +88,7 @@ def fuse_errors(what: str, path: str | None = None) -> Iterator[None]:
         yield
     except FuseOSError:
         raise
-    except Exception as exc:  # noqa: BLE001 - this is the mapping point
+    except Exception as exc:
         code = errno_for(exc)
         if isinstance(exc, (PTPError, ValueError)) and not isinstance(exc, OSError):
             level = logging.INFO if code in (errno.ENOENT, errno.EINVAL) else logging.WARNING

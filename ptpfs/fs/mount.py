@@ -22,9 +22,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptpfs.errors import InvalidValue
+
+if TYPE_CHECKING:
+    from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
 
@@ -311,7 +314,7 @@ def raise_kernel_readahead(mountpoint: str, size: int) -> None:
         log.debug("kernel read-ahead left as it is (%s)", exc)
 
 
-def mount(session: Any, mountpoint: str, opts: MountOptions, *, debug: bool = False,
+def mount(session: Session, mountpoint: str, opts: MountOptions, *, debug: bool = False,
           fsname: str = "ptpfs", on_ready: Callable[[], None] | None = None,
           single_thread: bool = False) -> bool:
     """Serve *session* at *mountpoint* in the foreground until unmounted.

@@ -19,6 +19,8 @@ import re
 import threading
 from typing import Any
 
+from ptpfs.protocol.datasets import DeviceInfo
+
 log = logging.getLogger("ptpfs.fs")
 
 #: Most records kept per device (the oldest go first).
@@ -34,10 +36,10 @@ def state_dir() -> str:
     return os.path.join(base, "ptpfs")
 
 
-def device_key(device_info: Any) -> str:
+def device_key(device_info: DeviceInfo) -> str:
     """A file-name-safe key for a device: model and serial number."""
-    model = str(getattr(device_info, "model", "") or "device")
-    serial = str(getattr(device_info, "serial_number", "") or "noserial")
+    model = device_info.model or "device"
+    serial = device_info.serial_number or "noserial"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model}-{serial}")[:120]
 
 

@@ -1,8 +1,11 @@
-"""The mfusepy Operations class: thin glue between FUSE calls and the tree.
+"""The mfusepy Operations class: FUSE calls mapped onto the tree and the strategies.
 
-Each method resolves the path (tree, ``/.ptp`` or an open upload), calls
-a strategy (:mod:`reader`, :mod:`uploads`, :mod:`virtual`) and lets
-:func:`~ptpfs.fs.errmap.fuse_errors` turn exceptions into errno values.
+Every operation that may reach the device runs inside :meth:`PtpFs._op`: it
+resolves the path (tree, ``/.ptp`` or an open upload), calls a strategy
+(:mod:`reader`, :mod:`uploads`, :mod:`virtual`, :mod:`thumbs`) and lets
+:func:`~ptpfs.fs.errmap.fuse_errors` turn library exceptions into errno values
+(path-level errors such as ENOENT or EISDIR are raised here; xattrs are not
+supported).  The upload lifecycle lives in :mod:`uploads`, not here.
 :class:`PlusFUSE` adds readdirplus so ``ls -l`` costs no getattr per file.
 """
 
@@ -32,11 +35,11 @@ from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import VIRTUAL_DIR, Node, Tree
 from ptpfs.fs.uploads import HIDDEN_PREFIX, NAME_UNITS_MAX, Upload, Uploads, check_name
 from ptpfs.fs.virtual import Virtual, VNode
-from ptpfs.protocol.codes import RC
+from ptpfs.protocol.codes import RC, wire_parent
+from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
 
-ROOT = 0xFFFFFFFF
 FILL_DIR_PLUS = 1 << 1
 READDIR_PLUS = 1 << 0
 BLOCK = 4096
@@ -94,6 +97,10 @@ class VirtualHandle:
 STALE = "the device was reconnected since this file was opened; open it again"
 
 
+#: What an open file handle (``fi.fh``) stands for.
+OpenFile = ReadHandle | UploadHandle | VirtualHandle
+
+
 class PtpFs(Operations):
     """A PTP session as a filesystem."""
 
@@ -101,7 +108,7 @@ class PtpFs(Operations):
     #: ``-o thumbnails=prefill``: a :class:`~ptpfs.fs.thumbcache.Prefill` told about listings.
     prefill: Any = None
 
-    def __init__(self, session: Any, *, cache_ttl: float = 60.0, read_only: bool = False,
+    def __init__(self, session: Session, *, cache_ttl: float = 60.0, read_only: bool = False,
                  readahead_max: int = 8 << 20, readahead_min: int = 128 << 10,
                  spool_dir: str | None = None, uid: int | None = None, gid: int | None = None,
                  umask: int | None = None, on_ready: Any = None) -> None:
@@ -118,7 +125,7 @@ class PtpFs(Operations):
         self.umask = umask
         self.on_ready = on_ready
         self._lock = threading.Lock()
-        self._handles: dict[int, Any] = {}
+        self._handles: dict[int, OpenFile] = {}
         self._dirs: dict[int, list[tuple[str, dict[str, Any]]]] = {}
         self._next_fh = 1
         self._fuse_ptr: int | None = None
@@ -134,9 +141,7 @@ class PtpFs(Operations):
         self.uploads = Uploads(session, self.tree, self.spool_dir,
                                generation=self._generation, invalidate=self._invalidate_soon,
                                forget_spool=lambda h: self.spools.forget(h), mtimes=mtimes)
-        add_listener = getattr(session, "add_link_listener", None)
-        self._remove_link_listener = add_listener(self._link_changed) \
-            if callable(add_listener) else None
+        self._remove_link_listener = session.add_link_listener(self._link_changed)
 
     # ---------------------------------------------------------------- lifecycle
     def init_with_config(self, conn_info: Any, config: Any) -> None:
@@ -196,7 +201,7 @@ class PtpFs(Operations):
     def _generation(self) -> int:
         """The session generation this FUSE request started in."""
         gen = getattr(self._tl, "generation", None)
-        return int(getattr(self.session, "generation", 0)) if gen is None else gen
+        return self.session.generation if gen is None else gen
 
     @contextlib.contextmanager
     def _op(self, what: str, path: str | None) -> Iterator[None]:
@@ -204,12 +209,8 @@ class PtpFs(Operations):
         that resolved a path before a reconnect never sends that handle to
         the new session."""
         with fuse_errors(what, path):
-            pinned = getattr(self.session, "pinned", None)
-            if pinned is None:
-                yield
-                return
             outer = getattr(self._tl, "generation", None)
-            with pinned() as gen:
+            with self.session.pinned() as gen:
                 self._tl.generation = gen
                 try:
                     yield
@@ -218,7 +219,7 @@ class PtpFs(Operations):
 
     def _current(self, generation: int) -> None:
         """Raise EIO unless the session is still in *generation*."""
-        if generation != getattr(self.session, "generation", 0):
+        if generation != self.session.generation:
             raise ConnectionLost(STALE)
 
     def _link_changed(self, state: str) -> None:
@@ -251,14 +252,14 @@ class PtpFs(Operations):
                              name="ptpfs-invalidate", daemon=True).start()
 
     # ---------------------------------------------------------------- helpers
-    def _new_fh(self, obj: Any) -> int:
+    def _new_fh(self, obj: OpenFile) -> int:
         with self._lock:
             fh = self._next_fh
             self._next_fh += 1
             self._handles[fh] = obj
             return fh
 
-    def _handle(self, fi: Any) -> Any:
+    def _handle(self, fi: Any) -> OpenFile:
         fh = fi.fh if not isinstance(fi, int) else fi
         handle = self._handles.get(fh)
         if handle is None:
@@ -416,9 +417,9 @@ class PtpFs(Operations):
         if self.prefill is not None:
             self.prefill.listed(children.values())
         pending = self.uploads.in_folder(path)
-        for name, child in children.items():
-            if name not in pending and not self.uploads.is_hidden(child):
-                entries.append((name, self._node_attrs(child)))
+        for name, node in children.items():
+            if name not in pending and not self.uploads.is_hidden(node):
+                entries.append((name, self._node_attrs(node)))
         for name, upload in pending.items():
             entries.append((name, self._upload_attrs(upload)))
         return entries
@@ -709,7 +710,7 @@ class PtpFs(Operations):
                 raise FuseOSError(errno.EEXIST)
             info = ObjectInfo.folder(parent.storage_id, parent.handle, name)
             _, _, handle = self.session.send_object_info(parent.storage_id,
-                                                         parent.handle or ROOT, info)
+                                                         wire_parent(parent.handle), info)
             self._refresh(handle)
             return 0
 
@@ -783,7 +784,7 @@ class PlusFUSE(mfusepy.FUSE):
 
     def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
         fh = fip.contents if fip else None
-        return self.operations.truncate(self._decoded(path), length, fh)
+        return int(self.operations.truncate(self._decoded(path), length, fh))
 
     def utimens_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
         times = None
@@ -791,7 +792,7 @@ class PlusFUSE(mfusepy.FUSE):
             times = (mfusepy.time_of_timespec(buf.contents.actime, use_ns=self.use_ns),
                      mfusepy.time_of_timespec(buf.contents.modtime, use_ns=self.use_ns))
         fh = fip.contents if fip else None
-        return self.operations.utimens(self._decoded(path), times, fh)
+        return int(self.operations.utimens(self._decoded(path), times, fh))
 
     def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int,
                        fip: Any, flags: int) -> int:

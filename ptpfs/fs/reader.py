@@ -4,7 +4,8 @@
   EOS) with adaptive read-ahead: the kernel asks for 128 KiB at a time, and a
   sequential reader's window grows (128 KiB -> ``readahead_max``) so one
   transaction carries many kernel requests; a random reader keeps the window
-  small.  Memory: at most two windows per open file.
+  small.  Memory per open file: the current window, at most two more read
+  ahead (``_Pipeline.DEPTH``) and a 1 MiB tail of the previous one.
 * :class:`SpoolReader` - for devices without partial reads: GetObject streams
   into a private, already-unlinked temporary file shared by every reader of
   the object; readers wait only until the bytes they need have arrived.
@@ -18,10 +19,11 @@ import collections
 import logging
 import os
 import threading
-from typing import Any
 
+from ptpfs.capabilities import PartialRead
 from ptpfs.errors import ProtocolError
 from ptpfs.fs.spool import SpoolDir
+from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
 
@@ -71,7 +73,7 @@ class _Pipeline:
 
     DEPTH = 2
 
-    def __init__(self, reader: "PartialReader", start: int, window: int,
+    def __init__(self, reader: PartialReader, start: int, window: int,
                  spare: bytearray | None) -> None:
         self.reader = reader
         self.next_start = start          # offset of the first window not yet taken
@@ -85,19 +87,15 @@ class _Pipeline:
         self._cond = threading.Condition()
         # the worker's transactions belong to the session generation of the
         # request that started it (a reconnect must not see old handles)
-        self._pinned = getattr(reader.session, "pinned", None)
-        self._generation: int | None = None
-        if callable(self._pinned):
-            with self._pinned() as generation:
-                self._generation = generation
+        self._pinned = reader.session.pinned
+        with self._pinned() as generation:
+            self._generation: int | None = generation
         self._thread = threading.Thread(target=self._run, name="ptpfs-readahead", daemon=True)
         self._thread.start()
 
     def _fetch(self, start: int, length: int, spare: bytearray | None) -> memoryview:
-        if callable(self._pinned):
-            with self._pinned(self._generation):
-                return self.reader._fetch(start, length, spare)
-        return self.reader._fetch(start, length, spare)
+        with self._pinned(self._generation):
+            return self.reader._fetch(start, length, spare)
 
     def _run(self) -> None:
         reader = self.reader
@@ -178,7 +176,7 @@ class PartialReader(Reader):
     #: Bytes of the previous window kept for slightly out-of-order requests.
     TAIL = 1 * MIB
 
-    def __init__(self, session: Any, handle: int, size: int, *,
+    def __init__(self, session: Session, handle: int, size: int, *,
                  initial: int = 128 * KIB, maximum: int = 8 * MIB) -> None:
         self.session = session
         self.handle = handle
@@ -196,7 +194,7 @@ class PartialReader(Reader):
         self._counter_lock = threading.Lock()
         self.transferred = 0
         self.transactions = 0
-        self._eos = session.capabilities.partial_read == "eos"
+        self._eos = session.capabilities.partial_read is PartialRead.EOS
 
     def _fetch(self, start: int, length: int, reuse: bytearray | None = None) -> memoryview:
         """One partial read straight into a buffer (no extra copies); *reuse*
@@ -312,7 +310,7 @@ _ZEROS = bytes(1 << 20)
 class Spool:
     """One object downloaded with GetObject into an unlinked temporary file."""
 
-    def __init__(self, session: Any, handle: int, size: int, spool_dir: SpoolDir) -> None:
+    def __init__(self, session: Session, handle: int, size: int, spool_dir: SpoolDir) -> None:
         self.session = session
         self.handle = handle
         self.size = size
@@ -384,7 +382,7 @@ class Spool:
 class SpoolCache:
     """Shares one :class:`Spool` per object among concurrent readers."""
 
-    def __init__(self, session: Any, spool_dir: SpoolDir) -> None:
+    def __init__(self, session: Session, spool_dir: SpoolDir) -> None:
         self.session = session
         self.spool_dir = spool_dir
         self._lock = threading.Lock()
@@ -437,10 +435,11 @@ class SpoolReader(Reader):
             self.cache.release(self.spool)
 
 
-def open_reader(session: Any, handle: int, size: int, spools: SpoolCache, *,
+def open_reader(session: Session, handle: int, size: int, spools: SpoolCache, *,
                 readahead_max: int = 8 * MIB, readahead_min: int = 128 * KIB) -> Reader:
     """The best reader for this device and object."""
     mode = session.capabilities.partial_read
-    if mode in ("64", "eos") or (mode == "32" and size <= LIMIT_32):
+    if mode in (PartialRead.OFFSET64, PartialRead.EOS) or (
+            mode is PartialRead.OFFSET32 and size <= LIMIT_32):
         return PartialReader(session, handle, size, initial=readahead_min, maximum=readahead_max)
     return SpoolReader(spools, handle, size)

@@ -137,7 +137,7 @@ class Prefill:
                 self._one(node)
             except (PTPError, OSError, ValueError) as exc:
                 log.info("thumbnail of %s not cached: %s", node.path, exc)
-            except Exception:  # noqa: BLE001 - a bad JPEG must not stop the worker
+            except Exception:
                 log.exception("thumbnail of %s not cached", node.path)
             finally:
                 with self._lock:
@@ -176,9 +176,11 @@ class Prefill:
 def _cached_mtime(path: str) -> int | None:
     """Thumb::MTime of an existing cache file, ``None`` if absent or unreadable."""
     try:
-        from PIL import Image
+        from PIL import Image, PngImagePlugin
 
         with Image.open(path) as image:
-            return int(image.text.get("Thumb::MTime", ""))  # type: ignore[attr-defined]
+            if not isinstance(image, PngImagePlugin.PngImageFile):
+                return None     # not a thumbnail this cache wrote (those are PNG)
+            return int(image.text.get("Thumb::MTime", ""))
     except (OSError, ValueError, SyntaxError):
         return None

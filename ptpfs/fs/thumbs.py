@@ -26,7 +26,9 @@ from typing import Any
 from cachetools import LRUCache, TTLCache
 
 from ptpfs.errors import ResponseError
-from ptpfs.protocol.codes import OC, RC
+from ptpfs.fs.tree import Tree
+from ptpfs.protocol.codes import OC, OFC, RC
+from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
 
@@ -44,7 +46,7 @@ MEDIA_EXTENSIONS = frozenset({
     "cr2", "cr3", "crw", "nef", "nrw", "arw", "srf", "sr2", "raf", "orf", "rw2", "pef", "srw",
     "x3f", "mp4", "mov", "avi", "mts", "m2ts", "3gp", "mpg", "mpeg", "wmv", "mkv"})
 #: Object formats that are video (PTP AVI, MPEG, ASF; MTP MP4, 3GP, WMV).
-VIDEO_FORMATS = frozenset({0x300A, 0x300B, 0x300D, 0xB981, 0xB982, 0xB983, 0xB984})
+VIDEO_FORMATS = frozenset({OFC.AVI, OFC.MPEG, OFC.QT, OFC.WMV, OFC.MP4, OFC.MP2, OFC._3GP})
 JPEG_EXTENSIONS = ("jpg", "jpeg", "jpe")
 
 
@@ -73,14 +75,14 @@ class ThumbStats:
 class Thumbs:
     """The thumbnail tree of one mount: resolves names against the real tree."""
 
-    def __init__(self, session: Any, tree: Any, *, cache_bytes: int = CACHE_BYTES,
+    def __init__(self, session: Session, tree: Tree, *, cache_bytes: int = CACHE_BYTES,
                  ttl: float = 60.0) -> None:
         self.session = session
         self.tree = tree
         self.stats = ThumbStats()
         self._lock = threading.Lock()
-        self._data: LRUCache = LRUCache(maxsize=cache_bytes, getsizeof=lambda b: len(b) + 1)
-        self._sizes: TTLCache = TTLCache(maxsize=65536, ttl=ttl)   # handle -> announced size
+        self._data: LRUCache[int, bytes] = LRUCache(maxsize=cache_bytes, getsizeof=lambda b: len(b) + 1)
+        self._sizes: TTLCache[int, int] = TTLCache(maxsize=65536, ttl=ttl)   # handle -> announced size
         self._fetch_locks: dict[int, threading.Lock] = {}
         self._grown: set[int] = set()   # sent longer than announced: the kernel may cache the old size
 
@@ -132,8 +134,8 @@ class Thumbs:
         if node.kind == "root":
             return INO_THUMBS_DIR
         if node.kind == "storage":
-            return INO_THUMB_STORAGE | node.storage_id
-        return INO_THUMB | node.handle
+            return INO_THUMB_STORAGE | int(node.storage_id)
+        return INO_THUMB | int(node.handle)
 
     # -- sizes and bytes ------------------------------------------------------------
     def size(self, node: Any) -> int:

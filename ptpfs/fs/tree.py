@@ -1,7 +1,7 @@
 """The object tree: storages, folders and files, their names and inode numbers.
 
 Listings are fetched lazily, one folder at a time, with the session's best
-:mod:`~ptpfs.fs.listing` strategy and kept in a :class:`cachetools.TTLCache`
+:mod:`~ptpfs.services.listing` strategy and kept in a :class:`cachetools.TTLCache`
 keyed by ``(storage_id, folder_handle)``; device events update or invalidate
 exactly the folder they concern.  Node objects are reused across re-listings
 (same handle, same node), so inode numbers and parent links stay stable.
@@ -34,9 +34,11 @@ from typing import Any
 from cachetools import TTLCache
 
 from ptpfs.errors import PTPError, ResponseError
-from ptpfs.protocol.codes import RC
-from ptpfs.fs.listing import Lister, ObjectMeta, choose_lister, norm_parent
-from ptpfs.fs.naming import sanitize, unique_names
+from ptpfs.protocol.codes import EC, RC, norm_parent
+from ptpfs.protocol.datasets import StorageInfo
+from ptpfs.services.listing import Lister, ObjectMeta, choose_lister
+from ptpfs.services.naming import sanitize, unique_names
+from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
 
@@ -46,20 +48,8 @@ INO_ROOT = 1
 INO_STORAGE = 1 << 40
 INO_OBJECT = 1 << 41
 
-# Event codes the tree reacts to.
-EC_OBJECT_ADDED = 0x4002
-EC_OBJECT_REMOVED = 0x4003
-EC_STORE_ADDED = 0x4004
-EC_STORE_REMOVED = 0x4005
-EC_DEVICE_PROP_CHANGED = 0x4006
-EC_OBJECT_INFO_CHANGED = 0x4007
-EC_DEVICE_INFO_CHANGED = 0x4008
-EC_STORE_FULL = 0x400A
-EC_STORAGE_INFO_CHANGED = 0x400C
-EC_OBJECT_PROP_CHANGED = 0xC801
-
-OBJECT_EVENTS = (EC_OBJECT_ADDED, EC_OBJECT_REMOVED, EC_OBJECT_INFO_CHANGED,
-                 EC_OBJECT_PROP_CHANGED)
+OBJECT_EVENTS = (EC.ObjectAdded, EC.ObjectRemoved, EC.ObjectInfoChanged,
+                 EC.ObjectPropChanged)
 #: Most events waiting for the worker; more are dropped and everything is re-listed.
 EVENT_QUEUE_MAX = 4096
 #: A batch with more object events than this invalidates folders instead of
@@ -82,7 +72,7 @@ class Node:
                  "_flags", "_raw", "info")
 
     def __init__(self, kind: str, name: str, *, storage_id: int = 0, handle: int = 0,
-                 parent: "Node | None" = None, size: int = 0, mtime: float = 0.0,
+                 parent: Node | None = None, size: int = 0, mtime: float = 0.0,
                  format: int = 0, writable: bool = True, deletable: bool = True,
                  raw_name: str | None = None, info: Any = None) -> None:
         self.kind = _KINDS[kind]       # "root", "storage", "dir", "file" (shared strings)
@@ -187,9 +177,9 @@ class Folder:
         return {n.handle for n in self.by_name.values()}
 
 
-def storage_label(info: Any, storage_id: int) -> str:
+def storage_label(info: StorageInfo, storage_id: int) -> str:
     """A storage's display name from its description or volume label."""
-    for text in (getattr(info, "storage_description", ""), getattr(info, "volume_label", "")):
+    for text in (info.storage_description, info.volume_label):
         if text and text.strip():
             return text.strip()
     return f"storage-{storage_id:08x}"
@@ -198,7 +188,7 @@ def storage_label(info: Any, storage_id: int) -> str:
 class Tree:
     """Paths -> nodes over one PTP session, with caches kept fresh by events."""
 
-    def __init__(self, session: Any, *, cache_ttl: float = 60.0,
+    def __init__(self, session: Session, *, cache_ttl: float = 60.0,
                  storage_ttl: float = 2.0, lister: Lister | None = None,
                  read_only: bool = False) -> None:
         self.session = session
@@ -210,12 +200,12 @@ class Tree:
         self._storages: dict[str, Node] | None = None
         self._storages_at = 0.0
         self._storage_nodes: dict[int, Node] = {}
-        self._folders: TTLCache = TTLCache(maxsize=65536, ttl=cache_ttl)
+        self._folders: TTLCache[tuple[int, int], Folder] = TTLCache(maxsize=65536, ttl=cache_ttl)
         self._nodes: dict[int, Node] = {}          # handle -> node (reused)
         # one int object per distinct storage ID / format, not one per node
         interned: dict[int, int] = {}
         self._interned: Callable[[int, int], int] = interned.setdefault
-        self._storage_info: TTLCache = TTLCache(maxsize=64, ttl=storage_ttl)
+        self._storage_info: TTLCache[int, StorageInfo] = TTLCache(maxsize=64, ttl=storage_ttl)
         self.events: collections.deque[str] = collections.deque(maxlen=500)
         self.listeners: list[Callable[[list[str]], None]] = []
         self.prop_listeners: list[Callable[[int], None]] = []
@@ -267,7 +257,7 @@ class Tree:
             self._storages_at = time.monotonic()
             return result
 
-    def storage_info(self, storage_id: int) -> Any:
+    def storage_info(self, storage_id: int) -> StorageInfo:
         """Fresh-ish StorageInfo (short TTL) for statfs."""
         with self._lock:
             info = self._storage_info.get(storage_id)
@@ -300,13 +290,9 @@ class Tree:
             folder = self._folders.get(key)
             if folder is not None:
                 return folder
-        iter_folder = getattr(self.lister, "iter_folder", None)
-        if iter_folder is not None:
-            # objects carried over a reconnect and still listed are not fetched again
-            metas = iter_folder(node.storage_id, node.handle,
-                                known=lambda handle: self._carried(handle, node))
-        else:
-            metas = self.lister.list_folder(node.storage_id, node.handle)
+        # objects carried over a reconnect and still listed are not fetched again
+        metas = self.lister.iter_folder(node.storage_id, node.handle,
+                                        known=lambda handle: self._carried(handle, node))
         nodes = self._nodes_for(node, metas)
         with self._lock:
             folder = self._folders.get(key)
@@ -572,7 +558,7 @@ class Tree:
             self._worker = None
 
     def _generation(self) -> int:
-        return int(getattr(self.session, "generation", 0))
+        return self.session.generation
 
     def _enqueue(self, event: Any) -> None:
         # stamped, so events of a link that was since replaced are dropped
@@ -611,7 +597,7 @@ class Tree:
             events = [event for gen, event in batch if gen == generation]
             try:
                 paths = self.apply_events(events)
-            except Exception:  # noqa: BLE001 - keep the worker alive
+            except Exception:
                 log.exception("events not applied")
                 continue
             if paths:
@@ -626,7 +612,7 @@ class Tree:
             for listener in list(self.listeners):
                 try:
                     listener(paths)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("invalidation listener failed")
 
     def apply_events(self, events: list[Any]) -> list[str]:
@@ -660,7 +646,7 @@ class Tree:
                     unknown = True          # a new object: its folder is not known
                     continue
                 folders[node.parent.folder_key] = node.parent
-                if node.is_dir and event.code == EC_OBJECT_REMOVED:
+                if node.is_dir and event.code == EC.ObjectRemoved:
                     self._forget_subtree(node)
             if unknown:
                 changed += self._relist_all()
@@ -695,7 +681,7 @@ class Tree:
         p0 = params[0] if params else 0
         self.events.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {_event_text(code, params)}")
         changed: list[str] = []
-        if code in (EC_OBJECT_ADDED, EC_OBJECT_INFO_CHANGED, EC_OBJECT_PROP_CHANGED):
+        if code in (EC.ObjectAdded, EC.ObjectInfoChanged, EC.ObjectPropChanged):
             old = self.node_for_handle(p0)
             if old is not None:
                 changed.append(old.path)
@@ -711,27 +697,27 @@ class Tree:
                 changed.append(node.path)
                 if node.parent is not None:
                     changed.append(node.parent.path)
-        elif code == EC_OBJECT_REMOVED:
+        elif code == EC.ObjectRemoved:
             node = self.remove_object(p0)
             if node is not None:
                 changed.append(node.path)
                 if node.parent is not None:
                     changed.append(node.parent.path)
-        elif code in (EC_STORE_ADDED, EC_STORE_REMOVED):
+        elif code in (EC.StoreAdded, EC.StoreRemoved):
             with self._lock:
-                if code == EC_STORE_REMOVED:
+                if code == EC.StoreRemoved:
                     node = self._storage_nodes.get(p0)
                     if node is not None:
                         self._forget_storage(p0)
                 self.invalidate_storages()
             changed.append("/")
-        elif code in (EC_STORAGE_INFO_CHANGED, EC_STORE_FULL):
+        elif code in (EC.StorageInfoChanged, EC.StoreFull):
             changed += self._storage_changed(p0)
-        elif code == EC_DEVICE_PROP_CHANGED:
+        elif code == EC.DevicePropChanged:
             for listener in list(self.prop_listeners):
                 listener(p0)
             changed.append(f"/{VIRTUAL_DIR}/properties")
-        elif code == EC_DEVICE_INFO_CHANGED:
+        elif code == EC.DeviceInfoChanged:
             self.invalidate_all()
             changed.append("/")
         return changed
@@ -757,7 +743,7 @@ class Tree:
                                   if n.storage_id == storage_id]
 
     def _forget_storage(self, storage_id: int) -> None:
-        for key in [k for k in self._folders.keys() if k[0] == storage_id]:
+        for key in [k for k in self._folders if k[0] == storage_id]:
             self._folders.pop(key, None)
         for handle in [h for h, n in self._nodes.items() if n.storage_id == storage_id]:
             self._nodes.pop(handle, None)

@@ -25,7 +25,6 @@ See docs/ptpfs.md, "Writing files".
 from __future__ import annotations
 
 import collections
-import contextlib
 import datetime as _dt
 import errno
 import logging
@@ -39,71 +38,25 @@ from typing import Any
 
 from mfusepy import FuseOSError
 
-from ptpfs.errors import ConnectionLost, ProtocolError, ResponseError, TransportError
+from ptpfs.errors import (
+    ConnectionLost,
+    ProtocolError,
+    PTPError,
+    ResponseError,
+    TransportError,
+)
+from ptpfs.fs.mtimes import MTimes
 from ptpfs.fs.spool import SpoolDir
 from ptpfs.fs.tree import Node, Tree
-from ptpfs.protocol.codes import RC
-from ptpfs.protocol.datasets import ObjectPropEntry
+from ptpfs.protocol.codes import DT, OC, OPC, RC, wire_parent
+from ptpfs.protocol.datasets import ObjectInfo, ObjectPropEntry
+from ptpfs.services.listing import ObjectMeta
+from ptpfs.services.uploads import confirm_upload
+from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
 
 U32_MAX = 0xFFFFFFFF
-ROOT = 0xFFFFFFFF
-#: How long an upload's predicted handle may take to appear (devices that register
-#: uploaded objects asynchronously, e.g. from a file watch).
-CONFIRM_WAIT = 2.0
-
-
-def confirm_upload(session: Any, storage_id: int, parent: int, name: str, predicted: int,
-                   wait: float = CONFIRM_WAIT) -> tuple[int, int | None]:
-    """Find the object just uploaded as *name* in *parent*: ``(handle, reported size)``.
-
-    Devices may answer SendObjectInfo with a handle they register only later, or
-    with another object's handle (an existing file whose name matches, written in
-    place).  The predicted handle is trusted only if the device lists it under
-    that name; otherwise the folder is listed and the object found by name.  The
-    size is ``None`` when the device reports 0xFFFFFFFF (4 GiB or more).
-    """
-    deadline = time.monotonic() + wait
-    tries = 0
-    while True:
-        try:
-            info = session.get_object_info(predicted)
-        except ResponseError as exc:
-            if exc.code != RC.InvalidObjectHandle:
-                raise
-        else:
-            if info.filename == name and info.storage_id in (storage_id, 0):
-                size = info.compressed_size
-                return predicted, (None if size == U32_MAX else size)
-        tries += 1
-        if tries <= 3:   # registered a moment later (from the device's own file watch)
-            time.sleep(0.005 * 2 ** tries)
-            continue
-        for handle in reversed(session.get_object_handles(storage_id, 0, parent or ROOT)):
-            if handle == predicted:
-                continue
-            try:
-                info = session.get_object_info(handle)
-            except ResponseError:
-                continue
-            if info.filename == name:
-                size = info.compressed_size
-                return handle, (None if size == U32_MAX else size)
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(0.1)
-    raise ProtocolError(f"the device does not list {name!r} after the upload "
-                        f"(it announced handle 0x{predicted:08x})")
-
-
-def _exclusive(session: Any) -> Any:
-    """The session's critical section for a multi-transaction operation
-    (SendObjectInfo, SendObject and its confirmation), if it has one."""
-    exclusive = getattr(session, "exclusive", None)
-    return exclusive() if callable(exclusive) else contextlib.nullcontext()
-
-
 class _SpoolWriter:
     """Writes an upload's data into its spool file from a background thread.
 
@@ -218,7 +171,7 @@ class Upload:
         return "open" if self.dirty else "sent"
 
     # -- local data -------------------------------------------------------------
-    def prefill(self, session: Any, handle: int) -> None:
+    def prefill(self, session: Session, handle: int) -> None:
         """Start from an existing object's contents (open without O_TRUNC)."""
         class _Sink:
             def __init__(self, up: Upload) -> None:
@@ -232,7 +185,7 @@ class Upload:
         session.get_object(handle, sink=_Sink(self))
         self.dirty = False
 
-    def prefill_later(self, session: Any, handle: int, size: int) -> None:
+    def prefill_later(self, session: Session, handle: int, size: int) -> None:
         """Like :meth:`prefill`, but only once the bytes are needed (a first read,
         write or truncate): ``touch`` or an open without writing costs nothing."""
         self.size = size
@@ -290,7 +243,7 @@ class Upload:
                           f"{self.max_size} bytes (no 64-bit upload)")
 
     # -- device -------------------------------------------------------------------
-    def object_info(self) -> Any:
+    def object_info(self) -> ObjectInfo:
         """The ObjectInfo announced with SendObjectInfo."""
         from ptpfs.protocol.codes import format_for_filename
         from ptpfs.protocol.datasets import ObjectInfo
@@ -302,7 +255,7 @@ class Upload:
                           compressed_size=min(self.size, U32_MAX), parent=self.parent,
                           filename=self.name, capture_date=stamp, modification_date=stamp)
 
-    def commit(self, session: Any) -> tuple[int, list[int]]:
+    def commit(self, session: Session) -> tuple[int, list[int]]:
         """Send the object if dirty; returns ``(new_handle, deleted_old_handles)``.
 
         Raises the library's exception on failure, after removing any
@@ -313,7 +266,7 @@ class Upload:
         object and earlier copies (sent before a rename) are deleted after
         the new object is on the device.
         """
-        with self.lock, _exclusive(session):
+        with self.lock, session.exclusive():
             self._spool.drain()       # a spool write error fails the close
             if not self.dirty and self.handle is not None:
                 return self.handle, []
@@ -354,7 +307,7 @@ class Upload:
             self.dirty = False
             return handle, [h for h in deleted if h != handle]
 
-    def _send(self, session: Any) -> tuple[int, int | None]:
+    def _send(self, session: Session) -> tuple[int, int | None]:
         """SendObjectInfo + SendObject + confirmation: ``(handle, size the device reports)``."""
         info = self.object_info()
         if self.size >= U32_MAX:
@@ -365,16 +318,16 @@ class Upload:
             entries = [ObjectPropEntry(0, OPC_FILENAME, DT_STR, self.name),
                        ObjectPropEntry(0, OPC_DATE_MODIFIED, DT_STR, info.modification_date)]
             _, _, predicted = session.send_object_prop_list(
-                self.storage_id, self.parent or ROOT, info.object_format, self.size, entries)
+                self.storage_id, wire_parent(self.parent), info.object_format, self.size, entries)
         else:
-            _, _, predicted = session.send_object_info(self.storage_id, self.parent or ROOT,
+            _, _, predicted = session.send_object_info(self.storage_id, wire_parent(self.parent),
                                                        info)
         try:
             os.lseek(self.fd, 0, os.SEEK_SET)   # a dup shares the offset of an earlier send
             with os.fdopen(os.dup(self.fd), "rb", buffering=0) as source:
                 session.send_object(source, self.size)
         except BaseException as exc:
-            if getattr(exc, "data_delivered", False):
+            if isinstance(exc, PTPError) and exc.data_delivered:
                 # Every byte went out but the device could not end the data phase
                 # (it refused the zero-length packet): keep the object if it is complete.
                 try:
@@ -390,7 +343,7 @@ class Upload:
             raise
         return confirm_upload(session, self.storage_id, self.parent, self.name, predicted)
 
-    def _discard(self, session: Any, predicted: int) -> None:
+    def _discard(self, session: Session, predicted: int) -> None:
         """Remove a half-sent object, found by name (never another object's handle)."""
         try:
             handle, _ = confirm_upload(session, self.storage_id, self.parent, self.name,
@@ -441,18 +394,11 @@ HIDDEN_PREFIX = ".fuse_hidden"
 #: name, then delete) on devices that cannot rename or move objects.
 COPY_RENAME_LIMIT = 64 << 20
 
-OPC_FILENAME = 0xDC07
-OPC_DATE_MODIFIED = 0xDC09
-DT_STR = 0xFFFF
-OC_SEND_OBJECT_PROP_LIST = 0x9808
-OC_SEND_OBJECT_INFO = 0x100C
-
-
-def _adapt(session: Any, key: str, message: str) -> None:
-    """Note a device behaviour once (Session.adapt), if the session keeps such notes."""
-    adapt = getattr(session, "adapt", None)
-    if callable(adapt):
-        adapt(key, message)
+OPC_FILENAME = OPC.ObjectFileName
+OPC_DATE_MODIFIED = OPC.DateModified
+DT_STR = DT.STR
+OC_SEND_OBJECT_PROP_LIST = OC.SendObjectPropList
+OC_SEND_OBJECT_INFO = OC.SendObjectInfo
 
 
 @dataclass
@@ -475,9 +421,9 @@ class Uploads:
     *mtimes* is the persistent time record (or ``None``).
     """
 
-    def __init__(self, session: Any, tree: Tree, spool_dir: SpoolDir, *,
+    def __init__(self, session: Session, tree: Tree, spool_dir: SpoolDir, *,
                  generation: Callable[[], int], invalidate: Callable[[list[str]], None],
-                 forget_spool: Callable[[int], None], mtimes: Any = None) -> None:
+                 forget_spool: Callable[[int], None], mtimes: MTimes | None = None) -> None:
         self.session = session
         self.tree = tree
         self.spool_dir = spool_dir
@@ -519,13 +465,13 @@ class Uploads:
             return self._hidden.get(path) if path is not None else None
 
     def _current(self, generation: int) -> None:
-        if generation != getattr(self.session, "generation", 0):
+        if generation != self.session.generation:
             raise ConnectionLost("the device was reconnected since this file was opened; "
                                  "open it again")
 
     def _check_link(self) -> None:
         """Refuse a new write at once while the link is down (not later at close)."""
-        if getattr(self.session, "lost", False):
+        if self.session.lost:
             raise ConnectionLost("the device is not connected")
 
     def _limit(self, upload: Upload) -> Upload:
@@ -608,7 +554,7 @@ class Uploads:
                             upload.orphan, upload.replaces is not None)
             with self._lock:
                 self._orphans.append(orphan)
-            if not getattr(self.session, "lost", False):
+            if not self.session.lost:
                 self.cleanup_orphans()
             raise
         for old in deleted:
@@ -773,7 +719,7 @@ class Uploads:
             node = self.tree.node_for_handle(current)   # the device copy is current
         if node is None or node.is_dir:
             return
-        if self.session.capabilities.supports(0x9804):   # SetObjectPropValue
+        if self.session.capabilities.supports(OC.SetObjectPropValue):
             from ptpfs.protocol.wire import format_datetime
             stamp = format_datetime(_dt.datetime.fromtimestamp(int(mtime)))
             try:
@@ -919,7 +865,7 @@ class Uploads:
         old_parent = source.parent
         try:
             if moving:
-                self.session.move_object(source.handle, parent.storage_id, parent.handle or ROOT)
+                self.session.move_object(source.handle, parent.storage_id, wire_parent(parent.handle))
             if renaming:
                 self.session.set_object_prop_value(source.handle, OPC_FILENAME, name, DT_STR)
         except BaseException:
@@ -952,13 +898,13 @@ class Uploads:
         if node is not None and mtime is not None and mtime != node.mtime:
             self._record_mtime(node, mtime)
 
-    def _renamed_meta(self, handle: int, parent: Node, name: str) -> Any:
+    def _renamed_meta(self, handle: int, parent: Node, name: str) -> ObjectMeta:
         """The metadata of an object renamed under a new handle, found by its new name.
 
         Some devices number a renamed object afresh (uMTP-Responder re-registers the file
         from its file watch): the old handle is then invalid and the folder is listed again.
         """
-        _adapt(self.session, "rename-new-handle", "a renamed object gets a new handle: "
+        self.session.adapt("rename-new-handle", "a renamed object gets a new handle: "
                                                   "found again by name")
         self.tree.remove_object(handle)
         for meta in self.tree.lister.list_folder(parent.storage_id, parent.handle):
@@ -974,7 +920,7 @@ class Uploads:
         except ResponseError as exc:
             if exc.code != RC.InvalidObjectHandle:
                 raise
-            _adapt(self.session, "rename-new-handle", "a renamed object gets a new handle: "
+            self.session.adapt("rename-new-handle", "a renamed object gets a new handle: "
                                                       "found again by name")
             for meta in self.tree.lister.list_folder(parent.storage_id, parent.handle):
                 if meta.filename == name:

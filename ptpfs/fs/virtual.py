@@ -22,8 +22,11 @@ from typing import Any
 from cachetools import TTLCache
 
 from ptpfs.errors import InvalidValue, PTPError
-from ptpfs.fs.naming import unique_names
 from ptpfs.fs.thumbs import INO_THUMBS_DIR, Thumbs
+from ptpfs.fs.tree import Tree
+from ptpfs.protocol.datasets import DevicePropDesc
+from ptpfs.services.naming import unique_names
+from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
 
@@ -52,11 +55,11 @@ class Virtual:
     FILES = ("device", "operations", "events", "formats", "properties", "storages",
              "stats", "events.log")
 
-    def __init__(self, session: Any, tree: Any, *, ttl: float = 30.0) -> None:
+    def __init__(self, session: Session, tree: Tree, *, ttl: float = 30.0) -> None:
         self.session = session
         self.tree = tree
         self._lock = threading.RLock()
-        self._descs: TTLCache = TTLCache(maxsize=512, ttl=ttl)
+        self._descs: TTLCache[int, DevicePropDesc] = TTLCache(maxsize=512, ttl=ttl)
         self._prop_names: dict[str, int] | None = None
         self.root = VNode(".ptp", INO_VIRTUAL, is_dir=True)
         self.props_dir = VNode("properties.d", INO_PROPS_DIR, is_dir=True)
@@ -121,7 +124,7 @@ class Virtual:
                 self._prop_names = {names[c]: c for c in codes}
             return self._prop_names
 
-    def desc(self, code: int) -> Any:
+    def desc(self, code: int) -> DevicePropDesc:
         """The property's descriptor (cached until DevicePropChanged)."""
         with self._lock:
             desc = self._descs.get(code)
@@ -142,7 +145,7 @@ class Virtual:
         if node.target is not None:
             return self.thumbs.content(node.target)
         if node.prop is not None:
-            from ptpfs.services.properties import format_value   # not at mount time (slow hosts)
+            from ptpfs.services.properties import format_value  # not at mount time (slow hosts)
             desc = self.desc(node.prop)
             return (format_value(desc.code, desc.current) + "\n").encode()
         return self.generators[node.name]().encode("utf-8", "replace")

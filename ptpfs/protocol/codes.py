@@ -9,6 +9,7 @@ unknown code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 
 
 class OC:
@@ -480,8 +481,25 @@ ACCESS_READ_ONLY_WITH_DELETE = 2
 VENDOR_MICROSOFT = 0x00000006
 VENDOR_CANON = 0x0000000B
 
+#: "The storage's root folder" as an operation parameter (GetObjectHandles,
+#: SendObjectInfo, MoveObject, GetObjectInfoEx …).  Devices report a root
+#: object's parent as 0 or as this.  Inside ptpfs the root folder is 0:
+#: :func:`wire_parent` and :func:`norm_parent` are the one conversion.
+ROOT_PARENT = 0xFFFFFFFF
 
-def _table(namespace: type, display=lambda name, code: name) -> dict[int, str]:
+
+def wire_parent(parent: int | None) -> int:
+    """ptpfs's parent handle (0 or ``None`` = the storage root) as a PTP parameter."""
+    return parent or ROOT_PARENT
+
+
+def norm_parent(parent: int) -> int:
+    """A parent handle from a device (0 or 0xFFFFFFFF = the storage root) as ptpfs's (0)."""
+    return 0 if parent in (0, ROOT_PARENT) else parent
+
+
+def _table(namespace: type,
+           display: Callable[[str, int], str] = lambda name, code: name) -> dict[int, str]:
     """code -> display name; the first attribute defined for a code wins."""
     table: dict[int, str] = {}
     for name, code in vars(namespace).items():

@@ -4,8 +4,8 @@ followed by up to five u32 parameters (command, response, event) or the payload 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ptpfs.errors import InvalidValue, ProtocolError
 
@@ -23,6 +23,15 @@ _TYPE_NAMES = {TYPE_COMMAND: "command", TYPE_DATA: "data", TYPE_RESPONSE: "respo
 
 #: Length field of a data container whose payload does not fit a u32 length.
 LENGTH_UNKNOWN = 0xFFFFFFFF
+
+#: USB Still Image class requests on endpoint 0 (bmRequestType 0x21 host-to-device,
+#: 0xA1 device-to-host).
+REQUEST_TYPE_OUT = 0x21
+REQUEST_TYPE_IN = 0xA1
+REQ_CANCEL = 0x64
+REQ_GET_EXTENDED_EVENT_DATA = 0x65
+REQ_DEVICE_RESET = 0x66
+REQ_GET_DEVICE_STATUS = 0x67
 
 _HEADER = struct.Struct("<IHHI")
 
@@ -63,6 +72,16 @@ def parse_header(b: bytes | bytearray | memoryview) -> ContainerHeader:
             raise ProtocolError(
                 f"{_TYPE_NAMES[ctype]} container length {length}: parameters must be 0-5 u32")
     return ContainerHeader(length, ctype, code, tid)
+
+
+def is_response_for(b: bytes | bytearray | memoryview, transaction_id: int) -> bool:
+    """Whether *b* is exactly one whole response container of transaction *transaction_id*
+    (a reply that arrived where more data was expected)."""
+    n = len(b)
+    if n < HEADER_SIZE or n > HEADER_SIZE + 4 * MAX_PARAMS or n % 4:
+        return False
+    length, ctype, _code, tid = struct.unpack_from("<IHHI", b)
+    return length == n and ctype == TYPE_RESPONSE and tid == transaction_id
 
 
 def encode_header(type: int, code: int, transaction_id: int, payload_length: int) -> bytes:

@@ -6,16 +6,17 @@ callers that know to expect it.  Lenient decoding also accepts DeviceInfo, Stora
 that end early, exactly at a field boundary among their trailing strings (an ObjectInfo that stops
 before Keywords, as libgphoto2 accepts): the missing strings are empty and their names are appended
 to the caller's ``missing`` list.  A length that lies (a string or array longer than the bytes left)
-is still a :class:`~ptpfs.errors.ProtocolError`.  ``encode`` raises :class:`~ptpfs.errors.InvalidValue` for values that do
-not fit their wire type.
+is still a :class:`~ptpfs.errors.ProtocolError`.  ``encode`` raises
+:class:`~ptpfs.errors.InvalidValue` for values that do not fit their wire type.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Optional, Union
+from typing import Any
 
 from ptpfs.errors import InvalidValue, ProtocolError
 
@@ -45,6 +46,32 @@ def _tail_strings(r: Reader, names: tuple[str, ...], strict: bool,
         else:
             out.append(r.string())
     return out
+
+
+def _strings(raw: bytes, pos: int, count: int) -> tuple[list[str], int] | None:
+    """*count* PTP strings from *pos* and the offset after them, decoded as
+    :meth:`Reader.string` does; ``None`` if any is missing, truncated or not UTF-16."""
+    out = []
+    size = len(raw)
+    for _ in range(count):
+        if pos >= size:
+            return None
+        units = raw[pos]
+        pos += 1
+        if not units:
+            out.append("")
+            continue
+        end = pos + 2 * units
+        if end > size:
+            return None
+        try:
+            text = raw[pos:end].decode("utf-16-le")
+        except UnicodeDecodeError:
+            return None
+        pos = end
+        nul = text.find("\x00")
+        out.append(text if nul < 0 else text[:nul])
+    return out, pos
 
 
 def _tuple(values: Iterable[int]) -> tuple[int, ...]:
@@ -219,12 +246,12 @@ class ObjectInfo:
         return self.compressed_size == U32_ALL
 
     @property
-    def capture_datetime(self) -> Optional[datetime]:
+    def capture_datetime(self) -> datetime | None:
         """``capture_date`` as a datetime (aware if the device gave a zone); None if unusable."""
         return parse_datetime(self.capture_date)
 
     @property
-    def modification_datetime(self) -> Optional[datetime]:
+    def modification_datetime(self) -> datetime | None:
         """``modification_date`` as a datetime; None if empty or unusable."""
         return parse_datetime(self.modification_date)
 
@@ -247,12 +274,26 @@ class ObjectInfo:
 
     @classmethod
     def decode(cls, data: bytes, strict: bool = True, missing: list[str] | None = None) -> ObjectInfo:
+        # The listing hot path: a whole, well-formed ObjectInfo in one unpack and four
+        # inline strings.  Anything unusual (short, bad UTF-16, trailing bytes when strict)
+        # takes the checked path below, which gives the same result or names the fault.
+        if len(data) >= _OBJECTINFO_HEAD.size:
+            raw = bytes(data)
+            fast = _strings(raw, _OBJECTINFO_HEAD.size, 4)
+            if fast is not None and (not strict or fast[1] == len(raw)):
+                return cls(*_OBJECTINFO_HEAD.unpack_from(raw), *fast[0])
+        return cls._decode_checked(data, strict, missing)
+
+    @classmethod
+    def _decode_checked(cls, data: bytes, strict: bool = True,
+                        missing: list[str] | None = None) -> ObjectInfo:
+        """:meth:`decode` field by field, naming the first fault."""
         r = Reader(data, "ObjectInfo")
         if r.remaining >= _OBJECTINFO_HEAD.size:   # one unpack for the fixed part (listing hot path)
             (storage_id, object_format, protection_status, compressed_size, thumb_format,
              thumb_compressed_size, thumb_pix_width, thumb_pix_height, image_pix_width,
              image_pix_height, image_bit_depth, parent, association_type, association_desc,
-             sequence_number) = _OBJECTINFO_HEAD.unpack(r.bytes(_OBJECTINFO_HEAD.size))
+             sequence_number) = _OBJECTINFO_HEAD.unpack(r.raw(_OBJECTINFO_HEAD.size))
         else:                                      # field by field: the error names the field
             storage_id, object_format, protection_status = r.u32(), r.u16(), r.u16()
             compressed_size, thumb_format, thumb_compressed_size = r.u32(), r.u16(), r.u32()
@@ -289,13 +330,13 @@ class PropRange:
 class PropEnum:
     """Enumeration form of a property description: ``values`` lists every allowed value."""
 
-    values: tuple = ()
+    values: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", tuple(self.values))
 
 
-PropForm = Union[None, PropRange, PropEnum]
+PropForm = PropRange | PropEnum | None
 
 FORM_NONE = 0
 FORM_RANGE = 1

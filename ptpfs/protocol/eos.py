@@ -26,8 +26,8 @@ from +0x0c).  Other records keep their payload as raw bytes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ptpfs.errors import InvalidValue, ProtocolError
 
@@ -282,14 +282,14 @@ def encode_eos_events(events: Iterable[EOSEvent]) -> bytes:
 def decode_eos_events(data: bytes, strict: bool = True) -> list[EOSEvent]:
     """Inverse of :func:`encode_eos_events`.
 
-    Empty data means no records.  ``strict`` requires the terminator and nothing after it; otherwise a missing terminator or
-    trailing bytes after it are tolerated.  A record whose size is below 8 or beyond the data always
-    raises :class:`ProtocolError`.
+    Empty data means no records.  ``strict`` requires the terminator and nothing after it;
+    otherwise a missing terminator or trailing bytes after it are tolerated.  A record whose size
+    is below 8 or beyond the data always raises :class:`ProtocolError`.
     """
     data = bytes(data)
     if not data:  # no data phase at all: nothing queued
         return []
-    pos, events = 0, []
+    pos, events = 0, list[EOSEvent]()
     while True:
         left = len(data) - pos
         if left == 0:

@@ -9,8 +9,8 @@ Data and EndData carry the transaction ID then the payload bytes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Union
 
 from ptpfs.errors import InvalidValue, ProtocolError
 
@@ -27,6 +27,10 @@ DATA_PHASE_NONE_OR_IN = 1
 DATA_PHASE_SEND = 2
 #: StartData's total length when the sender does not know it.
 UNKNOWN_TOTAL_LENGTH = 0xFFFFFFFFFFFFFFFF
+#: InitFail reasons.
+FAIL_REJECTED_INITIATOR = 1
+FAIL_BUSY = 2
+FAIL_UNSPECIFIED = 3
 
 TYPE_INIT_COMMAND_REQUEST = 1
 TYPE_INIT_COMMAND_ACK = 2
@@ -179,9 +183,9 @@ class ProbeResponse:
     """Answer to a probe."""
 
 
-Packet = Union[InitCommandRequest, InitCommandAck, InitEventRequest, InitEventAck, InitFail,
-               OperationRequest, OperationResponse, EventPacket, StartData, DataPacket,
-               CancelPacket, EndData, ProbeRequest, ProbeResponse]
+Packet = (InitCommandRequest | InitCommandAck | InitEventRequest | InitEventAck | InitFail
+          | OperationRequest | OperationResponse | EventPacket | StartData | DataPacket
+          | CancelPacket | EndData | ProbeRequest | ProbeResponse)
 
 PACKET_TYPES: dict[type, int] = {
     InitCommandRequest: TYPE_INIT_COMMAND_REQUEST, InitCommandAck: TYPE_INIT_COMMAND_ACK,
@@ -290,13 +294,13 @@ class _Payload:
         return chunk
 
     def u16(self, item: str) -> int:
-        return struct.unpack("<H", self.take(2, item))[0]
+        return int(struct.unpack("<H", self.take(2, item))[0])
 
     def u32(self, item: str) -> int:
-        return struct.unpack("<I", self.take(4, item))[0]
+        return int(struct.unpack("<I", self.take(4, item))[0])
 
     def u64(self, item: str) -> int:
-        return struct.unpack("<Q", self.take(8, item))[0]
+        return int(struct.unpack("<Q", self.take(8, item))[0])
 
     def name(self) -> str:
         end = self.data.find(b"\x00\x00", self.pos)

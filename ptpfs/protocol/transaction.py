@@ -23,17 +23,25 @@ containers over 4 GiB, PTP/IP's all-ones total) ends with :class:`DataEnd`;
 one of known length ends by itself when its last byte is counted
 (``DataEnd`` is then accepted and redundant).  :class:`Cancel` from the
 initiator ends the transaction wherever it is.
+
+An initiator built with ``tolerant=True`` accepts a responder's data phase of
+the wrong length the way libgphoto2 does, instead of raising: one that ends
+early (``DataEnd`` with announced bytes missing; :attr:`Transaction.data_short`
+says how many) and one that carries bytes beyond its announced length, up to
+:data:`MAX_EXCESS` in total (:attr:`Transaction.data_excess`; the byte pump
+discards them).  Every other rule stays, and a host-to-device data phase is
+always held to its announced length.
 """
 
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 
 from ptpfs.errors import ProtocolError
 
 from . import container
-from . import ptpip as pk
 from .messages import DATA_IN, DATA_OUT, NO_DATA
 
 __all__ = [
@@ -45,14 +53,21 @@ __all__ = [
     "DataEnd",
     "DataStart",
     "Expect",
+    "MAX_EXCESS",
     "Response",
     "Role",
     "Transaction",
     "TransactionEvent",
     "ptpip_data_events",
+    "is_usb_response",
     "ptpip_events",
     "usb_container_event",
 ]
+
+
+#: Bytes a tolerant initiator discards beyond a data phase's announced length before it
+#: calls the phase a protocol error (a few stray bytes or packets, not a second payload).
+MAX_EXCESS = 64 << 10
 
 
 class Role(enum.Enum):
@@ -150,8 +165,10 @@ TransactionEvent = Command | DataStart | DataChunk | DataEnd | Response | Cancel
 class Transaction:
     """One side's view of the transaction sequence on one link (see the module text)."""
 
-    def __init__(self, role: Role) -> None:
+    def __init__(self, role: Role, *, tolerant: bool = False) -> None:
         self.role = role
+        #: Accept a responder's data phase shorter or longer than announced (module text).
+        self.tolerant = tolerant and role is INITIATOR
         self.expecting = Expect.COMMAND
         #: The command of the transaction in progress (``None`` when idle).
         self.command: Command | None = None
@@ -163,6 +180,10 @@ class Transaction:
         self.data_done = 0
         #: Announced length of the current data phase (``None``: unknown or none).
         self.data_length: int | None = None
+        #: Announced bytes that never came (a tolerated short data phase; 0 otherwise).
+        self.data_short = 0
+        #: Bytes beyond the announced length (tolerated and discarded; 0 otherwise).
+        self.data_excess = 0
 
     # ------------------------------------------------------------------ public
     @property
@@ -188,7 +209,7 @@ class Transaction:
         self.command = None
         self.data_sender = None
         self.data_remaining = self.data_length = None
-        self.data_done = 0
+        self.data_done = self.data_short = self.data_excess = 0
 
     # ------------------------------------------------------------------ rules
     def _what(self) -> str:
@@ -196,7 +217,12 @@ class Transaction:
         return f"0x{c.code:04x} (transaction {c.transaction_id})" if c is not None else "idle link"
 
     def _handle(self, event: TransactionEvent, by: Role) -> None:
-        if isinstance(event, Command):
+        kind = type(event)
+        if kind is DataChunk:           # the most frequent events first (byte pumps)
+            self._on_chunk(event, by)   # type: ignore[arg-type]
+        elif kind is Response:
+            self._on_response(event, by)  # type: ignore[arg-type]
+        elif isinstance(event, Command):
             self._on_command(event, by)
         elif isinstance(event, DataStart):
             self._on_data_start(event, by)
@@ -241,15 +267,28 @@ class Transaction:
                                 f"in the wrong direction")
         self._check_tid(event.transaction_id, "data")
         self.data_length = self.data_remaining = event.length
-        self.data_done = 0
+        self.data_done = self.data_short = self.data_excess = 0
         self.expecting = Expect.DATA
         if event.length == 0:
             self.expecting = Expect.RESPONSE
+
+    def _tolerates(self, by: Role) -> bool:
+        return self.tolerant and by is RESPONDER and self.data_sender is RESPONDER
+
+    def _excess(self, size: int) -> None:
+        self.data_excess += size
+        if self.data_excess > MAX_EXCESS:
+            raise ProtocolError(f"{self._what()}: {self.data_done + self.data_excess} data "
+                                f"bytes, more than the {self.data_length} announced")
 
     def _on_chunk(self, event: DataChunk, by: Role) -> None:
         if self.expecting is not Expect.DATA:
             if self.expecting is Expect.RESPONSE and event.size == 0:
                 return              # an empty trailing piece (zero-length packet, empty EndData)
+            if self.expecting is Expect.RESPONSE and self._tolerates(by) \
+                    and self.data_length is not None and not self.data_short:
+                self._excess(event.size)   # stray bytes after the announced end
+                return
             raise ProtocolError(f"{self._what()}: data bytes while waiting for "
                                 f"{self.expecting.value}")
         if by is not self.data_sender:
@@ -257,8 +296,11 @@ class Transaction:
                                 "direction's data phase")
         if self.data_remaining is not None:
             if event.size > self.data_remaining:
-                raise ProtocolError(f"{self._what()}: {self.data_done + event.size} data bytes, "
-                                    f"more than the {self.data_length} announced")
+                if not self._tolerates(by):
+                    raise ProtocolError(f"{self._what()}: {self.data_done + event.size} data "
+                                        f"bytes, more than the {self.data_length} announced")
+                self._excess(event.size - self.data_remaining)
+                event = DataChunk(self.data_remaining)
             self.data_remaining -= event.size
         self.data_done += event.size
         if self.data_remaining == 0:
@@ -271,8 +313,10 @@ class Transaction:
             raise ProtocolError(f"{self._what()}: end of data from the {by.value} while "
                                 f"waiting for {self.expecting.value}")
         if self.data_remaining is not None:
-            raise ProtocolError(f"{self._what()}: data phase ended after {self.data_done} of "
-                                f"the {self.data_length} bytes announced")
+            if not self._tolerates(by):
+                raise ProtocolError(f"{self._what()}: data phase ended after {self.data_done} "
+                                    f"of the {self.data_length} bytes announced")
+            self.data_short, self.data_remaining = self.data_remaining, 0
         self.expecting = Expect.RESPONSE
 
     def _on_response(self, event: Response, by: Role) -> None:
@@ -296,6 +340,11 @@ class Transaction:
 
 
 # --------------------------------------------------------------------- wire adapters
+_HEADER = struct.Struct("<IHHI")
+_PARAMS = tuple(struct.Struct(f"<{n}I") for n in range(container.MAX_PARAMS + 1))
+_MAX_RESPONSE = container.HEADER_SIZE + 4 * container.MAX_PARAMS
+
+
 def usb_container_event(first: bytes | bytearray | memoryview,
                         direction: int = NO_DATA) -> TransactionEvent:
     """The transaction event a USB container stands for, from its first transfer.
@@ -306,8 +355,19 @@ def usb_container_event(first: bytes | bytearray | memoryview,
     marker).  *direction* is what a decoded command declares (USB commands do
     not say).  Events and unknown types raise :class:`ProtocolError`.
     """
-    if len(first) < container.HEADER_SIZE:
-        raise ProtocolError(f"short container ({len(first)} bytes)")
+    size = len(first)
+    if size < container.HEADER_SIZE:
+        raise ProtocolError(f"short container ({size} bytes)")
+    # The two containers of every transaction, decoded with one unpack each; anything
+    # else (and every malformed container) takes the checked path below.
+    length, ctype, code, tid = _HEADER.unpack_from(first)
+    if ctype == container.TYPE_DATA and length >= container.HEADER_SIZE:
+        return DataStart(tid, None if length == container.LENGTH_UNKNOWN
+                         else length - container.HEADER_SIZE)
+    if ctype == container.TYPE_RESPONSE and length == size and size <= _MAX_RESPONSE \
+            and not size % 4:
+        return Response(code, tid, _PARAMS[(size - container.HEADER_SIZE) >> 2].unpack_from(
+            first, container.HEADER_SIZE))
     header = container.parse_header(bytes(first[:container.HEADER_SIZE]))
     if header.type == container.TYPE_DATA:
         unknown = header.length == container.LENGTH_UNKNOWN
@@ -325,10 +385,23 @@ def usb_container_event(first: bytes | bytearray | memoryview,
     raise ProtocolError(f"expected a command, data or response container, got type {header.type}")
 
 
+def is_usb_response(transfer: bytes | bytearray | memoryview, transaction_id: int) -> bool:
+    """Whether a whole USB transfer is exactly a response container for *transaction_id*
+    (how a pump tells a device's response from more data when a data phase ends early)."""
+    size = len(transfer)
+    if size < container.HEADER_SIZE or size > _MAX_RESPONSE or size % 4:
+        return False
+    length, ctype, _code, tid = _HEADER.unpack_from(transfer)
+    return bool(length == size and ctype == container.TYPE_RESPONSE and tid == transaction_id)
+
+
 def ptpip_events(packet: object, direction: int = NO_DATA) -> list[TransactionEvent]:
     """The transaction events a decoded PTP/IP packet stands for (``[]`` for packets outside
     the transaction sequence: probes, events, init packets).  A Data or EndData packet
     gives a :class:`DataChunk` of its payload (:func:`ptpip_data_events` for streamed ones)."""
+    # imported here: a USB mount never loads the PTP/IP codec (start-up time)
+    from . import ptpip as pk
+
     if isinstance(packet, pk.OperationRequest):
         declared = DATA_OUT if packet.data_phase == pk.DATA_PHASE_SEND else direction
         return [Command(packet.code, packet.transaction_id, packet.params, declared)]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any
 
 from ptpfs.errors import InvalidValue, ProtocolError
 
@@ -76,7 +77,7 @@ class Reader:
         if self.remaining:
             raise self._fail(f"{self.remaining} unexpected trailing bytes")
 
-    def bytes(self, n: int) -> bytes:
+    def raw(self, n: int) -> bytes:
         """The next ``n`` raw bytes."""
         self._need(n, "bytes")
         start = self._pos
@@ -85,10 +86,10 @@ class Reader:
 
     def rest(self) -> bytes:
         """Every remaining byte."""
-        return self.bytes(self.remaining)
+        return self.raw(self.remaining)
 
     # -- integers -----------------------------------------------------------------------------------
-    def int(self, datatype: int) -> int:
+    def integer(self, datatype: int) -> int:
         """One integer of a base datatype."""
         try:
             size, signed = INT_TYPES[datatype]
@@ -101,34 +102,34 @@ class Reader:
         return int.from_bytes(self._data[start:self._pos], "little", signed=signed)
 
     def u8(self) -> int:
-        return self.int(DT.UINT8)
+        return self.integer(DT.UINT8)
 
     def i8(self) -> int:
-        return self.int(DT.INT8)
+        return self.integer(DT.INT8)
 
     def u16(self) -> int:
-        return self.int(DT.UINT16)
+        return self.integer(DT.UINT16)
 
     def i16(self) -> int:
-        return self.int(DT.INT16)
+        return self.integer(DT.INT16)
 
     def u32(self) -> int:
-        return self.int(DT.UINT32)
+        return self.integer(DT.UINT32)
 
     def i32(self) -> int:
-        return self.int(DT.INT32)
+        return self.integer(DT.INT32)
 
     def u64(self) -> int:
-        return self.int(DT.UINT64)
+        return self.integer(DT.UINT64)
 
     def i64(self) -> int:
-        return self.int(DT.INT64)
+        return self.integer(DT.INT64)
 
     def u128(self) -> int:
-        return self.int(DT.UINT128)
+        return self.integer(DT.UINT128)
 
     def i128(self) -> int:
-        return self.int(DT.INT128)
+        return self.integer(DT.INT128)
 
     # -- composites ---------------------------------------------------------------------------------
     def array(self, datatype: int) -> tuple[int, ...]:
@@ -169,7 +170,7 @@ class Reader:
         if datatype == DT.STR:
             return self.string()
         if datatype in INT_TYPES:
-            return self.int(datatype)
+            return self.integer(datatype)
         if is_array_type(datatype):
             return self.array(datatype)
         raise self._fail(f"unsupported datatype {datatype_name(datatype)}")
@@ -187,11 +188,11 @@ class Writer:
         """Everything written so far."""
         return b"".join(self._parts)
 
-    def bytes(self, data: bytes | bytearray | memoryview) -> Writer:
+    def raw(self, data: bytes | bytearray | memoryview) -> Writer:
         self._parts.append(bytes(data))
         return self
 
-    def int(self, datatype: int, value: int) -> Writer:
+    def integer(self, datatype: int, value: int) -> Writer:
         """One integer of a base datatype; out of range -> :class:`InvalidValue`."""
         if datatype not in INT_TYPES:
             raise InvalidValue(f"not an integer datatype: {datatype_name(datatype)}")
@@ -205,34 +206,34 @@ class Writer:
         return self
 
     def u8(self, v: int) -> Writer:
-        return self.int(DT.UINT8, v)
+        return self.integer(DT.UINT8, v)
 
     def i8(self, v: int) -> Writer:
-        return self.int(DT.INT8, v)
+        return self.integer(DT.INT8, v)
 
     def u16(self, v: int) -> Writer:
-        return self.int(DT.UINT16, v)
+        return self.integer(DT.UINT16, v)
 
     def i16(self, v: int) -> Writer:
-        return self.int(DT.INT16, v)
+        return self.integer(DT.INT16, v)
 
     def u32(self, v: int) -> Writer:
-        return self.int(DT.UINT32, v)
+        return self.integer(DT.UINT32, v)
 
     def i32(self, v: int) -> Writer:
-        return self.int(DT.INT32, v)
+        return self.integer(DT.INT32, v)
 
     def u64(self, v: int) -> Writer:
-        return self.int(DT.UINT64, v)
+        return self.integer(DT.UINT64, v)
 
     def i64(self, v: int) -> Writer:
-        return self.int(DT.INT64, v)
+        return self.integer(DT.INT64, v)
 
     def u128(self, v: int) -> Writer:
-        return self.int(DT.UINT128, v)
+        return self.integer(DT.UINT128, v)
 
     def i128(self, v: int) -> Writer:
-        return self.int(DT.INT128, v)
+        return self.integer(DT.INT128, v)
 
     def array(self, datatype: int, values: Iterable[int]) -> Writer:
         """``u32 count`` then the elements; ``datatype`` is the element or the array type."""
@@ -244,7 +245,7 @@ class Writer:
         items = list(values)
         self.u32(len(items))
         for item in items:
-            self.int(base, item)
+            self.integer(base, item)
         return self
 
     def string(self, text: str) -> Writer:
@@ -271,7 +272,7 @@ class Writer:
         if datatype == DT.STR:
             return self.string(value)
         if datatype in INT_TYPES:
-            return self.int(datatype, value)
+            return self.integer(datatype, value)
         if is_array_type(datatype):
             return self.array(datatype, value)
         raise InvalidValue(f"unsupported datatype {datatype_name(datatype)}")

@@ -30,13 +30,15 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ptpfs.errors import InvalidValue, ResponseError
 from ptpfs.protocol.wire import parse_datetime
 from ptpfs.services.objects import ListedObject, walk_storage
+from ptpfs.session import Session
 
 #: The default destination template.
 DEFAULT_TEMPLATE = "{year}/{year}-{month}-{day}/{name}"
@@ -227,7 +229,7 @@ class Importer:
     """Imports one camera's new files into *dest*.  :meth:`plan` then :meth:`run`,
     or just :meth:`run`; :attr:`report` is valid even after an exception."""
 
-    def __init__(self, session: Any, dest: str, options: ImportOptions | None = None,
+    def __init__(self, session: Session, dest: str, options: ImportOptions | None = None,
                  progress: Progress | None = None) -> None:
         self.session = session
         self.dest = os.path.abspath(dest)
@@ -242,7 +244,7 @@ class Importer:
         self.report = ImportReport(camera=self.camera, dest=self.dest,
                                    dry_run=self.options.dry_run)
         # Check the template before touching the camera.
-        render_template(self.options.template, {k: "x" for k in TEMPLATE_FIELDS})
+        render_template(self.options.template, dict.fromkeys(TEMPLATE_FIELDS, "x"))
 
     # -- journal -------------------------------------------------------------------------
 
@@ -275,9 +277,7 @@ class Importer:
             ext = obj.info.filename.rpartition(".")[2].lower() if "." in obj.info.filename else ""
             if ext not in opts.extensions:
                 return False
-        if opts.since is not None and (when is None or when < opts.since):
-            return False
-        return True
+        return not (opts.since is not None and (when is None or when < opts.since))
 
     def plan(self, files: Iterable[ListedObject] | None = None) -> list[PlannedFile]:
         """The files this run would copy (journal and DEST checked), in camera order."""
@@ -330,7 +330,7 @@ class Importer:
     def _free_name(self, path: str, obj: ListedObject, taken: set[str]) -> str | None:
         """*path*, or a ``-N`` variant, that is free; ``None`` if DEST has this file already."""
         stem, ext = os.path.splitext(path)
-        for n in range(0, 10000):
+        for n in range(10000):
             candidate = path if n == 0 else f"{stem}-{n}{ext}"
             if candidate in taken:
                 continue

@@ -9,11 +9,11 @@ only (QEMU's usb-mtp), are walked one folder at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ptpfs.errors import ResponseError
-from ptpfs.protocol.codes import DT
 from ptpfs.protocol.datasets import ObjectInfo
+from ptpfs.services.listing import object_size
+from ptpfs.session import Session
 
 
 @dataclass
@@ -26,17 +26,7 @@ class ListedObject:
     path: str
 
 
-def object_size(session: Any, handle: int, info: ObjectInfo) -> int:
-    """ObjectInfo's size, asking MTP ObjectSize (u64) when it says 0xFFFFFFFF (>= 4 GiB)."""
-    if info.compressed_size != 0xFFFFFFFF or not session.capabilities.object_props:
-        return info.compressed_size
-    try:
-        return int(session.get_object_prop_value(handle, 0xDC04, DT.UINT64))
-    except ResponseError:
-        return info.compressed_size
-
-
-def walk_storage(session: Any, storage_id: int) -> list[ListedObject]:
+def walk_storage(session: Session, storage_id: int) -> list[ListedObject]:
     """Every object of a storage in tree order (folders before their contents)."""
     infos: dict[int, ObjectInfo] = {}
 

@@ -294,7 +294,9 @@ def _fits_human(code: int, value: Any) -> bool:
 
 def describe_form(desc: DevicePropDesc, both: bool = False) -> str:
     """``range 1/8000..30" step 1`` / ``enum 1/250 1/125`` / ``-`` (``both``: raw values too)."""
-    fmt = (lambda v: format_both(desc.code, v)) if both else (lambda v: format_value(desc.code, v))
+    def fmt(value: Any) -> str:
+        return format_both(desc.code, value) if both else format_value(desc.code, value)
+
     form = desc.form
     if isinstance(form, PropRange):
         return f"range {fmt(form.minimum)}..{fmt(form.maximum)} step {format_raw(form.step)}"
@@ -408,7 +410,10 @@ def validate(desc: DevicePropDesc, value: Any) -> None:
         raise InvalidValue(f"{what}: {value!r} is not a date and time "
                            "(try 2024-05-01 12:30:00 or 20240501T123000)")
     form = desc.form
-    show = lambda v: format_both(desc.code, v)
+
+    def show(v: Any) -> str:
+        return format_both(desc.code, v)
+
     if isinstance(form, PropRange) and isinstance(value, int):
         lo, hi, step = form.minimum, form.maximum, form.step
         if not lo <= value <= hi:

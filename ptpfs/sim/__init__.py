@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ptpfs.sim.camera import (BytesSource, DataReceiver, DataSource, FirmwareImage, ObjectSource,
-                              Reply, SimCamera, SimConnection, SimStats)
+from ptpfs.sim.camera import (
+    BytesSource,
+    DataReceiver,
+    DataSource,
+    FirmwareImage,
+    ObjectSource,
+    Reply,
+    SimCamera,
+    SimConnection,
+    SimStats,
+)
 from ptpfs.sim.dirstore import DirStore
 from ptpfs.sim.faults import Faults, LinkDropped
 from ptpfs.sim.link import LinkModel

@@ -31,14 +31,23 @@ import hashlib
 import logging
 import threading
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ptpfs.errors import PTPError
 from ptpfs.protocol.codes import DT, EC, OC, OFC, OPC, RC
-from ptpfs.protocol.datasets import (DeviceInfo, ObjectInfo, ObjectPropEntry, StorageInfo,
-                                     decode_prop_list, encode_prop_list, encode_u16_array, encode_u32_array)
+from ptpfs.protocol.datasets import (
+    DeviceInfo,
+    ObjectInfo,
+    ObjectPropEntry,
+    StorageInfo,
+    decode_prop_list,
+    encode_prop_list,
+    encode_u16_array,
+    encode_u32_array,
+)
 from ptpfs.protocol.eos import EOSEvent, EOSObjectEntry, encode_eos_events, encode_object_info_ex
 from ptpfs.protocol.messages import Event, Request
 from ptpfs.protocol.wire import Writer, decode_value, encode_value, format_datetime, parse_datetime
@@ -46,8 +55,18 @@ from ptpfs.sim.faults import Faults
 from ptpfs.sim.link import LinkModel
 from ptpfs.sim.profiles import Profile, get_profile
 from ptpfs.sim.properties import DeviceProperties, make_properties
-from ptpfs.sim.store import (FORMAT_ASSOCIATION, ROOT, THUMB_HEIGHT, THUMB_WIDTH, THUMBNAIL,
-                             ObjectStore, PendingObject, SimObject, StoreError, Upload)
+from ptpfs.sim.store import (
+    FORMAT_ASSOCIATION,
+    ROOT,
+    THUMB_HEIGHT,
+    THUMB_WIDTH,
+    THUMBNAIL,
+    ObjectStore,
+    PendingObject,
+    SimObject,
+    StoreError,
+    Upload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +130,7 @@ class DataReceiver(Protocol):
 
     def write(self, chunk: bytes | memoryview) -> None: ...
 
-    def finish(self) -> "Reply": ...
+    def finish(self) -> Reply: ...
 
     def abort(self) -> None: ...
 
@@ -241,7 +260,7 @@ def _rc(error: StoreError) -> int:
 class _BufferedReceiver:
     """Collects a (bounded) data phase, then runs *handler(data)*."""
 
-    def __init__(self, conn: "SimConnection", length: int | None,
+    def __init__(self, conn: SimConnection, length: int | None,
                  handler: Callable[[bytes], Reply]) -> None:
         self._conn = conn
         self._length = length
@@ -274,7 +293,7 @@ class _BufferedReceiver:
 class _UploadReceiver:
     """Streams SendObject data into the store; nothing is left on failure."""
 
-    def __init__(self, conn: "SimConnection", upload: Upload, length: int | None) -> None:
+    def __init__(self, conn: SimConnection, upload: Upload, length: int | None) -> None:
         self._conn = conn
         self._upload = upload
         self._length = length
@@ -295,11 +314,9 @@ class _UploadReceiver:
 
     def finish(self) -> Reply:
         declared = self._upload.pending.size
-        if self._error is None:
-            if self._length is not None and self._received < self._length:
-                self._error = RC.IncompleteTransfer
-            elif declared is not None and self._received != declared:
-                self._error = RC.IncompleteTransfer
+        short = self._length is not None and self._received < self._length
+        if self._error is None and (short or declared is not None and self._received != declared):
+            self._error = RC.IncompleteTransfer
         if self._error is not None:
             self._upload.abort()
             return Reply(self._error)
@@ -323,7 +340,7 @@ class _UploadReceiver:
 class _DiscardReceiver:
     """Swallows a data phase and answers a fixed reply."""
 
-    def __init__(self, conn: "SimConnection", reply: Reply) -> None:
+    def __init__(self, conn: SimConnection, reply: Reply) -> None:
         self._conn = conn
         self._reply = reply
 
@@ -340,7 +357,7 @@ class _DiscardReceiver:
 class SimConnection:
     """One client's view of the camera: its own session and transaction IDs."""
 
-    def __init__(self, camera: "SimCamera") -> None:
+    def __init__(self, camera: SimCamera) -> None:
         self.camera = camera
         self._lock = threading.RLock()
         self.session_id = 0
@@ -569,7 +586,7 @@ class SimCamera:
         self._remove_listener()
         self.store.close()
 
-    def __enter__(self) -> "SimCamera":
+    def __enter__(self) -> SimCamera:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -631,10 +648,11 @@ class SimCamera:
                    size: int = 1_000_000) -> int:
         """The camera shoots a JPEG into *folder*; returns the new handle."""
         sid = storage_id if storage_id is not None else self.store.storages()[0].storage_id
-        take = getattr(self.store, "take_photo", None)
+        take = getattr(self.store, "take_photo", None)   # a sample card shoots its own way
         if take is not None:
-            return take(sid, folder, size)
-        from ptpfs.sim.sample import JPEG_HEADER, GeneratedContent
+            return int(take(sid, folder, size))
+        from ptpfs.sim.media import JPEG_HEADER
+        from ptpfs.sim.sample import GeneratedContent
         existing = set()
         try:
             existing = {o.name for o in self.store.children(sid, self.store.find(folder, sid).handle)}

@@ -26,11 +26,22 @@ import os
 import secrets
 import stat
 import threading
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
-from ptpfs.sim.store import (FORMAT_ASSOCIATION, IMAGE_FORMATS, ROOT, ObjectStore, PendingObject,
-                             SimObject, Storage, StoreError, Upload, _format_for, validate_name)
+from ptpfs.sim.store import (
+    FORMAT_ASSOCIATION,
+    IMAGE_FORMATS,
+    ROOT,
+    ObjectStore,
+    PendingObject,
+    SimObject,
+    Storage,
+    StoreError,
+    Upload,
+    _format_for,
+    validate_name,
+)
 
 TEMP_PREFIX = ".ptpfs-upload-"
 STORAGE_ID = 0x00010001
@@ -38,7 +49,7 @@ STORAGE_ID = 0x00010001
 log = logging.getLogger(__name__)
 
 
-def unique_host_name(name: str, taken: "Callable[[str], bool]") -> str:
+def unique_host_name(name: str, taken: Callable[[str], bool]) -> str:
     """*name*, or ``NAME~2.EXT``, ``NAME~3.EXT``, … the first that is not *taken*."""
     if not taken(name):
         return name
@@ -60,7 +71,7 @@ def remove_stale_uploads(root: str) -> int:
     mid-upload left under *root*; symbolic links are neither followed nor removed.
     Returns how many were removed."""
     removed = 0
-    for folder, dirs, files in os.walk(root, followlinks=False):
+    for folder, _dirs, files in os.walk(root, followlinks=False):
         for name in files:
             if not name.startswith(TEMP_PREFIX):
                 continue
@@ -104,7 +115,7 @@ def _acceptable(name: str) -> bool:
 class DirContent:
     """Bytes of a regular file in DIR, opened afresh (without following links)."""
 
-    def __init__(self, store: "DirStore", obj_handle: int, size: int, mtime_ns: int) -> None:
+    def __init__(self, store: DirStore, obj_handle: int, size: int, mtime_ns: int) -> None:
         self.store = store
         self.handle = obj_handle
         self.size = size
@@ -270,7 +281,7 @@ class DirStore(ObjectStore):
         while not self._stop.wait(interval):
             try:
                 self.rescan()
-            except Exception:  # never let the watcher die on a transient error
+            except Exception:  # noqa: BLE001 - never let the watcher die on a transient error
                 pass
 
     # -- space ------------------------------------------------------------------------

@@ -25,7 +25,6 @@ import math
 import threading
 import time
 
-
 #: Reply corruptions :meth:`Faults.corrupt_next` knows.
 CORRUPTIONS = ("tid", "garbage", "type", "nodata")
 

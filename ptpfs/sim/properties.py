@@ -9,15 +9,15 @@ offset from the host clock, so it keeps ticking after being set.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from ptpfs.errors import PTPError
 from ptpfs.protocol.codes import DPC, DT
-from ptpfs.protocol.datasets import DevicePropDesc, PropEnum, PropRange, PropForm
+from ptpfs.protocol.datasets import DevicePropDesc, PropEnum, PropForm, PropRange
 from ptpfs.protocol.wire import decode_value, encode_value, format_datetime, parse_datetime
-
 from ptpfs.sim.store import StoreError
 
 Validator = Callable[[Any], bool]
@@ -140,7 +140,7 @@ class DeviceProperties:
             offset = target.replace(tzinfo=None) - datetime.now()
             prop.dynamic = lambda: format_datetime((datetime.now() + offset).replace(microsecond=0))
             return True
-        changed = prop.current != value
+        changed = bool(prop.current != value)
         prop.current = value
         return changed
 

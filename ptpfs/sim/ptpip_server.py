@@ -33,10 +33,21 @@ import struct
 import threading
 from typing import Any
 
+from ptpfs.errors import ProtocolError
 from ptpfs.protocol import ptpip as pk
+from ptpfs.protocol.codes import RC
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request
-from ptpfs.protocol.transaction import (RESPONDER, Cancel, Command, DataChunk, DataStart,
-                                        Response, Transaction, ptpip_data_events, ptpip_events)
+from ptpfs.protocol.transaction import (
+    RESPONDER,
+    Cancel,
+    Command,
+    DataChunk,
+    DataStart,
+    Response,
+    Transaction,
+    ptpip_data_events,
+    ptpip_events,
+)
 
 __all__ = ["PtpipServer"]
 
@@ -47,9 +58,6 @@ CHUNK_SIZE = 1 << 20
 #: the rest is still being read (a camera streams; it does not read 1 MiB first).
 FIRST_CHUNK_SIZE = 64 << 10
 _MAX_CONTROL = 64 * 1024
-_RC_GENERAL_ERROR = 0x2002
-_FAIL_UNSPECIFIED = 3
-_FAIL_REJECTED = 1      # "rejected initiator": e.g. an unsupported protocol version
 _SERVER_GUID = bytes.fromhex("70747066732d73696d2d63616d657261")  # "ptpfs-sim-camera"
 
 
@@ -142,7 +150,7 @@ class PacketReader:
         while True:
             try:
                 item = self.parser.next_packet()
-            except pk.ProtocolError as exc:
+            except ProtocolError as exc:
                 raise _Closed(str(exc)) from None
             if item is not None:
                 assert not isinstance(item, pk.DataPayload)
@@ -150,7 +158,7 @@ class PacketReader:
             data = self._recv(self.parser.wanted()) or b""
             try:
                 self.parser.feed(data)
-            except pk.ProtocolError as exc:
+            except ProtocolError as exc:
                 raise _Closed(str(exc)) from None
 
     def read_payload(self, view: memoryview) -> None:
@@ -187,9 +195,9 @@ class PtpipServer:
         """The TCP port listened on (valid after :meth:`start`)."""
         if self._listener is None:
             return self._requested_port
-        return self._listener.getsockname()[1]
+        return int(self._listener.getsockname()[1])
 
-    def start(self) -> "PtpipServer":
+    def start(self) -> PtpipServer:
         """Bind, listen and accept in a background thread."""
         if self._listener is not None:
             return self
@@ -219,7 +227,7 @@ class PtpipServer:
                 t.join(timeout=5)
         self._threads = [t for t in self._threads if t.is_alive()]
 
-    def __enter__(self) -> "PtpipServer":
+    def __enter__(self) -> PtpipServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -237,7 +245,7 @@ class PtpipServer:
         while not self._stopping.is_set():
             try:
                 conn, _addr = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -266,16 +274,16 @@ class PtpipServer:
             conn.settimeout(10.0)
             packet = reader.next_item()
             conn.settimeout(None)
-        except Exception as exc:  # whatever a stranger sends, the server carries on
+        except Exception as exc:  # noqa: BLE001 - whatever a stranger sends, the server carries on
             _log.debug("PTP/IP handshake failed: %s", exc)
             if reader.parser.last_was_init_command_request:
                 # a malformed InitCommandRequest gets a reason, not a silent close
-                self._send_quiet(conn, pk.encode_packet(pk.InitFail(_FAIL_UNSPECIFIED)))
+                self._send_quiet(conn, pk.encode_packet(pk.InitFail(pk.FAIL_UNSPECIFIED)))
             _close(conn)
             return
         if isinstance(packet, pk.InitCommandRequest) and packet.version >> 16 != 1:
             _log.debug("PTP/IP InitCommandRequest of version 0x%08x refused", packet.version)
-            self._send_quiet(conn, pk.encode_packet(pk.InitFail(_FAIL_REJECTED)))
+            self._send_quiet(conn, pk.encode_packet(pk.InitFail(pk.FAIL_REJECTED_INITIATOR)))
             _close(conn)
         elif isinstance(packet, pk.InitCommandRequest):
             self._serve_command(conn, packet)
@@ -316,7 +324,7 @@ class PtpipServer:
             loop.run()
         except (_Closed, OSError) as exc:
             _log.debug("PTP/IP command connection %d ended: %s", number, exc)
-        except pk.ProtocolError as exc:
+        except ProtocolError as exc:
             _log.warning("PTP/IP command connection %d: protocol error: %s", number, exc)
         finally:
             _abort(loop.receiver)
@@ -331,7 +339,7 @@ class PtpipServer:
         with self._lock:
             pair = self._pairs.get(number)
         if pair is None or pair.evt is not None or pair.closed:
-            self._send_quiet(conn, pk.encode_packet(pk.InitFail(_FAIL_UNSPECIFIED)))
+            self._send_quiet(conn, pk.encode_packet(pk.InitFail(pk.FAIL_UNSPECIFIED)))
             _close(conn)
             return
         pair.evt = conn
@@ -360,7 +368,7 @@ class PtpipServer:
                     packet = reader.next_item()
                     if isinstance(packet, pk.ProbeRequest):
                         conn.sendall(pk.encode_packet(pk.ProbeResponse()))
-        except (_Closed, OSError, pk.ProtocolError, ValueError) as exc:
+        except (_Closed, OSError, ProtocolError, ValueError) as exc:
             _log.debug("PTP/IP event connection %d ended: %s", number, exc)
         finally:
             unsubscribe()
@@ -396,7 +404,7 @@ class _CommandLoop:
         self._account(len(data) + sum(len(m) for m in more))
         try:
             if more:
-                _sendall_parts(self.sock, [memoryview(data), *map(memoryview, more)])
+                _sendall_parts(self.sock, [memoryview(data), *(memoryview(m) for m in more)])
             else:
                 self.sock.sendall(data)
         except OSError as exc:
@@ -423,7 +431,7 @@ class _CommandLoop:
             elif isinstance(item, pk.CancelPacket):
                 self.machine.receive(Cancel())      # nothing in progress
             else:
-                raise pk.ProtocolError(f"unexpected {type(item).__name__} on the command "
+                raise ProtocolError(f"unexpected {type(item).__name__} on the command "
                                        "connection")
 
     def _skip(self, n: int) -> None:
@@ -442,7 +450,7 @@ class _CommandLoop:
         else:
             try:
                 reply = camera.command(request)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a simulator bug answers GeneralError
                 _log.exception("simulated camera failed on %r", request)
                 reply = None
         if not self._wait_stall():
@@ -472,17 +480,17 @@ class _CommandLoop:
             machine.receive(Cancel())
             return _CANCELLED
         if isinstance(item, pk.DataHeader):
-            raise pk.ProtocolError(f"expected StartData after 0x{request.code:04x}, got data")
+            raise ProtocolError(f"expected StartData after 0x{request.code:04x}, got data")
         events = ptpip_events(item)
         if not events or not isinstance(events[0], DataStart):
-            raise pk.ProtocolError(f"expected StartData after 0x{request.code:04x}, got "
+            raise ProtocolError(f"expected StartData after 0x{request.code:04x}, got "
                                    f"{type(item).__name__}")
         machine.receive(events[0])          # checks the transaction ID
         total = machine.data_length
         try:
             receiver = self.camera.begin_data(
                 request, pk.UNKNOWN_TOTAL_LENGTH if total is None else total)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a simulator bug answers GeneralError
             _log.exception("simulated camera failed starting data for %r", request)
             receiver = None
         self.receiver = receiver
@@ -496,7 +504,7 @@ class _CommandLoop:
                 self.receiver = None
                 return _CANCELLED
             if not isinstance(item, pk.DataHeader):
-                raise pk.ProtocolError(f"data phase interrupted by {type(item).__name__}")
+                raise ProtocolError(f"data phase interrupted by {type(item).__name__}")
             chunk, *end = ptpip_data_events(item.transaction_id, item.payload_length,
                                             item.end, machine)
             machine.receive(chunk)
@@ -514,14 +522,14 @@ class _CommandLoop:
             return None
         try:
             return receiver.finish()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a simulator bug answers GeneralError
             _log.exception("simulated camera failed finishing %r", request)
             return None
 
     def _reply(self, request: Request, reply: Any) -> None:
         tid = request.transaction_id
         if reply is None:
-            code, params, data = _RC_GENERAL_ERROR, (), None
+            code, params, data = RC.GeneralError, (), None
         else:
             code, params, data = reply.code, tuple(reply.params), reply.data
         take = getattr(self.camera.faults, "take_corruption", None)   # ptpfs.sim.faults hook
@@ -577,5 +585,5 @@ def _abort(receiver: Any) -> None:
     if callable(abort):
         try:
             abort()
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged; the connection goes on
             _log.exception("aborting a data phase failed")

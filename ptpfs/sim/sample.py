@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
+from ptpfs.protocol.codes import OFC
 from ptpfs.sim.media import CR3_HEADER, JPEG_HEADER  # Exif/CR3 headers with thumbnails
 from ptpfs.sim.store import ROOT, ObjectStore, Storage, StoreError
 
@@ -125,15 +126,15 @@ class SampleStore(ObjectStore):
                 number = k // 2 + 1
                 if k % 2 == 0:
                     size = int(jpeg_size * rng.uniform(0.9, 1.1))
-                    plan.append((f, f"IMG_{number:04d}.JPG", size, 0x3801, JPEG_HEADER,
+                    plan.append((f, f"IMG_{number:04d}.JPG", size, OFC.EXIF_JPEG, JPEG_HEADER,
                                  b"\xff\xd9", (6000, 4000)))
                 else:
                     size = int(raw_size * rng.uniform(0.9, 1.1))
-                    plan.append((f, f"IMG_{number:04d}.CR3", size, 0xB108, CR3_HEADER, b"",
+                    plan.append((f, f"IMG_{number:04d}.CR3", size, OFC.CANON_CR3, CR3_HEADER, b"",
                                  (6000, 4000)))
                 k += 1
         if big_file is not None:
-            plan.append((0, "MVI_9999.MP4", int(big_file), 0xB982, MP4_HEADER, b"", (0, 0)))
+            plan.append((0, "MVI_9999.MP4", int(big_file), OFC.MP4, MP4_HEADER, b"", (0, 0)))
         used = sum(p[2] for p in plan) + (sparse_file or 0)
         card = capacity if capacity is not None else max(64 * GiB, -(-used * 5 // 4 // GiB) * GiB)
         self.add_storage(Storage(SD1, "SD1", card, volume_label="EOS_DIGITAL"))
@@ -150,7 +151,7 @@ class SampleStore(ObjectStore):
                 self.add_object(SD1, folder_handles[f], name, content=content, format=fmt,
                                 mtime=base + timedelta(seconds=7 * index), image_size=dims)
             if sparse_file is not None:
-                self.add_object(SD1, folder_handles[0], "MVI_9998.MP4", format=0xB982,
+                self.add_object(SD1, folder_handles[0], "MVI_9998.MP4", format=OFC.MP4,
                                 content=SparseContent(int(sparse_file), MP4_HEADER, b"END!"),
                                 mtime=base)
             self._pending_events.clear()  # the card was there before anyone connected
@@ -169,7 +170,7 @@ class SampleStore(ObjectStore):
                 n += 1
             content = GeneratedContent(self._next_seed(), size, JPEG_HEADER, b"\xff\xd9")
             obj = self.add_object(storage_id, parent, f"IMG_{n:04d}.JPG", content=content,
-                                  format=0x3801, image_size=(6000, 4000))
+                                  format=OFC.EXIF_JPEG, image_size=(6000, 4000))
             self._emit("StorageInfoChanged", storage_id)
             return obj.handle
 

@@ -26,16 +26,19 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
+
+from ptpfs.protocol.codes import OFC, norm_parent
 
 #: Parent handle of objects at a storage's root.
 ROOT = 0
-#: Object format codes the store needs (mirrors ptpfs.protocol.codes.OFC).
-FORMAT_UNDEFINED = 0x3000
-FORMAT_ASSOCIATION = 0x3001
+#: Object format codes the store needs.
+FORMAT_UNDEFINED = OFC.Undefined
+FORMAT_ASSOCIATION = OFC.Association
 #: Formats that get a thumbnail.
 IMAGE_FORMATS = frozenset({0x3801, 0x3804, 0x3807, 0x3808, 0x380B, 0x380D, 0xB103, 0xB108})
 
@@ -205,7 +208,7 @@ class Upload:
     #: Most bytes handed to one ``writev``.
     WRITE_BATCH = 4 << 20
 
-    def __init__(self, store: "ObjectStore", pending: "PendingObject", fd: int,
+    def __init__(self, store: ObjectStore, pending: PendingObject, fd: int,
                  temp_name: str, dir_fd: int | None = None) -> None:
         self.store = store
         self.pending = pending
@@ -591,7 +594,7 @@ class ObjectStore:
 
     def _resolve_parent(self, storage_id: int, parent: int) -> int:
         """Map the host's parent (0 or 0xFFFFFFFF = root) to a folder handle."""
-        if parent in (ROOT, 0xFFFFFFFF):
+        if norm_parent(parent) == ROOT:
             return ROOT
         obj = self.get(parent)
         if not obj.is_folder or obj.storage_id != storage_id:

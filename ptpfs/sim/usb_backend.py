@@ -35,34 +35,68 @@ import logging
 import struct
 import threading
 import time
+from collections.abc import Iterable
 from types import SimpleNamespace
-from typing import Any, Iterable
+from typing import Any
 
 import usb.backend
 import usb.core
 
 from ptpfs.errors import ProtocolError
 from ptpfs.protocol import container
+from ptpfs.protocol.codes import EC, RC
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request
-from ptpfs.protocol.transaction import (RESPONDER, Cancel, Command, DataChunk, DataEnd,
-                                        DataStart, Response, Transaction, usb_container_event)
+from ptpfs.protocol.transaction import (
+    RESPONDER,
+    Cancel,
+    Command,
+    DataChunk,
+    DataEnd,
+    DataStart,
+    Response,
+    Transaction,
+    usb_container_event,
+)
 
-__all__ = ["SimUsbBackend", "SimUsbDevice", "PACKET_SIZE"]
+__all__ = ["SimUsbBackend", "SimUsbDevice", "UsbIdentity", "PACKET_SIZE", "usb_identity"]
 
 _log = logging.getLogger(__name__)
 
 PACKET_SIZE = 512
 EP_OUT, EP_IN, EP_INT = 0x02, 0x81, 0x83
 _INT_PACKET = 64
-_RC_OK, _RC_GENERAL_ERROR, _RC_DEVICE_BUSY = 0x2001, 0x2002, 0x2019
-_RC_TRANSACTION_CANCELLED = 0x201F
+
+@dataclasses.dataclass(frozen=True)
+class UsbIdentity:
+    """How a profile looks on the bus: IDs, strings and the interface class triple."""
+
+    vendor_id: int
+    product_id: int
+    manufacturer: str
+    product: str
+    interface_class: tuple[int, int, int]
+    interface_label: str
+
 
 _IDENTITIES = {
-    # profile: (vendor, product, manufacturer, product string, interface class triple, label)
-    "canon-eos": (0x04A9, 0x32F5, "Canon Inc.", "Canon Digital Camera", (6, 1, 1), "PTP"),
-    "android-mtp": (0x18D1, 0x4EE1, "Google", "Pixel", (0xFF, 0xFF, 0x00), "MTP"),
-    "generic": (0x1D6B, 0x0150, "ptpfs", "Simulated Camera", (6, 1, 1), "PTP"),
+    "canon-eos": UsbIdentity(0x04A9, 0x32F5, "Canon Inc.", "Canon Digital Camera", (6, 1, 1),
+                             "PTP"),
+    "android-mtp": UsbIdentity(0x18D1, 0x4EE1, "Google", "Pixel", (0xFF, 0xFF, 0x00), "MTP"),
+    "generic": UsbIdentity(0x1D6B, 0x0150, "ptpfs", "Simulated Camera", (6, 1, 1), "PTP"),
 }
+
+
+def usb_identity(camera: Any) -> UsbIdentity:
+    """The USB identity of *camera*'s profile (Canon's vendor ID and an EOS R6 product for
+    ``canon-eos``, a Pixel in MTP mode for ``android-mtp``, a generic still-image device
+    otherwise), with the manufacturer and product strings of the profile's DeviceInfo."""
+    ident = _IDENTITIES.get(_profile_name(camera), _IDENTITIES["generic"])
+    info = getattr(camera, "profile", None)
+    if info is not None and not isinstance(info, str):
+        ident = dataclasses.replace(
+            ident, manufacturer=getattr(info, "manufacturer", None) or ident.manufacturer,
+            product=getattr(info, "model", None) or ident.product)
+    return ident
 
 
 def _usb_error(code: int, message: str) -> usb.core.USBError:
@@ -122,18 +156,14 @@ class SimUsbDevice:
         self.camera = camera
         self.bus = bus
         self.address = address
-        profile = _profile_name(camera)
-        vid, pid, manufacturer, product, triple, label = _IDENTITIES.get(profile,
-                                                                         _IDENTITIES["generic"])
-        self.vendor_id, self.product_id = vid, pid
-        self.interface_class = triple
+        ident = usb_identity(camera)
+        self.vendor_id, self.product_id = ident.vendor_id, ident.product_id
+        self.interface_class = ident.interface_class
         info = getattr(camera, "profile", None)
         if info is not None and not isinstance(info, str):
-            manufacturer = getattr(info, "manufacturer", None) or manufacturer
-            product = getattr(info, "model", None) or product
             serial = serial or getattr(info, "serial_number", None)
-        self.strings = {1: manufacturer, 2: product, 3: serial or f"SIM{bus:03d}{address:03d}",
-                        4: label}
+        self.strings = {1: ident.manufacturer, 2: ident.product,
+                        3: serial or f"SIM{bus:03d}{address:03d}", 4: ident.interface_label}
         # Host-visible switches for tests.
         self.kernel_driver_active = False
         self.claimed_elsewhere = False
@@ -256,7 +286,7 @@ class SimUsbDevice:
             self.camera.faults.consume(n)
         except LinkDropped:
             self.unplug()
-            raise _usb_error(errno.ENODEV, "No such device (it may have been disconnected)")
+            raise _usb_error(errno.ENODEV, "No such device (it may have been disconnected)") from None
         self.camera.link.pace(n)
 
     # ------------------------------------------------------------- events
@@ -265,7 +295,7 @@ class SimUsbDevice:
             self._events.append(event)
             self._ev_cond.notify_all()
 
-    def intr_read(self, buff: array.array, timeout_ms: int) -> int:
+    def intr_read(self, buff: array.array[int], timeout_ms: int) -> int:
         deadline = None if timeout_ms == 0 else time.monotonic() + timeout_ms / 1000
         with self._ev_cond:
             while not self._events:
@@ -283,7 +313,7 @@ class SimUsbDevice:
         return len(data)
 
     # ------------------------------------------------------------- bulk OUT
-    def bulk_write(self, ep: int, data: array.array, timeout_ms: int) -> int:
+    def bulk_write(self, ep: int, data: array.array[int], timeout_ms: int) -> int:
         with self._lock:
             self._check_alive()
             if ep in self._halted:
@@ -372,7 +402,7 @@ class SimUsbDevice:
             return
         try:
             reply = camera.command(request)
-        except Exception:  # a simulator bug must not wedge the bus
+        except Exception:  # noqa: BLE001 - a simulator bug must not wedge the bus
             _log.exception("simulated camera failed on %r", request)
             self._queue_reply(request, None)
             return
@@ -387,7 +417,7 @@ class SimUsbDevice:
         try:
             self._receiver = self.responder.begin_data(
                 request, container.LENGTH_UNKNOWN if length is None else length)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a simulator bug must not wedge the bus
             _log.exception("simulated camera failed on %r", request)
             self._receiver = _Discard()
         if not self._machine.in_data_phase:
@@ -402,7 +432,7 @@ class SimUsbDevice:
         self._request, self._receiver = None, None
         try:
             reply = receiver.finish()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a simulator bug must not wedge the bus
             _log.exception("simulated camera failed finishing %r", request)
             reply = None
         assert request is not None
@@ -411,7 +441,7 @@ class SimUsbDevice:
     def _queue_reply(self, request: Request, reply: Any) -> None:
         tid = request.transaction_id
         if reply is None:
-            code, params, data = _RC_GENERAL_ERROR, (), None
+            code, params, data = RC.GeneralError, (), None
         else:
             code, params, data = reply.code, tuple(reply.params), reply.data
         machine = self._machine
@@ -441,7 +471,7 @@ class SimUsbDevice:
         self._in_cond.notify_all()
 
     # ------------------------------------------------------------- bulk IN
-    def bulk_read(self, ep: int, buff: array.array, timeout_ms: int) -> int:
+    def bulk_read(self, ep: int, buff: array.array[int], timeout_ms: int) -> int:
         timeout_s = None if timeout_ms == 0 else timeout_ms / 1000
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         if not self.camera.faults.wait_while_stalled(timeout_s):
@@ -478,34 +508,34 @@ class SimUsbDevice:
 
     # ------------------------------------------------------------- endpoint 0
     def control(self, request_type: int, request: int, value: int, index: int,
-                data: array.array | None) -> int:
+                data: array.array[int] | None) -> int:
         with self._lock:
             self._check_alive()
             size = 0 if data is None else len(data) * data.itemsize
             if request_type == 0x80 and request == 0x06 and value >> 8 == 3:
                 return self._write_ctrl(data, self._string_descriptor(value & 0xFF, index))
-            if request_type == 0x21 and request == 0x64:
+            if request_type == container.REQUEST_TYPE_OUT and request == container.REQ_CANCEL:
                 raw = bytes(data) if data is not None else b""
-                if len(raw) < 6 or struct.unpack_from("<H", raw)[0] != 0x4001:
+                if len(raw) < 6 or struct.unpack_from("<H", raw)[0] != EC.CancelTransaction:
                     raise _usb_error(errno.EPIPE, "Pipe error (bad cancel request)")
                 self.cancels += 1
                 self._abort()
                 self._status_busy = 1
                 return size
-            if request_type == 0x21 and request == 0x66:
+            if request_type == container.REQUEST_TYPE_OUT and request == container.REQ_DEVICE_RESET:
                 self.resets += 1
                 self._power_cycle()
                 return size
-            if request_type == 0xA1 and request == 0x67:
+            if request_type == container.REQUEST_TYPE_IN and request == container.REQ_GET_DEVICE_STATUS:
                 if self._status_busy:
                     self._status_busy -= 1
-                    status = struct.pack("<HH", 4, _RC_DEVICE_BUSY)
+                    status = struct.pack("<HH", 4, RC.DeviceBusy)
                 elif self._halted:
                     halted = sorted(self._halted)
                     status = struct.pack(f"<HH{len(halted)}I", 4 + 4 * len(halted),
-                                         _RC_TRANSACTION_CANCELLED, *halted)
+                                         RC.TransactionCancelled, *halted)
                 else:
-                    status = struct.pack("<HH", 4, _RC_OK)
+                    status = struct.pack("<HH", 4, RC.OK)
                 return self._write_ctrl(data, status)
             raise _usb_error(errno.EPIPE, "Pipe error (unsupported control request)")
 
@@ -519,7 +549,7 @@ class SimUsbDevice:
         return bytes([2 + len(encoded), 3]) + encoded
 
     @staticmethod
-    def _write_ctrl(data: array.array | None, payload: bytes) -> int:
+    def _write_ctrl(data: array.array[int] | None, payload: bytes) -> int:
         if data is None:
             return 0
         n = min(len(data) * data.itemsize, len(payload))
@@ -533,7 +563,7 @@ class SimUsbDevice:
         if callable(abort):
             try:
                 abort()
-            except Exception:
+            except Exception:  # noqa: BLE001 - logged; the bus goes on
                 _log.exception("aborting the data phase failed")
         self._outbuf = bytearray()
         self._machine.receive(Cancel())
@@ -674,20 +704,20 @@ class SimUsbBackend(usb.backend.IBackend):
             raise _usb_error(errno.EBUSY, "Interface not claimed")
         return dev_handle.device
 
-    def bulk_write(self, dev_handle: _Handle, ep: int, intf: int, data: array.array,
+    def bulk_write(self, dev_handle: _Handle, ep: int, intf: int, data: array.array[int],
                    timeout: int) -> int:
         return self._claimed(dev_handle, intf).bulk_write(ep, data, timeout)
 
-    def bulk_read(self, dev_handle: _Handle, ep: int, intf: int, buff: array.array,
+    def bulk_read(self, dev_handle: _Handle, ep: int, intf: int, buff: array.array[int],
                   timeout: int) -> int:
         return self._claimed(dev_handle, intf).bulk_read(ep, buff, timeout)
 
-    def intr_read(self, dev_handle: _Handle, ep: int, intf: int, buff: array.array,
+    def intr_read(self, dev_handle: _Handle, ep: int, intf: int, buff: array.array[int],
                   timeout: int) -> int:
         return self._claimed(dev_handle, intf).intr_read(buff, timeout)
 
     def ctrl_transfer(self, dev_handle: _Handle, bmRequestType: int, bRequest: int, wValue: int,
-                      wIndex: int, data: array.array, timeout: int) -> int:
+                      wIndex: int, data: array.array[int], timeout: int) -> int:
         return dev_handle.device.control(bmRequestType, bRequest, wValue, wIndex, data)
 
     def clear_halt(self, dev_handle: _Handle, ep: int) -> None:

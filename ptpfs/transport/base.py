@@ -97,7 +97,7 @@ class Transport(ABC):
         :meth:`transact`, so implementations must keep the two paths apart.
         """
 
-    def recover(self) -> None:
+    def recover(self) -> None:  # noqa: B027 - optional: a transport with nothing to reset keeps it
         """Bring the link back to idle after a timeout or protocol error
         (USB: cancel, get device status, clear halts; PTP/IP: cancel)."""
 
@@ -105,7 +105,7 @@ class Transport(ABC):
     def close(self) -> None:
         """Release the device.  Idempotent."""
 
-    def __enter__(self) -> "Transport":
+    def __enter__(self) -> Transport:
         return self
 
     def __exit__(self, *exc: object) -> None:

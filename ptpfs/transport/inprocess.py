@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, BinaryIO, Callable
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 from ptpfs.errors import ConnectionLost, TransportTimeout
 from ptpfs.protocol.messages import Event, Request, Response
@@ -77,7 +78,7 @@ class InProcessTransport(Transport):
             faults = getattr(self.camera, "faults", None)
             if faults is not None and not faults.wait_while_stalled(limit):
                 exc = TransportTimeout(f"simulated camera did not answer within {limit} s")
-                exc.request_sent = False    # type: ignore[attr-defined]  # tid not used
+                exc.request_sent = False    # the transaction ID was not used
                 raise exc
             self._move(HEADER + 4 * len(request.params))
             responder = self._responder

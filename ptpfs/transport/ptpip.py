@@ -73,11 +73,6 @@ INTERRUPT_SLICE = 0.25
 #: Largest non-data packet accepted from a peer.
 MAX_CONTROL_PACKET = 64 * 1024
 _SOCKET_BUFFER = 4 << 20
-_UNKNOWN_TOTAL = 0xFFFFFFFFFFFFFFFF
-
-#: InitFail reasons (CIPA DC-005).
-FAIL_REJECTED_INITIATOR = 1
-FAIL_BUSY = 2
 
 
 def _config_dir() -> Path:
@@ -108,10 +103,10 @@ def load_guid() -> bytes:
 
 
 def _init_fail_error(reason: int, where: str) -> TransportError:
-    if reason == FAIL_BUSY:
+    if reason == pk.FAIL_BUSY:
         return DeviceClaimed(f"{where}: the camera is busy with another PTP/IP client "
                              "(InitFail reason 2: busy); disconnect the other program")
-    if reason == FAIL_REJECTED_INITIATOR:
+    if reason == pk.FAIL_REJECTED_INITIATOR:
         return DevicePermissionError(f"{where}: the camera rejected this computer (InitFail "
                                      "reason 1: rejected initiator); pair/allow it on the camera")
     return TransportError(f"{where}: the camera refused the connection (InitFail reason "
@@ -149,7 +144,7 @@ class _Channel:
             left = self.deadline.left(what)
             if left < t - DEADLINE_SLACK:
                 t, self._deadline_bound = left, True
-        if self.interrupted is not None and INTERRUPT_SLICE < t:
+        if self.interrupted is not None and t > INTERRUPT_SLICE:
             t, self._sliced, self._deadline_bound = INTERRUPT_SLICE, True, False
         t = max(t, 0.001)
         if t != self._armed:
@@ -167,7 +162,7 @@ class _Channel:
         try:
             self._arm(what)
             self.sock.sendall(data)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             self.desynced = True
             raise self._timed_out(what, True) from exc
         except TransportTimeout:
@@ -187,7 +182,7 @@ class _Channel:
             try:
                 self._arm(what, time.monotonic() - quiet_since if self.interrupted else 0.0)
                 n = self.sock.recv_into(view[pos:])
-            except (socket.timeout, TransportTimeout) as exc:
+            except (TimeoutError, TransportTimeout) as exc:
                 interrupted = self._sliced and isinstance(exc, socket.timeout)
                 if interrupted and self.interrupted is not None and not self.interrupted():
                     continue                       # only a slice of the wait is over
@@ -240,7 +235,7 @@ class _Channel:
 def _connect(host: str, port: int, timeout: float, what: str) -> socket.socket:
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
-    except socket.timeout as exc:
+    except TimeoutError as exc:
         raise TransportTimeout(f"{what}: no answer from {host}:{port} within {timeout:g} s") \
             from exc
     except ConnectionRefusedError as exc:

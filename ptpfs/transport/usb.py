@@ -41,9 +41,12 @@ from __future__ import annotations
 
 import array
 import errno
+import functools
+import logging
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -61,6 +64,7 @@ from ptpfs.errors import (
     TransportTimeout,
 )
 from ptpfs.protocol import container
+from ptpfs.protocol.codes import EC, RC
 from ptpfs.protocol.messages import DATA_OUT, NO_DATA, Event, Request, Response
 from ptpfs.protocol.transaction import (
     INITIATOR,
@@ -70,6 +74,7 @@ from ptpfs.protocol.transaction import (
     DataStart,
     Transaction,
     TransactionEvent,
+    is_usb_response,
     usb_container_event,
 )
 from ptpfs.protocol.transaction import Response as ResponseEvent
@@ -81,6 +86,8 @@ from ptpfs.transport.base import (
     fill_from,
 )
 from ptpfs.transport.usbspec import UsbSpec, format_busdev, parse_usb_spec
+
+log = logging.getLogger("ptpfs.transport.usb")
 
 __all__ = ["UsbDeviceInfo", "UsbTransport", "EndpointStalled", "ZeroLengthPacketRefused",
            "find_devices", "open_usb", "CHUNK_SIZE", "OUT_CHUNK_SIZE"]
@@ -96,13 +103,6 @@ SMALL_READ = 16 << 10
 OUT_CHUNK_SIZE = 512 << 10
 
 
-# Class-specific requests on endpoint 0.
-_REQ_CANCEL = 0x64
-_REQ_DEVICE_RESET = 0x66
-_REQ_GET_DEVICE_STATUS = 0x67
-_CANCEL_CODE = 0x4001
-_RC_OK = 0x2001
-_RC_DEVICE_BUSY = 0x2019
 #: How long to wait for a reply before offering a zero-length packet (see _probe_reply).
 _PROBE_MS = 1500
 
@@ -202,7 +202,8 @@ def _safe_string(dev: Any, index: int) -> str | None:
     if not index:
         return None
     try:
-        return usb.util.get_string(dev, index)
+        text: str | None = usb.util.get_string(dev, index)
+        return text
     except (usb.core.USBError, ValueError, NotImplementedError, UnicodeDecodeError):
         return None
 
@@ -264,7 +265,7 @@ def find_devices(spec: str = "usb", backend: Any = None) -> list[UsbDeviceInfo]:
 
 
 def open_usb(spec: str = "usb", backend: Any = None, timeout: float = 5.0,
-             min_rate: float = DEFAULT_MIN_RATE) -> "UsbTransport":
+             min_rate: float = DEFAULT_MIN_RATE) -> UsbTransport:
     """Open and claim the first device matching *spec*.
 
     Raises :class:`DeviceNotFound`, :class:`DeviceClaimed` (another program
@@ -287,7 +288,8 @@ class UsbTransport(Transport):
                  min_rate: float = DEFAULT_MIN_RATE) -> None:
         self.device = dev
         self.min_rate = min_rate
-        self._machine = Transaction(INITIATOR)
+        self._machine = Transaction(INITIATOR, tolerant=True)
+        self._noted: set[str] = set()     # device behaviours logged once
         self._deadline: Deadline | None = None
         self._deadline_bound = False
         self._asked = 0
@@ -298,6 +300,7 @@ class UsbTransport(Transport):
         self._closed = False
         self._claimed = False
         self._last_tid = 0
+        self._code = 0                    # operation in progress, for messages
         self._leftover = b""
         self._event_lock = threading.Lock()
         self._ep_out, self._ep_in, self._ep_int = self._endpoints(intf)
@@ -308,11 +311,12 @@ class UsbTransport(Transport):
         if OUT_CHUNK_SIZE % self._mps_out:
             raise ProtocolError(f"unsupported wMaxPacketSize {self._mps_out}")
         self._no_status_request = False   # GetDeviceStatus stalled once: not implemented
-        self._inbufs: dict[int, array.array] = {}
+        self._inbufs: dict[int, array.array[int]] = {}
         self._outbuf = array.array("B", bytes(OUT_CHUNK_SIZE))
         self._respbuf = array.array("B", bytes(max(512, self._mps_in)))
         self._evbuf = array.array("B", bytes(max(64, int(self._ep_int.wMaxPacketSize) & 0x7FF)))
         self._claim()
+        self._bulk_in, self._bulk_out = self._bulk_calls()
 
     # ---------------------------------------------------------------- setup
     @staticmethod
@@ -352,6 +356,23 @@ class UsbTransport(Transport):
             raise ConnectionLost(f"{what}: {exc}") from exc
         self._claimed = True
 
+    def _bulk_calls(self) -> tuple[Callable[[array.array[int], int], int],
+                                   Callable[[array.array[int], int], int]]:
+        """Bulk-IN and bulk-OUT calls straight into the pyusb backend (libusb, or the
+        simulator's): ``device.read``/``write`` look the endpoint up, take pyusb's lock and
+        check the claim on every call, which in a slow guest costs as much as the transfer
+        itself.  The interface is claimed and the endpoints fixed for the transport's life."""
+        dev = self.device
+        ctx = getattr(dev, "_ctx", None)
+        backend = getattr(ctx, "backend", None)
+        handle = getattr(ctx, "handle", None)
+        ep_in, ep_out = self._ep_in.bEndpointAddress, self._ep_out.bEndpointAddress
+        if backend is None or handle is None or not hasattr(backend, "bulk_read"):
+            return (lambda buf, ms: int(dev.read(ep_in, buf, ms)),     # pragma: no cover
+                    lambda data, ms: int(dev.write(ep_out, data, ms)))
+        return (functools.partial(backend.bulk_read, handle, ep_in, self._ifnum),
+                functools.partial(backend.bulk_write, handle, ep_out, self._ifnum))
+
     def _dispose(self) -> None:
         try:
             usb.util.dispose_resources(self.device)
@@ -367,40 +388,50 @@ class UsbTransport(Transport):
             raise ConnectionLost(f"{self.description}: transport is closed")
 
     # ---------------------------------------------------------------- raw I/O
+    def _what(self, what: str) -> str:
+        """*what* with the operation's code for ``{}``: messages are built only when they are
+        needed (formatting them for every transfer costs real time on slow hosts)."""
+        return what.replace("{}", f"0x{self._code:04x}")
+
     def _limit(self, ms: int, what: str) -> int:
         """*ms*, cut short by the transaction deadline (which raises once it has passed)."""
         self._deadline_bound = False
         if self._deadline is not None:
-            left = int(self._deadline.left(what) * 1000)
+            try:
+                left = int(self._deadline.left(what) * 1000)
+            except TransportTimeout:
+                raise TransportTimeout(f"{self._what(what)}: {self._deadline.explain()}") \
+                    from None
             if left < ms:
                 ms, self._deadline_bound = max(1, left), True
         return ms
 
     def _usb_failed(self, exc: BaseException, what: str) -> TransportError:
+        what = self._what(what)
         if self._deadline is not None and self._deadline_bound and _is_timeout(exc):
             return TransportTimeout(f"{what}: {self._deadline.explain()}")
         return _map_usb_error(exc, what)
 
     def _write(self, data: Any, ms: int, what: str) -> None:
         try:
-            n = self.device.write(self._ep_out, data, self._limit(ms, what))
+            n = self._bulk_out(data, self._limit(ms, what))
         except (usb.core.USBError, usb.core.NoBackendError) as exc:
             raise self._usb_failed(exc, what) from exc
         if n != len(data):
-            raise TransportTimeout(f"{what}: device accepted {n} of {len(data)} bytes")
+            raise TransportTimeout(f"{self._what(what)}: device accepted {n} of {len(data)} bytes")
         if self._deadline is not None:
             self._deadline.moved(n)
 
-    def _read(self, buf: array.array, ms: int, what: str) -> int:
+    def _read(self, buf: array.array[int], ms: int, what: str) -> int:
         try:
-            n = int(self.device.read(self._ep_in, buf, self._limit(ms, what)))
+            n = self._bulk_in(buf, self._limit(ms, what))
         except (usb.core.USBError, usb.core.NoBackendError) as exc:
             raise self._usb_failed(exc, what) from exc
         if self._deadline is not None:
             self._deadline.moved(n)
         return n
 
-    def _in_buffer(self, want: int) -> array.array:
+    def _in_buffer(self, want: int) -> array.array[int]:
         """A bulk-IN buffer for a read of about *want* bytes: the smallest of the power-of-two
         sizes from :data:`SMALL_READ` to :data:`CHUNK_SIZE` that holds it (reads are sized by
         what is expected: responses and datasets small, only large data phases large)."""
@@ -436,6 +467,7 @@ class UsbTransport(Transport):
         ms = self._ms(timeout)
         tid = request.transaction_id
         self._last_tid = tid
+        self._code = request.code
         self._leftover = b""
         name = f"0x{request.code:04x}"
         machine = self._machine
@@ -443,18 +475,37 @@ class UsbTransport(Transport):
         machine.send(Command(request.code, tid, tuple(request.params),
                              DATA_OUT if data_out is not None else NO_DATA))
         cmd = container.encode_command(request.code, tid, tuple(request.params))
-        self._write(array.array("B", cmd), ms, f"sending command {name}")
+        self._write(array.array("B", cmd), ms, "sending command {}")
         if data_out is not None and self._send_data(request, data_out, data_out_length, ms):
             first = self._probe_reply(ms, name)
         else:
-            first = self._read_transfer(ms, f"reading reply to {name}")
+            first = self._read_transfer(ms, "reading reply to {}")
         while True:
             event = self._event(first, name)
+            short, done = machine.data_short, machine.data_done   # the response resets them
             self._feed(event, name)
             if isinstance(event, ResponseEvent):
-                return Response(event.code, event.transaction_id, event.params)
+                return self._response(event, short, done, name)
             self._receive_data(first, data_in, ms, name)
-            first = self._read_transfer(ms, f"reading response to {name}")
+            first = self._read_transfer(ms, "reading response to {}")
+
+    def _response(self, event: ResponseEvent, short: int, done: int, name: str) -> Response:
+        """The transaction's response; a data phase that ended *short* bytes early is an
+        error (raised after the response, so the link stays in step) unless the device also
+        answered with an error: a short GetObject would otherwise become a silently short
+        file."""
+        if short and event.code == RC.OK:
+            self._note("short", f"{name}: the device ended a data phase before its "
+                       "announced length")
+            raise ProtocolError(f"{name}: data phase ended after {done} of the "
+                                f"{done + short} bytes announced")
+        return Response(event.code, event.transaction_id, event.params)
+
+    def _note(self, key: str, message: str) -> None:
+        """Log a device behaviour once per link (``-v``)."""
+        if key not in self._noted:
+            self._noted.add(key)
+            log.info("%s", message)
 
     def _event(self, first: memoryview, name: str) -> TransactionEvent:
         try:
@@ -482,7 +533,7 @@ class UsbTransport(Transport):
             n = self._read(buf, ms, what)
             if n:
                 return memoryview(buf)[:n]
-        raise ProtocolError(f"{what}: device sent only empty packets")
+        raise ProtocolError(f"{self._what(what)}: device sent only empty packets")
 
     def _receive_data(self, first: memoryview, sink: DataSink | None, ms: int,
                       name: str) -> None:
@@ -495,50 +546,57 @@ class UsbTransport(Transport):
         asked = self._asked if machine.data_remaining is None else 0
         n = len(first)            # length of the transfer that carried *chunk*
         while True:
+            surplus = 0
             if machine.data_remaining is not None and len(chunk) > machine.data_remaining:
-                # The device glued the response onto the data (no ZLP): keep the surplus.
                 keep = machine.data_remaining
-                self._leftover = bytes(chunk[keep:])
+                if len(chunk) - keep >= hs:
+                    # The device glued the response onto the data (no ZLP): keep it.
+                    self._leftover = bytes(chunk[keep:])
+                else:   # stray bytes too few for a container: counted, then discarded
+                    surplus = len(chunk) - keep
                 chunk = chunk[:keep]
             if sink is not None and len(chunk):
                 sink.write(chunk)
-            self._feed(DataChunk(len(chunk)), name)
+            self._feed(DataChunk(len(chunk) + surplus), name)
+            if surplus:
+                self._note("excess", f"{name}: the device sent more data than it announced; "
+                           f"the surplus ({surplus} bytes) is discarded")
             if not machine.in_data_phase:
                 return
             if asked and n < asked:               # a short transfer ends the data phase
-                if machine.data_remaining is None:
-                    self._feed(DataEnd(), name)
-                    return
-                raise ProtocolError(f"{name}: data phase ended after {machine.data_done} of "
-                                    f"{machine.data_length} bytes")
+                self._feed(DataEnd(), name)       # early: checked with the response
+                return
             remaining = machine.data_remaining
             want = CHUNK_SIZE if remaining is None else -(-remaining // self._mps_in) * self._mps_in
             buf = self._in_buffer(want)
             asked = len(buf)
-            n = self._read(buf, ms, f"{name}: reading data")
-            if n == 0 and remaining is not None:
-                raise ProtocolError(f"{name}: data phase ended after {machine.data_done} of "
-                                    f"{machine.data_length} bytes")
+            n = self._read(buf, ms, "{}: reading data")
             chunk = memoryview(buf)[:n]
+            if remaining is not None and (n == 0 or is_usb_response(chunk, self._last_tid)):
+                # A zero-length packet, or the response itself: the phase ended early.
+                self._leftover = bytes(chunk)
+                self._feed(DataEnd(), name)
+                return
+
 
     def _probe_reply(self, ms: int, name: str) -> memoryview:
         """The reply after a data phase whose last transfer was a multiple of 64 bytes but
         shorter than a packet.  Some responders treat only non-multiples of 64 as short: they
         never answer, and refuse the zero-length packet they wait for."""
         try:
-            return self._read_transfer(min(ms, _PROBE_MS), f"reading reply to {name}")
+            return self._read_transfer(min(ms, _PROBE_MS), "reading reply to {}")
         except TransportTimeout:
             pass
         except EndpointStalled:   # "still awaiting data": it stalls bulk IN meanwhile
             self._clear_halt(self._ep_in.bEndpointAddress)
         try:
-            self._write(array.array("B"), ms, f"{name}: sending zero-length packet")
+            self._write(array.array("B"), ms, "{}: sending zero-length packet")
         except EndpointStalled as exc:
             raise ZeroLengthPacketRefused(
                 f"{name}: the device accepted every data byte but did not end the data phase "
                 "and refused the zero-length packet (it ends data phases only on transfers "
                 "that are not a multiple of 64 bytes); the transaction was cancelled") from exc
-        return self._read_transfer(ms, f"reading reply to {name}")
+        return self._read_transfer(ms, "reading reply to {}")
 
     def _send_data(self, request: Request, source: BinaryIO, length: int, ms: int) -> bool:
         """Send the data phase; True if the device may not have seen its end (the last
@@ -572,14 +630,14 @@ class UsbTransport(Transport):
                 fill += want
                 remaining -= want
             data = buf if fill == OUT_CHUNK_SIZE else buf[:fill]
-            self._write(data, ms, f"{name}: sending data")
+            self._write(data, ms, "{}: sending data")
             last = fill
             fill = 0
             if not remaining:
                 break
         if total % self._mps_out == 0:
             try:
-                self._write(array.array("B"), ms, f"{name}: sending zero-length packet")
+                self._write(array.array("B"), ms, "{}: sending zero-length packet")
             except EndpointStalled as exc:   # transact() recovers (cancels) before re-raising
                 raise ZeroLengthPacketRefused(
                     f"{name}: the device accepted all {length} data bytes but refused the "
@@ -615,14 +673,14 @@ class UsbTransport(Transport):
         self._leftover = b""
         dev = self.device
         try:
-            dev.ctrl_transfer(0x21, _REQ_CANCEL, 0, self._ifnum,
-                              struct.pack("<HI", _CANCEL_CODE, self._last_tid), 1000)
+            dev.ctrl_transfer(container.REQUEST_TYPE_OUT, container.REQ_CANCEL, 0, self._ifnum,
+                              struct.pack("<HI", EC.CancelTransaction, self._last_tid), 1000)
         except usb.core.USBError as exc:
             if isinstance(_map_usb_error(exc, ""), ConnectionLost):
                 raise _map_usb_error(exc, "cancelling") from exc
         if not self._wait_idle(2.0):
             try:
-                dev.ctrl_transfer(0x21, _REQ_DEVICE_RESET, 0, self._ifnum, None, 1000)
+                dev.ctrl_transfer(container.REQUEST_TYPE_OUT, container.REQ_DEVICE_RESET, 0, self._ifnum, None, 1000)
             except usb.core.USBError as exc:
                 if isinstance(_map_usb_error(exc, ""), ConnectionLost):
                     raise _map_usb_error(exc, "resetting") from exc
@@ -633,7 +691,8 @@ class UsbTransport(Transport):
 
     def _device_status(self) -> tuple[int, list[int]] | None:
         try:
-            raw = bytes(self.device.ctrl_transfer(0xA1, _REQ_GET_DEVICE_STATUS, 0, self._ifnum,
+            raw = bytes(self.device.ctrl_transfer(container.REQUEST_TYPE_IN,
+                                                  container.REQ_GET_DEVICE_STATUS, 0, self._ifnum,
                                                   20, 1000))
         except usb.core.USBError as exc:
             mapped = _map_usb_error(exc, "getting device status")
@@ -661,7 +720,7 @@ class UsbTransport(Transport):
                 code, stalled = status
                 for ep in stalled:
                     self._clear_halt(ep)
-                if code == _RC_OK:
+                if code == RC.OK:
                     return True
             if time.monotonic() >= deadline:
                 return False

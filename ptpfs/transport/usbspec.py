@@ -37,9 +37,7 @@ class UsbSpec:
         if self.vendor_id is not None and (vendor_id != self.vendor_id
                                            or product_id != self.product_id):
             return False
-        if self.serial is not None and serial != self.serial:
-            return False
-        return True
+        return not (self.serial is not None and serial != self.serial)
 
 
 def parse_usb_spec(spec: str) -> UsbSpec:

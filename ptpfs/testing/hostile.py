@@ -28,18 +28,18 @@ import socket
 import struct
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from ptpfs.errors import PTPError, ProtocolError
+from ptpfs.errors import ProtocolError, PTPError
 from ptpfs.protocol import container
 from ptpfs.protocol import ptpip as pk
 from ptpfs.protocol.codes import DT, OC, OFC, OPC, RC
 from ptpfs.protocol.datasets import decode_prop_list
 from ptpfs.protocol.eos import ENTRY_BODY
 from ptpfs.protocol.messages import DATA_OUT, Event, Request
-from ptpfs.protocol.transaction import (RESPONDER, DataStart, Transaction, ptpip_data_events,
-                                        ptpip_events)
+from ptpfs.protocol.transaction import RESPONDER, DataStart, Transaction, ptpip_data_events, ptpip_events
 from ptpfs.protocol.wire import Reader
 from ptpfs.sim.camera import Reply
 
@@ -214,7 +214,7 @@ class Plan:
     fabric: Fabric | None = None
 
     @classmethod
-    def random(cls, seed: int, layer: str = "session") -> "Plan":
+    def random(cls, seed: int, layer: str = "session") -> Plan:
         """A deterministic plan for *seed*; *layer* adds ``usb`` or ``ptpip`` raw kinds."""
         rng = random.Random(seed)
         profile = rng.choice(("generic", "android-mtp", "canon-eos"))
@@ -269,7 +269,7 @@ def _skip_field(r: Reader, kind: str) -> None:
     elif kind == "a32":
         r.array(DT.UINT32)
     else:
-        r.bytes({"u8": 1, "u16": 2, "u32": 4, "u64": 8}[kind])
+        r.raw({"u8": 1, "u16": 2, "u32": 4, "u64": 8}[kind])
 
 
 def _fields(code: int, data: bytes) -> list[tuple[str, int]]:
@@ -377,10 +377,11 @@ class HostileCamera:
         return self.camera.faults
 
     def takes_data(self, code: int) -> bool:
-        return self.camera.takes_data(code)
+        return bool(self.camera.takes_data(code))
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
-        return self.camera.subscribe(callback)
+        unsubscribe: Callable[[], None] = self.camera.subscribe(callback)
+        return unsubscribe
 
     def count_out(self, n: int) -> None:
         self.bytes_out += n
@@ -595,8 +596,8 @@ def mutate_dataset(code: int, kind: str, rng: random.Random, data: bytes,
         if not arrays:
             return data
         off = rng.choice(arrays)
-        value = 0xFFFFFFFF if kind == "array_ff" else rng.choice(_HOSTILE_U32)
-        return data[:off] + struct.pack("<I", value) + data[off + 4:]
+        word = 0xFFFFFFFF if kind == "array_ff" else rng.choice(_HOSTILE_U32)
+        return data[:off] + struct.pack("<I", word) + data[off + 4:]
     strings = [o for k, o in fields if k == "str"]
     if kind == "str255":
         if not strings:
@@ -614,9 +615,9 @@ def mutate_dataset(code: int, kind: str, rng: random.Random, data: bytes,
             off = _OBJECTINFO_NAME
             return data[:off] + raw_string(rng.choice(HOSTILE_NAMES)) + data[_string_end(data, off):]
         if kind in ("parent_self", "parent_other"):
-            value = params[0] if kind == "parent_self" and params else \
+            parent = params[0] if kind == "parent_self" and params else \
                 rng.choice((params[0] if params else 0, 0xDEAD, 3, 1, ALL, 0))
-            return data[:_OBJECTINFO_PARENT] + struct.pack("<I", value) \
+            return data[:_OBJECTINFO_PARENT] + struct.pack("<I", parent) \
                 + data[_OBJECTINFO_PARENT + 4:]
         if kind == "format_swap":
             fmt = struct.unpack_from("<H", data, _OBJECTINFO_FORMAT)[0]
@@ -634,7 +635,7 @@ def _mutate_prop_list(kind: str, rng: random.Random, data: bytes) -> bytes:
         entries = decode_prop_list(data)
     except PTPError:
         return data
-    raw = []
+    raw: list[list[Any]] = []    # [handle, prop, datatype, encoded value]
     for e in entries:
         value = _encode_loose(e.datatype, e.value)
         raw.append([e.handle, e.prop, e.datatype, value])
@@ -872,9 +873,9 @@ class HostilePtpipServer:
 
     @property
     def port(self) -> int:
-        return self._listener.getsockname()[1]
+        return int(self._listener.getsockname()[1])
 
-    def start(self) -> "HostilePtpipServer":
+    def start(self) -> HostilePtpipServer:
         self._thread = threading.Thread(target=self._run, name="hostile-ptpip", daemon=True)
         self._thread.start()
         return self
@@ -893,7 +894,7 @@ class HostilePtpipServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "HostilePtpipServer":
+    def __enter__(self) -> HostilePtpipServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -904,7 +905,7 @@ class HostilePtpipServer:
         while not self._stop.is_set():
             try:
                 conn, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError as exc:
                 raise _Gone() from exc
@@ -924,7 +925,7 @@ class HostilePtpipServer:
                 raise _Gone()
             try:
                 got = sock.recv(n - len(buf))
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError as exc:
                 raise _Gone() from exc
@@ -977,7 +978,7 @@ class HostilePtpipServer:
             self._serve()
         except _Gone:
             pass
-        except Exception as exc:  # a harness bug: keep it for the test to see
+        except Exception as exc:  # noqa: BLE001 - a harness bug: keep it for the test to see
             self.errors.append(exc)
         finally:
             for sock in list(self._socks):   # hang up, as a device that gives up would
@@ -1055,7 +1056,8 @@ class HostilePtpipServer:
                     machine.receive(event)
         except ProtocolError:
             return None
-        return receiver.finish()
+        reply: Reply | None = receiver.finish()
+        return reply
 
     def _reply(self, sock: socket.socket, request: Request, reply: Reply,
                m: Mutation | None) -> bool:

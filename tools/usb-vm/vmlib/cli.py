@@ -1,4 +1,4 @@
-"""Command line of ``scripts/usb-vm``."""
+"""Command line of ``tools/usb-vm/usb-vm``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from . import cache, qmp, runner
 
 USAGE = """\
-usb-vm [--mtp-dir DIR] [--umtp DIR] [--share DIR]... [--qmp SOCKET] [--trace PATTERN]... [--trace-file FILE]
+usb-vm [--mtp-dir DIR] [--umtp DIR | --sim-gadget PROFILE... [--sim-root DIR]] [--share DIR]... [--qmp SOCKET] [--trace PATTERN]... [--trace-file FILE]
        [--timeout S] [--mem MB] [--smp N] [-v] [--] COMMAND...
 usb-vm prepare
 usb-vm qmp SOCKET unplug|plug|status"""
@@ -26,6 +26,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="serve DIR (read-write, shared into the guest) with uMTP-Responder on a USB "
                         "gadget (dummy_hcd + FunctionFS) inside the guest")
     p.add_argument("--umtp-name", default="uMTP store", help="uMTP-Responder's storage name")
+    p.add_argument("--sim-gadget", metavar="PROFILE", action="append", default=[],
+                   help="serve ptpfs's simulated camera (this PROFILE: generic, canon-eos, "
+                        "android-mtp, whole-object) as a real USB device on a FunctionFS gadget "
+                        "inside the guest, with the profile's vendor/product IDs; repeatable "
+                        "(one dummy USB bus per gadget)")
+    p.add_argument("--sim-root", type=Path, metavar="DIR",
+                   help="with --sim-gadget: serve DIR (read-write, shared) instead of a sample card")
     p.add_argument("--share", type=Path, action="append", default=[],
                    help="host folder mounted read-write at the same path in the guest (repeatable)")
     p.add_argument("--qmp", type=Path, help="QMP unix socket to create (for 'usb-vm qmp')")
@@ -60,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         _parser().error("no COMMAND given")
-    for folder in [args.mtp_dir, args.umtp, *args.share]:
+    if args.umtp is not None and args.sim_gadget:
+        _parser().error("--umtp and --sim-gadget cannot be combined (one dummy USB controller)")
+    if args.sim_root is not None and not args.sim_gadget:
+        _parser().error("--sim-root needs --sim-gadget")
+    for folder in [args.mtp_dir, args.umtp, args.sim_root, *args.share]:
         if folder is not None and not folder.is_dir():
             _parser().error(f"{folder} is not a directory")
     try:
@@ -82,5 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         trace_file=args.trace_file.absolute() if args.trace_file else None,
         umtp_dir=args.umtp.resolve() if args.umtp else None,
         umtp_name=args.umtp_name,
+        sim_profiles=list(args.sim_gadget),
+        sim_root=args.sim_root.resolve() if args.sim_root else None,
     )
-    return runner.run(art, config)
+    try:
+        return runner.run(art, config)
+    except cache.PrepareError as exc:
+        cache.log(str(exc))
+        return runner.EXIT_HARNESS

@@ -84,7 +84,7 @@ class Qmp:
             self._sock.settimeout(left)
             try:
                 self.events.append(self._read())
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 continue
 
 

@@ -19,39 +19,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from ptpfs.errors import ProtocolError, ResponseError
-from ptpfs.protocol.codes import RC
+from ptpfs.protocol.codes import DT, OFC, OPC, RC, ROOT_PARENT, norm_parent, wire_parent
+from ptpfs.protocol.datasets import ObjectInfo
+from ptpfs.session import Session
 
-log = logging.getLogger("ptpfs.fs")
+log = logging.getLogger("ptpfs.services")
 
-ROOT = 0xFFFFFFFF          # "root of the storage" as a GetObjectHandles parent
-ASSOCIATION = 0x3001       # ObjectFormat of a folder
-SIZE_UNKNOWN32 = 0xFFFFFFFF
-
-# MTP object property codes used by the listing.
-OPC_STORAGE_ID = 0xDC01
-OPC_FORMAT = 0xDC02
-OPC_PROTECTION = 0xDC03
-OPC_SIZE = 0xDC04
-OPC_FILENAME = 0xDC07
-OPC_DATE_CREATED = 0xDC08
-OPC_DATE_MODIFIED = 0xDC09
-OPC_PARENT = 0xDC0B
-DT_UINT64 = 0x0008
+SIZE_UNKNOWN32 = 0xFFFFFFFF   # ObjectInfo's size of an object of 4 GiB or more
 
 #: Responses meaning "this listing mechanism does not work here; fall back": OperationNotSupported,
 #: ParameterNotSupported, InvalidParameter, SpecificationByFormatUnsupported,
 #: Invalid/UnsupportedObjectPropCode, SpecificationByGroup/DepthUnsupported, and GeneralError
 #: (some devices list an operation in DeviceInfo and fail it whenever it is called).
-UNSUPPORTED = {0x2005, 0x2006, 0x201D, 0x2014, 0xA801, 0xA805, 0xA807, 0xA808, 0xA80A, 0x2002}
-
-
-def _note(session: Any, key: str, message: str) -> None:
-    """Record a device behaviour once (``Session.adapt``) if the session keeps such notes."""
-    adapt = getattr(session, "adapt", None)
-    if callable(adapt):
-        adapt(key, message)
-    else:
-        log.info("%s", message)
+UNSUPPORTED = frozenset({
+    RC.OperationNotSupported, RC.ParameterNotSupported, RC.InvalidParameter,
+    RC.SpecificationByFormatUnsupported, RC.InvalidObjectPropCode, RC.GroupNotSupported,
+    RC.SpecificationByGroupUnsupported, RC.SpecificationByDepthUnsupported,
+    RC.ObjectPropNotSupported, RC.GeneralError})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +54,7 @@ class ObjectMeta:
     @property
     def is_folder(self) -> bool:
         """Associations are folders."""
-        return self.format == ASSOCIATION
-
-
-def norm_parent(parent: int) -> int:
-    """Devices say 0 or 0xFFFFFFFF for "in the storage root"; use 0."""
-    return 0 if parent in (0, ROOT) else parent
+        return self.format == OFC.Association
 
 
 def to_timestamp(value: Any) -> float | None:
@@ -84,6 +63,7 @@ def to_timestamp(value: Any) -> float | None:
         return None
     if isinstance(value, (int, float)):
         return float(value) if value > 0 else None
+    dt: _dt.datetime | None
     if isinstance(value, _dt.datetime):
         dt = value
     else:
@@ -108,7 +88,7 @@ class Lister:
 
     name = "base"
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
 
     def list_folder(self, storage_id: int, parent: int) -> list[ObjectMeta]:
@@ -130,27 +110,29 @@ class Lister:
         return meta_from_info(self.session, handle, info)
 
 
-def big_size(session: Any, handle: int) -> int:
-    """The 64-bit ObjectSize of an object whose ObjectInfo says 0xFFFFFFFF."""
-    try:
-        value = session.get_object_prop_value(handle, OPC_SIZE, DT_UINT64)
-        return int(value)
-    except Exception as exc:  # noqa: BLE001 - fall back to the 32-bit figure
-        _note(session, "objectsize-missing", f"no 64-bit ObjectSize for objects of 4 GiB or "
-                                             f"more ({exc}): their size shows as 4 GiB - 1")
-        log.debug("ObjectSize of 0x%08x unavailable: %s", handle, exc)
-        return SIZE_UNKNOWN32
-
-
-def meta_from_info(session: Any, handle: int, info: Any) -> ObjectMeta:
-    """Build :class:`ObjectMeta` from an ObjectInfo dataset."""
+def object_size(session: Session, handle: int, info: ObjectInfo) -> int:
+    """ObjectInfo's size; when it says 0xFFFFFFFF (4 GiB or more), the 64-bit MTP
+    ObjectSize if the device has it (otherwise 0xFFFFFFFF: unknown)."""
     size = info.compressed_size
-    if size == SIZE_UNKNOWN32 and info.object_format != ASSOCIATION:
-        size = big_size(session, handle)
+    if size != SIZE_UNKNOWN32 or info.object_format == OFC.Association \
+            or not session.capabilities.object_props:
+        return size
+    try:
+        return int(session.get_object_prop_value(handle, OPC.ObjectSize, DT.UINT64))
+    except (ResponseError, ProtocolError) as exc:  # fall back to the 32-bit figure
+        session.adapt("objectsize-missing", f"no 64-bit ObjectSize for objects of 4 GiB or "
+                                            f"more ({exc}): their size shows as 4 GiB - 1")
+        log.debug("ObjectSize of 0x%08x unavailable: %s", handle, exc)
+        return size
+
+
+def meta_from_info(session: Session, handle: int, info: ObjectInfo) -> ObjectMeta:
+    """Build :class:`ObjectMeta` from an ObjectInfo dataset."""
     mtime = to_timestamp(info.modification_date) or to_timestamp(info.capture_date)
     return ObjectMeta(handle=handle, storage_id=info.storage_id,
                       parent=norm_parent(info.parent), filename=info.filename,
-                      format=info.object_format, size=0 if info.object_format == ASSOCIATION else size,
+                      format=info.object_format,
+                      size=0 if info.object_format == OFC.Association else object_size(session, handle, info),
                       mtime=mtime, protection=info.protection_status)
 
 
@@ -165,7 +147,7 @@ class GenericLister(Lister):
     def iter_folder(self, storage_id: int, parent: int,
                     known: Callable[[int], ObjectMeta | None] | None = None
                     ) -> Iterator[ObjectMeta]:
-        handles = self.session.get_object_handles(storage_id, 0, parent or ROOT)
+        handles = self.session.get_object_handles(storage_id, 0, wire_parent(parent))
         for handle in handles:
             kept = known(handle) if known is not None else None
             if kept is not None and kept.storage_id == storage_id:
@@ -190,7 +172,7 @@ class PropListLister(Lister):
 
     name = "proplist"
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Session) -> None:
         super().__init__(session)
         self.fallback = GenericLister(session)
         self.broken = False
@@ -205,7 +187,7 @@ class PropListLister(Lister):
             return self.fallback.list_folder(storage_id, parent)
         except ResponseError as exc:
             if exc.code in UNSUPPORTED:
-                _note(self.session, "proplist-refused",
+                self.session.adapt("proplist-refused",
                       f"GetObjectPropList is listed but refused ({exc}): listing with "
                       "GetObjectHandles + GetObjectInfo")
                 self.broken = True
@@ -214,11 +196,11 @@ class PropListLister(Lister):
         props: dict[int, dict[int, Any]] = {}
         for entry in entries:
             props.setdefault(entry.handle, {})[entry.prop] = entry.value
-        if (parent or ROOT) in props or 0 in props or ROOT in props:
+        if wire_parent(parent) in props or 0 in props or ROOT_PARENT in props:
             # depth ignored: the answer describes the folder itself, not its children
             # (uMTP-Responder); a folder's listing never contains the folder
             self.broken = True
-            _note(self.session, "proplist-depth", "GetObjectPropList ignores depth 1 (answers "
+            self.session.adapt("proplist-depth", "GetObjectPropList ignores depth 1 (answers "
                   "the folder itself): listing with GetObjectHandles + GetObjectInfo")
             return self.fallback.list_folder(storage_id, parent)
         out = []
@@ -226,16 +208,16 @@ class PropListLister(Lister):
             if not _well_typed(p):
                 meta = self.object_meta(handle)
             else:
-                fmt = int(p[OPC_FORMAT])
-                size = int(p.get(OPC_SIZE, 0) or 0)
-                mtime = to_timestamp(p.get(OPC_DATE_MODIFIED)) or to_timestamp(p.get(OPC_DATE_CREATED))
+                fmt = int(p[OPC.ObjectFormat])
+                size = int(p.get(OPC.ObjectSize, 0) or 0)
+                mtime = to_timestamp(p.get(OPC.DateModified)) or to_timestamp(p.get(OPC.DateCreated))
                 meta = ObjectMeta(
                     handle=handle,
-                    storage_id=int(p.get(OPC_STORAGE_ID, storage_id)),
-                    parent=norm_parent(int(p.get(OPC_PARENT, parent))),
-                    filename=str(p[OPC_FILENAME]),
-                    format=fmt, size=0 if fmt == ASSOCIATION else size, mtime=mtime,
-                    protection=int(p.get(OPC_PROTECTION, 0) or 0))
+                    storage_id=int(p.get(OPC.StorageID, storage_id)),
+                    parent=norm_parent(int(p.get(OPC.ParentObject, parent))),
+                    filename=str(p[OPC.ObjectFileName]),
+                    format=fmt, size=0 if fmt == OFC.Association else size, mtime=mtime,
+                    protection=int(p.get(OPC.ProtectionStatus, 0) or 0))
             if meta.storage_id == storage_id and meta.parent == parent:
                 out.append(meta)
         return out
@@ -244,9 +226,9 @@ class PropListLister(Lister):
 def _well_typed(props: dict[int, Any]) -> bool:
     """Whether a device's property values have the types the MTP spec gives them
     (a hostile or buggy device may send an array or a string where a number belongs)."""
-    if not isinstance(props.get(OPC_FILENAME), str) or not isinstance(props.get(OPC_FORMAT), int):
+    if not isinstance(props.get(OPC.ObjectFileName), str) or not isinstance(props.get(OPC.ObjectFormat), int):
         return False
-    numeric = (OPC_SIZE, OPC_STORAGE_ID, OPC_PARENT, OPC_PROTECTION)
+    numeric = (OPC.ObjectSize, OPC.StorageID, OPC.ParentObject, OPC.ProtectionStatus)
     return all(isinstance(props.get(c, 0), int) for c in numeric)
 
 
@@ -255,7 +237,7 @@ class EosLister(Lister):
 
     name = "eos"
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Session) -> None:
         super().__init__(session)
         self.broken = False
 
@@ -263,11 +245,11 @@ class EosLister(Lister):
         if self.broken:
             return GenericLister(self.session).list_folder(storage_id, parent)
         try:
-            entries = self.session.eos_get_object_info_ex(storage_id, parent or ROOT)
+            entries = self.session.eos_get_object_info_ex(storage_id, wire_parent(parent))
         except ResponseError as exc:
             if exc.code not in UNSUPPORTED:
                 raise
-            _note(self.session, "eos-infoex-refused",
+            self.session.adapt("eos-infoex-refused",
                   f"EOS GetObjectInfoEx is listed but refused ({exc}): listing with "
                   "GetObjectHandles + GetObjectInfo")
             self.broken = True
@@ -280,7 +262,7 @@ class EosLister(Lister):
             fmt = int(e.format)
             meta = ObjectMeta(handle=int(e.handle), storage_id=int(e.storage) or storage_id,
                               parent=norm_parent(int(e.parent)), filename=str(e.filename),
-                              format=fmt, size=0 if fmt == ASSOCIATION else int(e.size),
+                              format=fmt, size=0 if fmt == OFC.Association else int(e.size),
                               mtime=to_timestamp(getattr(e, "time", None)),
                               protection=0)
             if meta.parent == parent:
@@ -288,11 +270,11 @@ class EosLister(Lister):
         return out
 
 
-def choose_lister(session: Any) -> Lister:
+def choose_lister(session: Session) -> Lister:
     """The best listing strategy the session's device offers."""
     caps = session.capabilities
-    if getattr(caps, "eos_listing", False):
+    if caps.eos_listing:
         return EosLister(session)
-    if getattr(caps, "prop_list", False):
+    if caps.prop_list:
         return PropListLister(session)
     return GenericLister(session)

@@ -105,9 +105,12 @@ def umtprd_conf(storage: Path, name: str) -> str:
     ])
 
 
-def insmod_lines(modules: list[Path], newroot: str) -> list[str]:
-    """stage2 lines (busybox, before the chroot) loading the gadget modules from the host root."""
-    return [f"[ -d /sys/module/{ko.stem} ] || insmod {shlex.quote(newroot + str(ko))} || "
+def insmod_lines(modules: list[Path], newroot: str, udcs: int = 1) -> list[str]:
+    """stage2 lines (busybox, before the chroot) loading the gadget modules from the host root;
+    ``udcs`` dummy device controllers (one gadget each), each on its own dummy host bus."""
+    def params(ko: Path) -> str:
+        return f" num={udcs}" if ko.stem == "dummy_hcd" and udcs > 1 else ""
+    return [f"[ -d /sys/module/{ko.stem} ] || insmod {shlex.quote(newroot + str(ko))}{params(ko)} || "
             f"echo 'usb-vm: insmod {ko.stem} failed'" for ko in modules]   # boot loaded usbcore
 
 
@@ -144,4 +147,85 @@ until [ -e /dev/ffs-mtp/ep1 ]; do
     sleep 0.1
 done
 ls /sys/class/udc | head -n 1 > {g}/UDC
+"""
+
+
+#: Where the guest's simulator log goes (``ptpctl serve --usb-gadget``; inside the guest).
+SIM_LOG = "/run/usb-vm/sim-gadget.log"
+#: The simulator's FunctionFS mount in the guest.
+SIM_FFS = "/dev/ffs-sim"
+
+
+def _repo() -> Path:
+    """The repository this harness belongs to (the folder holding the ptpfs package)."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "ptpfs" / "__init__.py").exists():
+            return parent
+    raise PrepareError("cannot find the ptpfs package above " + str(Path(__file__).parent))
+
+
+def sim_identity(profile: str) -> dict[str, str]:
+    """The configfs IDs and strings of *profile*, asked of the simulator itself
+    (``python3 -m ptpfs.sim.gadget --identity PROFILE`` in the repository; nothing imported)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "ptpfs.sim.gadget", "--identity", profile],
+                          cwd=_repo(), capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise PrepareError(proc.stderr.strip() or f"no identity for profile {profile!r}")
+    return dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+
+
+def sim_ffs(index: int) -> str:
+    """The FunctionFS mount of the *index*-th simulator gadget in the guest."""
+    return SIM_FFS if index == 0 else f"{SIM_FFS}{index}"
+
+
+def sim_log(index: int) -> str:
+    """The log of the *index*-th simulator gadget's server in the guest."""
+    return SIM_LOG if index == 0 else SIM_LOG.replace(".log", f"{index}.log")
+
+
+def sim_setup_script(profile: str, root: Path | None, python: str, index: int = 0) -> str:
+    """Run chrooted in the guest: a configfs gadget with the profile's identity and an ffs
+    function, ``ptpctl serve --usb-gadget`` on it (from this repository), then bind the
+    *index*-th UDC (``dummy_udc.INDEX``)."""
+    name = f"sim{index}" if index else "sim"
+    g = f"/sys/kernel/config/usb_gadget/{name}"
+    ident = sim_identity(profile)
+    repo = _repo()
+    ffs, log_file = sim_ffs(index), sim_log(index)
+    serve = [python, "-m", "ptpfs.cli.ptpctl", "serve", "--usb-gadget", ffs,
+             "--profile", profile]
+    if root is not None:
+        serve += ["--root", str(root)]
+    q = shlex.quote
+    return f"""set -e
+mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
+mkdir {g}
+echo {ident['idVendor']} > {g}/idVendor
+echo {ident['idProduct']} > {g}/idProduct
+echo 0x0200 > {g}/bcdUSB
+mkdir {g}/strings/0x409
+echo {q(ident['serialnumber'])} > {g}/strings/0x409/serialnumber
+echo {q(ident['manufacturer'])} > {g}/strings/0x409/manufacturer
+echo {q(ident['product'])} > {g}/strings/0x409/product
+mkdir {g}/configs/c.1
+mkdir {g}/configs/c.1/strings/0x409
+echo PTP > {g}/configs/c.1/strings/0x409/configuration
+echo 120 > {g}/configs/c.1/MaxPower
+mkdir {g}/functions/ffs.{name}
+ln -s {g}/functions/ffs.{name} {g}/configs/c.1
+mkdir -p {ffs}
+mount -t functionfs {name} {ffs}
+cd {q(str(repo))}
+{shlex.join(serve)} > {log_file} 2>&1 &
+n=0
+# the server writes the descriptors to ep0; then the endpoint files appear
+until [ -e {ffs}/ep1 ]; do
+    n=$((n+1)); [ $n -gt 600 ] && {{ echo 'usb-vm: the simulator did not set up FunctionFS'; cat {log_file}; exit 1; }}
+    sleep 0.1
+done
+echo dummy_udc.{index} > {g}/UDC
 """

@@ -44,6 +44,8 @@ class VmConfig:
     trace_file: Path | None = None
     umtp_dir: Path | None = None            # served by uMTP-Responder on a FunctionFS gadget
     umtp_name: str = "uMTP store"
+    sim_profiles: list[str] = field(default_factory=list)   # simulators on FunctionFS gadgets
+    sim_root: Path | None = None            # ... serving this folder (default: a sample card)
 
 
 def mtp_properties(config: VmConfig) -> dict[str, object]:
@@ -145,9 +147,22 @@ def run(art: Artefacts, config: VmConfig) -> int:
             setup = gadget.insmod_lines(gadget.gadget_modules(art), "/newroot")
             setup.append(f"chroot /newroot /bin/sh {guest.GUEST_CTL}/umtp.sh || "
                          "fail cannot start uMTP-Responder")
+        if config.sim_profiles:
+            if config.umtp_dir is not None:
+                raise gadget.PrepareError("--sim-gadget and --umtp cannot be combined")
+            if config.sim_root is not None and config.sim_root not in config.shares:
+                config = dataclasses.replace(config, shares=[*config.shares, config.sim_root])
+            setup = gadget.insmod_lines(gadget.gadget_modules(art), "/newroot",
+                                        udcs=len(config.sim_profiles))
+            for index, profile in enumerate(config.sim_profiles):
+                (ctl / f"sim{index}.sh").write_text(gadget.sim_setup_script(
+                    profile, config.sim_root, sys.executable, index))
+                setup.append(f"chroot /newroot /bin/sh {guest.GUEST_CTL}/sim{index}.sh || "
+                             f"fail cannot start the simulator gadget {profile}")
         (ctl / "stage2.sh").write_text(
             guest.stage2_script(art.kernel_version, config.shares, config.verbose,
-                                wait_usb=config.mtp_dir is not None or config.umtp_dir is not None,
+                                wait_usb=(config.mtp_dir is not None or config.umtp_dir is not None
+                                          or bool(config.sim_profiles)),
                                 setup=setup))
         (ctl / "run.sh").write_text(
             guest.run_script(config.command, config.cwd, guest.host_environment()))

@@ -1,4 +1,4 @@
-"""Helpers behind ``scripts/usb-vm``: a small TCG guest with a real USB stack and QEMU's usb-mtp.
+"""Helpers behind ``tools/usb-vm/usb-vm``: a small TCG guest with a real USB stack and QEMU's usb-mtp.
 
 Independent of ptpfs: nothing here imports the project, so the harness can test any client.
 Modules: ``cpio`` (initramfs archive writer), ``kmod`` (module dependency order from .ko files),
