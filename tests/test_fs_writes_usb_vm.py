@@ -1,4 +1,4 @@
-"""Writes over real USB: ptpfs mounted inside the QEMU guest (scripts/usb-vm) on QEMU's
+"""Writes over real USB: ptpfs mounted inside the QEMU guest (tools/usb-vm/usb-vm) on QEMU's
 own usb-mtp device and on uMTP-Responder (two independent responders), driven with fsx,
 sed -i, os.replace, rsync twice, cp -r and 8 parallel writers; the bytes checked on the
 host, in the folder the device serves."""
@@ -22,7 +22,7 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-USB_VM = ROOT / "scripts" / "usb-vm"
+USB_VM = ROOT / "tools" / "usb-vm" / "usb-vm"
 
 GUEST = r"""
 set -u

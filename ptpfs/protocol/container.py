@@ -74,6 +74,16 @@ def parse_header(b: bytes | bytearray | memoryview) -> ContainerHeader:
     return ContainerHeader(length, ctype, code, tid)
 
 
+def is_response_for(b: bytes | bytearray | memoryview, transaction_id: int) -> bool:
+    """Whether *b* is exactly one whole response container of transaction *transaction_id*
+    (a reply that arrived where more data was expected)."""
+    n = len(b)
+    if n < HEADER_SIZE or n > HEADER_SIZE + 4 * MAX_PARAMS or n % 4:
+        return False
+    length, ctype, _code, tid = struct.unpack_from("<IHHI", b)
+    return length == n and ctype == TYPE_RESPONSE and tid == transaction_id
+
+
 def encode_header(type: int, code: int, transaction_id: int, payload_length: int) -> bytes:
     """A container header; the length field is 0xFFFFFFFF when the container exceeds 4 GiB."""
     if type not in _TYPE_NAMES:

@@ -14,7 +14,7 @@ backend uses (and through it the one transaction machine): bytes read from ``ep2
 containers), and a container that ends on a packet boundary is followed by a zero-length write.
 A container that breaks the transaction sequence stalls ``ep2``, as a camera does.  The device's
 identity in the gadget (vendor/product IDs, strings) is set in configfs by whoever builds the
-gadget — :func:`configfs_identity` gives the values for the profile (``scripts/usb-vm
+gadget — :func:`configfs_identity` gives the values for the profile (``tools/usb-vm/usb-vm
 --sim-gadget`` uses it).
 """
 

@@ -112,7 +112,6 @@ SMALL_READ = 16 << 10
 OUT_CHUNK_SIZE = 512 << 10
 
 
-# Class-specific requests on endpoint 0.
 #: How long to wait for a reply before offering a zero-length packet (see _probe_reply).
 _PROBE_MS = 1500
 
