@@ -119,3 +119,14 @@ def test_is_response_for_recognises_exactly_one_response(code: int, tid: int, pa
 @given(st.binary(max_size=40), st.integers(0, 0xFFFFFFFF))
 def test_is_response_for_is_total(data: bytes, tid: int) -> None:
     assert c.is_response_for(data, tid) in (True, False)
+
+
+def test_is_response_for_recognises_exactly_one_response_of_the_transaction() -> None:
+    from ptpfs.protocol.container import encode_command, encode_response, is_response_for
+    reply = encode_response(0x2001, 7, [1, 2])
+    assert is_response_for(reply, 7)
+    assert not is_response_for(reply, 8)                      # another transaction
+    assert not is_response_for(reply + b"\0" * 4, 7)          # more than the container
+    assert not is_response_for(reply[:-4], 7)                 # length field disagrees
+    assert not is_response_for(encode_command(0x1001, 7), 7)  # not a response
+    assert not is_response_for(encode_response(0x2001, 7, [1, 2, 3, 4, 5]) + b"\0" * 4, 7)

@@ -240,3 +240,31 @@ def test_prop_list_known_bytes_and_lying_count():
     assert raw == bytes.fromhex("02000000 05000000 07dc ffff 02 4100 0000"
                                 "05000000 04dc 0800 0700000000000000")
     must_fail_cleanly(decode_prop_list, b"\xff\xff\xff\xff" + raw[4:])
+
+
+_names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                 max_size=40)
+
+
+@given(st.builds(ObjectInfo, st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFF),
+                 filename=_names, capture_date=_names, modification_date=_names,
+                 keywords=_names),
+       st.integers(-60, 8), st.binary(max_size=8), st.booleans())
+def test_objectinfo_fast_decode_matches_the_checked_decode(info, cut, tail, strict) -> None:
+    """The one-unpack listing path gives exactly what the field-by-field decoder gives, or
+    the same error, for whole, truncated, padded and corrupted ObjectInfo datasets."""
+    data = info.encode()
+    data = data[:len(data) + cut] if cut < 0 else data + tail[:cut]
+    if tail and len(data) > 60:                       # a byte flipped inside the strings
+        data = data[:60] + tail[:1] + data[61:]
+    try:
+        expected: object = ObjectInfo._decode_checked(data, strict)
+    except ProtocolError as exc:
+        expected = type(exc)
+    try:
+        got: object = ObjectInfo.decode(data, strict)
+    except ProtocolError as exc:
+        got = type(exc)
+    assert got == expected
+    if cut == 0 and not tail:
+        assert got == info

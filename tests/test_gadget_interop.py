@@ -18,6 +18,7 @@ each client fetched equal the files the simulator serves.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import random
@@ -49,7 +50,8 @@ def _sha(data: bytes) -> str:
 
 
 GUEST = r'''
-import hashlib, json, os, re, shutil, subprocess, sys, time, traceback
+import errno, hashlib, json, os, re, shutil, subprocess, sys, time, traceback
+import usb.util
 from pathlib import Path
 
 SHARE = Path(sys.argv[1])
@@ -235,6 +237,54 @@ def ptpfs(profile):
     out["log"] = open(f"/tmp/ptpfs-{profile}.log", "rb").read().decode("utf-8", "replace")[-3000:]
     return out
 
+def class_requests(profile):
+    """The PTP class requests over the real control pipe (pyusb, no PTP library)."""
+    import usb.core
+    vid, pid = (int(x, 16) for x in CONFIG["profiles"][profile].split(":"))
+    dev = usb.core.find(idVendor=vid, idProduct=pid)
+    out = {"status": bytes(dev.ctrl_transfer(0xA1, 0x67, 0, 0, 64)).hex()}
+    dev.ctrl_transfer(0x21, 0x64, 0, 0, bytes.fromhex("014005000000"))   # Cancel, tid 5
+    out["after_cancel"] = bytes(dev.ctrl_transfer(0xA1, 0x67, 0, 0, 64)).hex()
+    out["again"] = bytes(dev.ctrl_transfer(0xA1, 0x67, 0, 0, 64)).hex()
+    dev.ctrl_transfer(0x21, 0x66, 0, 0, None)                            # Device Reset
+    out["after_reset"] = bytes(dev.ctrl_transfer(0xA1, 0x67, 0, 0, 64)).hex()
+    try:
+        dev.ctrl_transfer(0xA1, 0x65, 0, 0, 64)          # Get Extended Event Data: not offered
+        out["unknown"] = "answered"
+    except usb.core.USBError as exc:
+        out["unknown"] = exc.errno
+    out["status_after_stall"] = bytes(dev.ctrl_transfer(0xA1, 0x67, 0, 0, 64)).hex()
+    usb.util.dispose_resources(dev)
+    return out
+
+def uploads():
+    """Each client that writes puts its own copy of the upload bytes on the device."""
+    data = bytes.fromhex(CONFIG["upload_hex"])
+    out = {}
+    def local(name):
+        path = f"/tmp/{name}"
+        Path(path).write_bytes(data)
+        return path
+    out["gphoto2"] = run(["gphoto2", "--port", PORTS["generic"], "--folder",
+                          "/store_00010001/" + FOLDER, "--upload-file", local("gphoto2_up.bin")])
+    out["mtp-sendfile"] = run(["mtp-sendfile", local("mtp_up.bin"), "mtp_up.bin"])
+    for name, cmd, background in (("jmtpfs", ["jmtpfs"], False),
+                                   ("go-mtpfs", ["go-mtpfs", "-android=false"], True)):
+        mnt = f"/tmp/{name}-w"
+        os.makedirs(mnt, exist_ok=True)
+        proc = subprocess.Popen(cmd + [mnt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not background:
+            proc.wait(timeout=60)
+            proc = None
+        if not wait_mounted(mnt, proc, 60):
+            out[name] = {"mounted": False}
+            continue
+        storage = sorted(os.listdir(mnt))[0]
+        r = run(["cp", local(f"{name}_up.bin"), os.path.join(mnt, storage, FOLDER) + "/"])
+        r.update(unmount(mnt, proc))
+        out[name] = r
+    return out
+
 step("wait_devices", wait_devices)
 step("ptpctl_devices", ptpctl_devices)
 PORTS = RESULT["steps"]["ptpctl_devices"].get("ports", {})
@@ -247,6 +297,8 @@ step("jmtpfs", mtp_mount, "jmtpfs", ["jmtpfs"], False)
 step("go-mtpfs", mtp_mount, "go-mtpfs", ["go-mtpfs"], True)
 for profile in CONFIG["profiles"]:
     step(f"ptpfs_{profile}", ptpfs, profile)
+step("class_requests", class_requests, "generic")
+step("uploads", uploads)
 RESULT["done"] = True
 save()
 '''
@@ -291,6 +343,14 @@ def gadget_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return data
 
 
+def _need(*tools: str) -> None:
+    """Skip when a client is not installed (the guest runs the host's programs)."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (apt-get install gphoto2 gphotofs "
+                    "mtp-tools jmtpfs go-mtpfs)")
+
+
 def _step(run: dict[str, Any], name: str) -> dict[str, Any]:
     step = run.get("steps", {}).get(name)
     assert step is not None, f"step {name} did not run: vm {run['returncode']} {run['stderr']}"
@@ -312,6 +372,7 @@ def test_every_gadget_enumerates_with_its_identity(gadget_run: dict[str, Any]) -
 
 
 def test_gphoto2_autodetect_names_each_profile(gadget_run: dict[str, Any]) -> None:
+    _need("gphoto2")
     out = _step(gadget_run, "gphoto2_autodetect")["stdout"]
     ports = _step(gadget_run, "ptpctl_devices")["ports"]
     lines = {line.split()[-1]: line for line in out.splitlines() if "usb:" in line}
@@ -324,6 +385,7 @@ def test_gphoto2_autodetect_names_each_profile(gadget_run: dict[str, Any]) -> No
 
 @pytest.mark.parametrize("profile", list(PROFILES))
 def test_gphoto2_summary_list_and_get_file(gadget_run: dict[str, Any], profile: str) -> None:
+    _need("gphoto2")
     step = _step(gadget_run, f"gphoto2_{profile}")
     summary = step["summary"]["stdout"]
     model = {"canon-eos": "Canon EOS R6", "android-mtp": "Pixel (simulated)",
@@ -338,6 +400,7 @@ def test_gphoto2_summary_list_and_get_file(gadget_run: dict[str, Any], profile: 
 
 
 def test_gphotofs_reads_canon_eos(gadget_run: dict[str, Any]) -> None:
+    _need("gphotofs")
     step = _step(gadget_run, "gphotofs_canon-eos")
     want = _sha(gadget_run["files"][f"{FOLDER}/{FETCHED}"])
     assert step.get("found"), step["start"]
@@ -346,6 +409,7 @@ def test_gphotofs_reads_canon_eos(gadget_run: dict[str, Any]) -> None:
 
 
 def test_libmtp_tools_on_android_mtp(gadget_run: dict[str, Any]) -> None:
+    _need("mtp-detect", "mtp-files", "mtp-getfile")
     step = _step(gadget_run, "mtp_tools")
     detect = step["detect"]["stdout"]
     assert "VID=18d1 and PID=4ee1" in detect, detect + step["detect"]["stderr"]
@@ -370,6 +434,7 @@ def _expected_tree(files: dict[str, bytes], prefix: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("client", ["jmtpfs", "go-mtpfs"])
 def test_mtp_mounts_read_android_mtp(gadget_run: dict[str, Any], client: str) -> None:
+    _need(client)
     step = _step(gadget_run, client)
     assert step["mounted"], step["log"]
     tree = step["tree"]
@@ -401,4 +466,27 @@ def test_ptpfs_uploads_reach_the_served_folder(gadget_run: dict[str, Any], profi
     _step(gadget_run, f"ptpfs_{profile}")
     landed = gadget_run["root"] / FOLDER / UPLOAD.format(profile)
     assert landed.exists(), sorted(p.name for p in (gadget_run["root"] / FOLDER).iterdir())
+    assert _sha(landed.read_bytes()) == _sha(gadget_run["upload"])
+
+
+def test_class_requests_over_the_real_control_pipe(gadget_run: dict[str, Any]) -> None:
+    step = _step(gadget_run, "class_requests")
+    ok, busy = "04000120", "04001920"
+    assert (step["status"], step["after_cancel"], step["again"]) == (ok, busy, ok), step
+    assert step["after_reset"] == ok and step["status_after_stall"] == ok, step
+    assert step["unknown"] == errno.EPIPE, step
+
+
+@pytest.mark.parametrize("client, where", [
+    ("gphoto2", f"{FOLDER}/gphoto2_up.bin"), ("mtp-sendfile", "mtp_up.bin"),
+    ("jmtpfs", f"{FOLDER}/jmtpfs_up.bin"), ("go-mtpfs", f"{FOLDER}/go-mtpfs_up.bin")])
+def test_client_uploads_reach_the_served_folder(gadget_run: dict[str, Any], client: str,
+                                                where: str) -> None:
+    """gphoto2 on generic, libmtp's sendfile (into the root: it keeps the local basename),
+    jmtpfs and go-mtpfs (plain SendObject mode: ``-android=false``) on android-mtp."""
+    _need("mtp-sendfile" if client == "mtp-sendfile" else client)
+    step = _step(gadget_run, "uploads")[client]
+    assert step.get("rc") == 0, step
+    landed = gadget_run["root"] / where
+    assert landed.exists(), step
     assert _sha(landed.read_bytes()) == _sha(gadget_run["upload"])

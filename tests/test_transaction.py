@@ -20,6 +20,7 @@ from ptpfs.protocol.transaction import (
     Expect,
     Response,
     Transaction,
+    usb_container_event,
 )
 
 OK = 0x2001
@@ -239,3 +240,20 @@ def test_unknown_length_data_has_no_excess() -> None:
     m.receive(DataEnd())
     with pytest.raises(ProtocolError, match="data bytes while waiting for response"):
         m.receive(DataChunk(4))
+
+
+@given(st.binary(max_size=40), st.integers(0, 0xFFFFFFFF))
+def test_is_usb_response_only_for_a_whole_response_of_the_transaction(data: bytes,
+                                                                      tid: int) -> None:
+    from ptpfs.protocol import container
+    from ptpfs.protocol.transaction import is_usb_response
+    expected = False
+    try:
+        event = usb_container_event(data)
+    except ProtocolError:
+        pass
+    else:
+        expected = isinstance(event, Response) and event.transaction_id == tid
+    assert is_usb_response(data, tid) == expected
+    whole = container.encode_response(0x2001, tid, (1, 2))
+    assert is_usb_response(whole, tid) and not is_usb_response(whole, (tid + 1) % (1 << 32))

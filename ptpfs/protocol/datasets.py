@@ -12,6 +12,7 @@ is still a :class:`~ptpfs.errors.ProtocolError`.  ``encode`` raises
 
 from __future__ import annotations
 
+import codecs
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from .codes import ASSOCIATION_GENERIC_FOLDER, DT, OFC
 from .wire import Reader, Writer, parse_datetime
 
 U32_ALL = 0xFFFFFFFF
+
+_utf16 = codecs.utf_16_le_decode
 
 #: ObjectInfo's fixed-size head: StorageID .. SequenceNumber (52 bytes, little-endian).
 _OBJECTINFO_HEAD = struct.Struct("<IHHIHIIIIIIIHII")
@@ -46,6 +49,32 @@ def _tail_strings(r: Reader, names: tuple[str, ...], strict: bool,
         else:
             out.append(r.string())
     return out
+
+
+def _strings(raw: bytes, pos: int, count: int) -> tuple[list[str], int] | None:
+    """*count* PTP strings from *pos* and the offset after them, decoded as
+    :meth:`Reader.string` does; ``None`` if any is missing, truncated or not UTF-16."""
+    out = []
+    size = len(raw)
+    for _ in range(count):
+        if pos >= size:
+            return None
+        units = raw[pos]
+        pos += 1
+        if not units:
+            out.append("")
+            continue
+        end = pos + 2 * units
+        if end > size:
+            return None
+        try:
+            text = _utf16(raw[pos:end], "strict", True)[0]   # bytes.decode's registry lookup
+        except UnicodeDecodeError:                            # and wrapper cost more than this
+            return None
+        pos = end
+        nul = text.find("\x00")
+        out.append(text if nul < 0 else text[:nul])
+    return out, pos
 
 
 def _tuple(values: Iterable[int]) -> tuple[int, ...]:
@@ -248,6 +277,20 @@ class ObjectInfo:
 
     @classmethod
     def decode(cls, data: bytes, strict: bool = True, missing: list[str] | None = None) -> ObjectInfo:
+        # The listing hot path: a whole, well-formed ObjectInfo in one unpack and four
+        # inline strings.  Anything unusual (short, bad UTF-16, trailing bytes when strict)
+        # takes the checked path below, which gives the same result or names the fault.
+        if len(data) >= _OBJECTINFO_HEAD.size:
+            raw = bytes(data)
+            fast = _strings(raw, _OBJECTINFO_HEAD.size, 4)
+            if fast is not None and (not strict or fast[1] == len(raw)):
+                return cls(*_OBJECTINFO_HEAD.unpack_from(raw), *fast[0])
+        return cls._decode_checked(data, strict, missing)
+
+    @classmethod
+    def _decode_checked(cls, data: bytes, strict: bool = True,
+                        missing: list[str] | None = None) -> ObjectInfo:
+        """:meth:`decode` field by field, naming the first fault."""
         r = Reader(data, "ObjectInfo")
         if r.remaining >= _OBJECTINFO_HEAD.size:   # one unpack for the fixed part (listing hot path)
             (storage_id, object_format, protection_status, compressed_size, thumb_format,

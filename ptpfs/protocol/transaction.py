@@ -59,6 +59,7 @@ __all__ = [
     "Transaction",
     "TransactionEvent",
     "ptpip_data_events",
+    "is_usb_response",
     "ptpip_events",
     "usb_container_event",
 ]
@@ -216,7 +217,12 @@ class Transaction:
         return f"0x{c.code:04x} (transaction {c.transaction_id})" if c is not None else "idle link"
 
     def _handle(self, event: TransactionEvent, by: Role) -> None:
-        if isinstance(event, Command):
+        kind = type(event)
+        if kind is DataChunk:           # the most frequent events first (byte pumps)
+            self._on_chunk(event, by)   # type: ignore[arg-type]
+        elif kind is Response:
+            self._on_response(event, by)  # type: ignore[arg-type]
+        elif isinstance(event, Command):
             self._on_command(event, by)
         elif isinstance(event, DataStart):
             self._on_data_start(event, by)
@@ -379,11 +385,19 @@ def usb_container_event(first: bytes | bytearray | memoryview,
     raise ProtocolError(f"expected a command, data or response container, got type {header.type}")
 
 
+def is_usb_response(transfer: bytes | bytearray | memoryview, transaction_id: int) -> bool:
+    """Whether a whole USB transfer is exactly a response container for *transaction_id*
+    (how a pump tells a device's response from more data when a data phase ends early);
+    the codec's :func:`ptpfs.protocol.container.is_response_for`."""
+    return container.is_response_for(transfer, transaction_id)
+
+
 def ptpip_events(packet: object, direction: int = NO_DATA) -> list[TransactionEvent]:
     """The transaction events a decoded PTP/IP packet stands for (``[]`` for packets outside
     the transaction sequence: probes, events, init packets).  A Data or EndData packet
     gives a :class:`DataChunk` of its payload (:func:`ptpip_data_events` for streamed ones)."""
-    from . import ptpip as pk  # here: a USB mount never loads the PTP/IP codec (start-up time)
+    # imported here: a USB mount never loads the PTP/IP codec (start-up time)
+    from . import ptpip as pk
 
     if isinstance(packet, pk.OperationRequest):
         declared = DATA_OUT if packet.data_phase == pk.DATA_PHASE_SEND else direction

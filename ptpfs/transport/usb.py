@@ -9,7 +9,10 @@ Data phases stream: outgoing data is read from a file object into a 512 KiB
 buffer and written in transfers of exactly :data:`OUT_CHUNK_SIZE` bytes (the
 first carries the 12-byte container header), only the last one short,
 followed by a zero-length packet when the container is an exact multiple of
-the packet size.  Incoming data is read into preallocated buffers sized by
+the packet size.  Bulk transfers call the pyusb backend's ``bulk_read``/``bulk_write`` directly
+(libusb's, or the simulator's in tests), not ``Device.read``/``write``, whose
+per-call endpoint lookup, lock and claim check cost as much as a small transfer
+on a slow host.  Incoming data is read into preallocated buffers sized by
 what is expected (16 KiB for responses, datasets and a data phase's first
 transfer; the announced remainder, at most 1 MiB, after that) and handed to
 the sink chunk by chunk.  The sequence (command, data in the declared
@@ -32,6 +35,12 @@ Device behaviour handled here, by observation rather than by device name
   terminating zero-length packet: :class:`ZeroLengthPacketRefused` (every
   data byte was accepted; the transaction is cancelled and the caller may
   check whether the object arrived complete);
+* responders whose data phase is not the length its container announces
+  (the transaction machine's ``tolerant`` mode, as libgphoto2): up to 11 stray
+  bytes after the data are discarded and logged once; a phase that ends early
+  (a short transfer, a zero-length packet or the response itself) is read to
+  its response, keeping the link in step, and is then a :class:`ProtocolError`
+  if the device answered OK (never a silently short object);
 * responders without the GetDeviceStatus / DeviceReset class requests
   (stalled on endpoint 0): recovery then relies on the cancel request alone
   instead of polling for two seconds.
@@ -74,6 +83,7 @@ from ptpfs.protocol.transaction import (
     DataStart,
     Transaction,
     TransactionEvent,
+    is_usb_response,
     usb_container_event,
 )
 from ptpfs.protocol.transaction import Response as ResponseEvent
@@ -102,7 +112,6 @@ SMALL_READ = 16 << 10
 OUT_CHUNK_SIZE = 512 << 10
 
 
-# Class-specific requests on endpoint 0.
 #: How long to wait for a reply before offering a zero-length packet (see _probe_reply).
 _PROBE_MS = 1500
 
@@ -300,6 +309,7 @@ class UsbTransport(Transport):
         self._closed = False
         self._claimed = False
         self._last_tid = 0
+        self._code = 0                    # operation in progress, for messages
         self._leftover = b""
         self._event_lock = threading.Lock()
         self._ep_out, self._ep_in, self._ep_int = self._endpoints(intf)
@@ -387,16 +397,26 @@ class UsbTransport(Transport):
             raise ConnectionLost(f"{self.description}: transport is closed")
 
     # ---------------------------------------------------------------- raw I/O
+    def _what(self, what: str) -> str:
+        """*what* with the operation's code for ``{}``: messages are built only when they are
+        needed (formatting them for every transfer costs real time on slow hosts)."""
+        return what.replace("{}", f"0x{self._code:04x}")
+
     def _limit(self, ms: int, what: str) -> int:
         """*ms*, cut short by the transaction deadline (which raises once it has passed)."""
         self._deadline_bound = False
         if self._deadline is not None:
-            left = int(self._deadline.left(what) * 1000)
+            try:
+                left = int(self._deadline.left(what) * 1000)
+            except TransportTimeout:
+                raise TransportTimeout(f"{self._what(what)}: {self._deadline.explain()}") \
+                    from None
             if left < ms:
                 ms, self._deadline_bound = max(1, left), True
         return ms
 
     def _usb_failed(self, exc: BaseException, what: str) -> TransportError:
+        what = self._what(what)
         if self._deadline is not None and self._deadline_bound and _is_timeout(exc):
             return TransportTimeout(f"{what}: {self._deadline.explain()}")
         return _map_usb_error(exc, what)
@@ -407,7 +427,7 @@ class UsbTransport(Transport):
         except (usb.core.USBError, usb.core.NoBackendError) as exc:
             raise self._usb_failed(exc, what) from exc
         if n != len(data):
-            raise TransportTimeout(f"{what}: device accepted {n} of {len(data)} bytes")
+            raise TransportTimeout(f"{self._what(what)}: device accepted {n} of {len(data)} bytes")
         if self._deadline is not None:
             self._deadline.moved(n)
 
@@ -456,6 +476,7 @@ class UsbTransport(Transport):
         ms = self._ms(timeout)
         tid = request.transaction_id
         self._last_tid = tid
+        self._code = request.code
         self._leftover = b""
         name = f"0x{request.code:04x}"
         machine = self._machine
@@ -463,11 +484,11 @@ class UsbTransport(Transport):
         machine.send(Command(request.code, tid, tuple(request.params),
                              DATA_OUT if data_out is not None else NO_DATA))
         cmd = container.encode_command(request.code, tid, tuple(request.params))
-        self._write(array.array("B", cmd), ms, f"sending command {name}")
+        self._write(array.array("B", cmd), ms, "sending command {}")
         if data_out is not None and self._send_data(request, data_out, data_out_length, ms):
             first = self._probe_reply(ms, name)
         else:
-            first = self._read_transfer(ms, f"reading reply to {name}")
+            first = self._read_transfer(ms, "reading reply to {}")
         while True:
             event = self._event(first, name)
             short, done = machine.data_short, machine.data_done   # the response resets them
@@ -475,7 +496,7 @@ class UsbTransport(Transport):
             if isinstance(event, ResponseEvent):
                 return self._response(event, short, done, name)
             self._receive_data(first, data_in, ms, name)
-            first = self._read_transfer(ms, f"reading response to {name}")
+            first = self._read_transfer(ms, "reading response to {}")
 
     def _response(self, event: ResponseEvent, short: int, done: int, name: str) -> Response:
         """The transaction's response; a data phase that ended *short* bytes early is an
@@ -521,7 +542,7 @@ class UsbTransport(Transport):
             n = self._read(buf, ms, what)
             if n:
                 return memoryview(buf)[:n]
-        raise ProtocolError(f"{what}: device sent only empty packets")
+        raise ProtocolError(f"{self._what(what)}: device sent only empty packets")
 
     def _receive_data(self, first: memoryview, sink: DataSink | None, ms: int,
                       name: str) -> None:
@@ -558,32 +579,33 @@ class UsbTransport(Transport):
             want = CHUNK_SIZE if remaining is None else -(-remaining // self._mps_in) * self._mps_in
             buf = self._in_buffer(want)
             asked = len(buf)
-            n = self._read(buf, ms, f"{name}: reading data")
+            n = self._read(buf, ms, "{}: reading data")
             chunk = memoryview(buf)[:n]
-            if remaining is not None and (n == 0 or container.is_response_for(chunk, self._last_tid)):
+            if remaining is not None and (n == 0 or is_usb_response(chunk, self._last_tid)):
                 # A zero-length packet, or the response itself: the phase ended early.
                 self._leftover = bytes(chunk)
                 self._feed(DataEnd(), name)
                 return
+
 
     def _probe_reply(self, ms: int, name: str) -> memoryview:
         """The reply after a data phase whose last transfer was a multiple of 64 bytes but
         shorter than a packet.  Some responders treat only non-multiples of 64 as short: they
         never answer, and refuse the zero-length packet they wait for."""
         try:
-            return self._read_transfer(min(ms, _PROBE_MS), f"reading reply to {name}")
+            return self._read_transfer(min(ms, _PROBE_MS), "reading reply to {}")
         except TransportTimeout:
             pass
         except EndpointStalled:   # "still awaiting data": it stalls bulk IN meanwhile
             self._clear_halt(self._ep_in.bEndpointAddress)
         try:
-            self._write(array.array("B"), ms, f"{name}: sending zero-length packet")
+            self._write(array.array("B"), ms, "{}: sending zero-length packet")
         except EndpointStalled as exc:
             raise ZeroLengthPacketRefused(
                 f"{name}: the device accepted every data byte but did not end the data phase "
                 "and refused the zero-length packet (it ends data phases only on transfers "
                 "that are not a multiple of 64 bytes); the transaction was cancelled") from exc
-        return self._read_transfer(ms, f"reading reply to {name}")
+        return self._read_transfer(ms, "reading reply to {}")
 
     def _send_data(self, request: Request, source: BinaryIO, length: int, ms: int) -> bool:
         """Send the data phase; True if the device may not have seen its end (the last
@@ -617,14 +639,14 @@ class UsbTransport(Transport):
                 fill += want
                 remaining -= want
             data = buf if fill == OUT_CHUNK_SIZE else buf[:fill]
-            self._write(data, ms, f"{name}: sending data")
+            self._write(data, ms, "{}: sending data")
             last = fill
             fill = 0
             if not remaining:
                 break
         if total % self._mps_out == 0:
             try:
-                self._write(array.array("B"), ms, f"{name}: sending zero-length packet")
+                self._write(array.array("B"), ms, "{}: sending zero-length packet")
             except EndpointStalled as exc:   # transact() recovers (cancels) before re-raising
                 raise ZeroLengthPacketRefused(
                     f"{name}: the device accepted all {length} data bytes but refused the "

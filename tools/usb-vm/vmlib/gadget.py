@@ -165,18 +165,16 @@ def _repo() -> Path:
 
 
 def sim_identity(profile: str) -> dict[str, str]:
-    """The configfs IDs and strings of *profile*, from the simulator itself (repository import)."""
+    """The configfs IDs and strings of *profile*, asked of the simulator itself
+    (``python3 -m ptpfs.sim.gadget --identity PROFILE`` in the repository; nothing imported)."""
+    import subprocess
     import sys
 
-    repo = str(_repo())
-    if repo not in sys.path:
-        sys.path.insert(0, repo)
-    from ptpfs.sim.gadget import configfs_identity
-
-    try:
-        return configfs_identity(profile)
-    except (KeyError, ValueError) as exc:
-        raise PrepareError(str(exc)) from exc
+    proc = subprocess.run([sys.executable, "-m", "ptpfs.sim.gadget", "--identity", profile],
+                          cwd=_repo(), capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise PrepareError(proc.stderr.strip() or f"no identity for profile {profile!r}")
+    return dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
 
 
 def sim_ffs(index: int) -> str:
