@@ -236,7 +236,8 @@ def sim_mount(request: pytest.FixtureRequest) -> Iterator[Callable[..., SimMount
             ctx.__exit__(None, None, None)
         finally:
             session.close()
-            store = getattr(cam, "store", None) or getattr(getattr(cam, "camera", None),
-                                                           "store", None)
-            if store is not None:
-                store.close()  # the simulator's private upload directory
+            close = getattr(cam, "close", None)
+            if callable(close):
+                close()        # a SimCamera: its listeners and private upload directory
+            else:              # a wrapper such as the hostile camera: the store it serves
+                cam.camera.store.close()
