@@ -12,6 +12,7 @@ is still a :class:`~ptpfs.errors.ProtocolError`.  ``encode`` raises
 
 from __future__ import annotations
 
+import codecs
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from .codes import ASSOCIATION_GENERIC_FOLDER, DT, OFC
 from .wire import Reader, Writer, parse_datetime
 
 U32_ALL = 0xFFFFFFFF
+
+_utf16 = codecs.utf_16_le_decode
 
 #: ObjectInfo's fixed-size head: StorageID .. SequenceNumber (52 bytes, little-endian).
 _OBJECTINFO_HEAD = struct.Struct("<IHHIHIIIIIIIHII")
@@ -65,8 +68,8 @@ def _strings(raw: bytes, pos: int, count: int) -> tuple[list[str], int] | None:
         if end > size:
             return None
         try:
-            text = raw[pos:end].decode("utf-16-le")
-        except UnicodeDecodeError:
+            text = _utf16(raw[pos:end], "strict", True)[0]   # bytes.decode's registry lookup
+        except UnicodeDecodeError:                            # and wrapper cost more than this
             return None
         pos = end
         nul = text.find("\x00")

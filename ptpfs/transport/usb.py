@@ -9,7 +9,10 @@ Data phases stream: outgoing data is read from a file object into a 512 KiB
 buffer and written in transfers of exactly :data:`OUT_CHUNK_SIZE` bytes (the
 first carries the 12-byte container header), only the last one short,
 followed by a zero-length packet when the container is an exact multiple of
-the packet size.  Incoming data is read into preallocated buffers sized by
+the packet size.  Bulk transfers call the pyusb backend's ``bulk_read``/``bulk_write`` directly
+(libusb's, or the simulator's in tests), not ``Device.read``/``write``, whose
+per-call endpoint lookup, lock and claim check cost as much as a small transfer
+on a slow host.  Incoming data is read into preallocated buffers sized by
 what is expected (16 KiB for responses, datasets and a data phase's first
 transfer; the announced remainder, at most 1 MiB, after that) and handed to
 the sink chunk by chunk.  The sequence (command, data in the declared
@@ -32,6 +35,12 @@ Device behaviour handled here, by observation rather than by device name
   terminating zero-length packet: :class:`ZeroLengthPacketRefused` (every
   data byte was accepted; the transaction is cancelled and the caller may
   check whether the object arrived complete);
+* responders whose data phase is not the length its container announces
+  (the transaction machine's ``tolerant`` mode, as libgphoto2): up to 11 stray
+  bytes after the data are discarded and logged once; a phase that ends early
+  (a short transfer, a zero-length packet or the response itself) is read to
+  its response, keeping the link in step, and is then a :class:`ProtocolError`
+  if the device answered OK (never a silently short object);
 * responders without the GetDeviceStatus / DeviceReset class requests
   (stalled on endpoint 0): recovery then relies on the cancel request alone
   instead of polling for two seconds.
