@@ -110,7 +110,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # ---------------------------------------------------------------- wait_for
 
-def poll(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> bool:
+def poll(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> bool:
     """Whether *predicate* became true within *timeout* seconds (a hang check, generous on
     purpose on a loaded machine; no test asserts how long it took)."""
     deadline = time.monotonic() + timeout
@@ -123,7 +123,7 @@ def poll(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 
 
 @pytest.fixture
 def wait_for() -> Callable[..., bool]:
-    """``wait_for(predicate, timeout=10.0)``: poll until true; False after the timeout."""
+    """``wait_for(predicate, timeout=30.0)``: poll until true; False after the timeout."""
     return poll
 
 
