@@ -81,7 +81,7 @@ def is_response_for(b: bytes | bytearray | memoryview, transaction_id: int) -> b
     if n < HEADER_SIZE or n > HEADER_SIZE + 4 * MAX_PARAMS or n % 4:
         return False
     length, ctype, _code, tid = struct.unpack_from("<IHHI", b)
-    return length == n and ctype == TYPE_RESPONSE and tid == transaction_id
+    return bool(length == n and ctype == TYPE_RESPONSE and tid == transaction_id)
 
 
 def encode_header(type: int, code: int, transaction_id: int, payload_length: int) -> bytes:
