@@ -189,9 +189,9 @@ class Session(LinkSupervision):
     (backing off to 5 s) until the device answers, opens a new session on it
     and increments :attr:`generation`: object handles from an older
     generation must not be used again (see :meth:`pinned`).  Link-state
-    listeners (:meth:`add_link_listener`) hear ``"lost"`` and
-    ``"reconnected"``; the latter on the reconnecting thread, before any other
-    thread may use the new session.
+    listeners (:meth:`add_link_listener`) hear ``"lost"``, ``"reattached"``
+    (on the reconnecting thread, before any other thread may use the new
+    session) and ``"reconnected"``.
     """
 
     def __init__(self, transport: Transport, *, session_id: int = 1,

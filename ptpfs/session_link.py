@@ -89,7 +89,9 @@ class LinkSupervision:
         return "lost" if self.lost else "connected"
 
     def add_link_listener(self, callback: Callable[[str], None]) -> Callable[[], None]:
-        """Call *callback(state)* with ``"lost"`` or ``"reconnected"``; returns a remover."""
+        """Call *callback(state)* with ``"lost"``, ``"reattached"`` (a new session is
+        open; only the calling thread may use it until the callbacks return) or
+        ``"reconnected"`` (usable by every thread); returns a remover."""
         return self._register(self._link_listeners, callback)
 
     def _notify_link(self, state: str) -> None:
@@ -199,14 +201,16 @@ class LinkSupervision:
                 self.generation += 1
                 self._failures += 1
         log.warning("device reconnected (session generation %d)", self.generation)
-        # The listeners (the fs rebuilding its tree for the new handles) run before any
-        # other thread may use the new session: ``lost`` stays true until they are done,
-        # so no request resolves a path to an old handle and sends it to the new session.
-        self._notify_link("reconnected")
+        # "reattached" listeners (the fs checking its tree against the new handles) run
+        # before any other thread may use the new session: ``lost`` stays true until they
+        # are done, so no request resolves a path to an old handle and sends it to the
+        # new session. "reconnected" listeners run once the session is usable by all.
+        self._notify_link("reattached")
         with self._state_lock:
             self.reconnects += 1
             self.lost = False
         self._start_events()
+        self._notify_link("reconnected")
         return True
 
     def _check_usable(self, seen_failures: int) -> None:

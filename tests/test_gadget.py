@@ -188,3 +188,17 @@ def test_events_reach_the_interrupt_endpoint(host: _Host) -> None:
     raw = host.ep["ep3"].recv(64)
     event = container.decode_event(raw)
     assert event.code == 0x4002            # ObjectAdded
+
+
+def test_ptpctl_serve_usb_gadget_on_no_functionfs(tmp_path: Path) -> None:
+    """``ptpctl serve --usb-gadget DIR`` on a folder that is no FunctionFS mount: one line."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "ptpfs.cli.ptpctl", "serve", "--usb-gadget",
+                           str(tmp_path)], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parent.parent, check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [f"ptpctl: {tmp_path}/ep0: cannot open (No such file or directory); "
+                     "is a FunctionFS instance mounted there?"], proc.stderr

@@ -21,7 +21,8 @@ def test_short_soak_with_faults_loses_no_data() -> None:
                         "--big-file", str(8 << 20), "--seed", "3", "--json"],
                        capture_output=True, text=True, timeout=240)
     report = json.loads(r.stdout)
-    assert r.returncode == 0, (report, r.stderr[-2000:])
+    # the whole report as text (a tuple's repr gets cut before the fields that matter)
+    assert r.returncode == 0, json.dumps(report, indent=1) + r.stderr[-2000:]
     assert report["mismatches"] == [] and report["leftover_partial_uploads"] == []
     assert report["healthy_at_end"] and report["ptpfs_exit_status"] == 0
     ops = report["operations"]

@@ -227,15 +227,18 @@ class PtpFs(Operations):
         for revalidation if the handles still name the same objects (else it
         starts afresh), the download spools and the kernel's caches start afresh,
         and uploads cut off by the loss are cleaned up."""
-        if state != "reconnected":
+        if state == "lost":
             log.warning("device link lost; cached listings stay visible, everything else "
                         "answers EIO until it is back")
-            return
-        paths = self.tree.reconnected()     # listings kept if the handles still hold
-        self.spools = SpoolCache(self.session, self.spool_dir)
-        for p in dict.fromkeys(paths):
-            self._notify_kernel(p)
-        self.cleanup_orphans()
+        elif state == "reattached":
+            # before any request may use the new session (see Session._reattach)
+            paths = self.tree.reconnected()     # listings kept if the handles still hold
+            self.spools = SpoolCache(self.session, self.spool_dir)
+            for p in dict.fromkeys(paths):
+                self._notify_kernel(p)
+        elif state == "reconnected":
+            # after ``lost`` cleared: an upload failing meanwhile cleans up itself
+            self.cleanup_orphans()
 
     def cleanup_orphans(self) -> int:
         """Delete what uploads cut off by a lost link left on the device."""
