@@ -110,7 +110,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # ---------------------------------------------------------------- wait_for
 
-def poll(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> bool:
+def poll(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> bool:
     """Whether *predicate* became true within *timeout* seconds (a hang check, generous on
     purpose on a loaded machine; no test asserts how long it took)."""
     deadline = time.monotonic() + timeout
@@ -123,7 +123,7 @@ def poll(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 
 
 @pytest.fixture
 def wait_for() -> Callable[..., bool]:
-    """``wait_for(predicate, timeout=10.0)``: poll until true; False after the timeout."""
+    """``wait_for(predicate, timeout=30.0)``: poll until true; False after the timeout."""
     return poll
 
 
@@ -236,7 +236,8 @@ def sim_mount(request: pytest.FixtureRequest) -> Iterator[Callable[..., SimMount
             ctx.__exit__(None, None, None)
         finally:
             session.close()
-            store = getattr(cam, "store", None) or getattr(getattr(cam, "camera", None),
-                                                           "store", None)
-            if store is not None:
-                store.close()  # the simulator's private upload directory
+            close = getattr(cam, "close", None)
+            if callable(close):
+                close()        # a SimCamera: its listeners and private upload directory
+            else:              # a wrapper such as the hostile camera: the store it serves
+                cam.camera.store.close()

@@ -102,6 +102,25 @@ def test_encode_rejects_invalid_values():
         c.encode_header(9, 0, 0, 0)
 
 
+@given(code=st.integers(0, 0xFFFF), tid=st.integers(0, 0xFFFFFFFF),
+       params=st.lists(st.integers(0, 0xFFFFFFFF), max_size=5), other=st.integers(0, 0xFFFFFFFF))
+def test_is_response_for_recognises_exactly_one_response(code: int, tid: int, params: list[int],
+                                                         other: int) -> None:
+    raw = c.encode_response(code, tid, params)
+    assert c.is_response_for(raw, tid)
+    assert c.is_response_for(memoryview(raw), tid)
+    assert c.is_response_for(raw, other) == (other == tid)
+    assert not c.is_response_for(raw[:-1], tid)
+    assert not c.is_response_for(raw + b"\0\0\0\0", tid)
+    assert not c.is_response_for(c.encode_command(code, tid, params), tid)
+    assert not c.is_response_for(c.encode_event(code, tid, params), tid)
+
+
+@given(st.binary(max_size=40), st.integers(0, 0xFFFFFFFF))
+def test_is_response_for_is_total(data: bytes, tid: int) -> None:
+    assert c.is_response_for(data, tid) in (True, False)
+
+
 def test_is_response_for_recognises_exactly_one_response_of_the_transaction() -> None:
     from ptpfs.protocol.container import encode_command, encode_response, is_response_for
     reply = encode_response(0x2001, 7, [1, 2])

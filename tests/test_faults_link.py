@@ -247,7 +247,7 @@ def test_link_lost_mid_upload_leaves_nothing(wait_for, sim_mount, tmp_path) -> N
         except StoreError:
             return True
         return False
-    assert wait_for(gone, 5), "the half-sent object is still on the camera"
+    assert wait_for(gone), "the half-sent object is still on the camera"
     assert sorted(os.listdir(m.path("SD1"))) == before
     # and the same upload works now
     with open(m.path("SD1/cut.bin"), "wb") as f:

@@ -118,7 +118,11 @@ def test_device_busy_retried_then_ebusy(mount) -> None:
     with pytest.raises(OSError) as info:
         read_all(photos[1])
     assert info.value.errno == errno.EBUSY
-    assert time.monotonic() - start < 5.0               # bounded back-off
+    assert time.monotonic() - start < 60.0              # a hang bound, not a figure
+    # bounded back-off: each transaction is retried busy_retries times, no more (the
+    # kernel asks twice: its read-ahead, then the page itself)
+    asked = 10_000 - m.camera.faults.busy_left()
+    assert 0 < asked <= 2 * (m.session.busy_retries + 1), asked
     m.camera.faults.busy(0)
     assert sha256(read_all(photos[2])) == m.expected(photos[2])
     assert not m.session.lost
@@ -139,7 +143,7 @@ def test_corrupt_reply_is_an_error_then_the_mount_works(wait_for, mount, kind: s
         os.listdir(m.path("SD1/DCIM/101CANON"))
     assert info.value.errno == errno.EIO
     # resynchronised (USB recovery, PTP/IP cancel) or reopened (PTP/IP out of step)
-    assert wait_for(lambda: not m.session.lost, 8)
+    assert wait_for(lambda: not m.session.lost)
     assert any(n.endswith(".JPG") for n in os.listdir(m.path("SD1/DCIM/101CANON")))
     # a corrupted data transfer: an error or the right bytes, never wrong ones
     photos = m.photos()
@@ -150,7 +154,7 @@ def test_corrupt_reply_is_an_error_then_the_mount_works(wait_for, mount, kind: s
         assert exc.errno == errno.EIO
     else:
         assert sha256(data) == m.expected(photos[0])
-    assert wait_for(lambda: not m.session.lost, 8)
+    assert wait_for(lambda: not m.session.lost)
     assert sha256(read_all(photos[1])) == m.expected(photos[1])
 
 

@@ -12,8 +12,8 @@ import threading
 from typing import Any
 
 import pytest
-
 from fuse_helpers import mounted_session
+
 from ptpfs.fs import operations
 from ptpfs.fs.operations import PtpFs
 from ptpfs.session import Session

@@ -9,28 +9,19 @@ import errno
 import os
 
 import pytest
-from fuse_helpers import mounted_session, run
+from fuse_helpers import run
 from test_properties import _descs, bad_inputs, readme_echo_examples
 
 from ptpfs.protocol.codes import DPC, OC, property_name
 from ptpfs.services.properties import check_value
-from ptpfs.session import Session
-from ptpfs.sim import make_camera
-from ptpfs.transport.inprocess import InProcessTransport
 
 pytestmark = pytest.mark.fuse
 
 
 @pytest.fixture
-def mounted():
-    camera = make_camera(None, "android-mtp", folders=1, files_per_folder=1)
-    session = Session(InProcessTransport(camera)).open()
-    try:
-        with mounted_session(session) as mnt:
-            yield camera, session, os.path.join(mnt, ".ptp", "properties.d")
-    finally:
-        session.close()
-        camera.store.close()
+def mounted(sim_mount):
+    m = sim_mount("android-mtp", folders=1, files_per_folder=1)
+    return m.camera, m.session, m.path(".ptp", "properties.d")
 
 
 def test_sweep_through_the_mount_reaches_the_camera_zero_times(mounted) -> None:

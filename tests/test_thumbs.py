@@ -18,17 +18,14 @@ import struct
 import sys
 import time
 import zlib
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from fuse_helpers import mounted_session, run
+from fuse_helpers import run
 
 from ptpfs.session import Session
-from ptpfs.sim import make_camera
 from ptpfs.sim.store import THUMBNAIL
-from ptpfs.transport.inprocess import InProcessTransport
 
 pytestmark = pytest.mark.fuse
 
@@ -40,23 +37,12 @@ READERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 @pytest.fixture
-def mount() -> Iterator[Any]:
-    stack: list[Any] = []
-
+def mount(sim_mount: Any) -> Any:
+    """mount(options, **card) -> (camera, session, mount point): the shared sim_mount."""
     def make(options: list[str] | None = None, **card: Any) -> tuple[Any, Session, str]:
-        cam = make_camera(None, "generic", **card)
-        session = Session(InProcessTransport(cam)).open()
-        ctx = mounted_session(session, options)
-        mnt = ctx.__enter__()
-        stack.append((ctx, session, cam))
-        return cam, session, mnt
-    yield make
-    for ctx, session, cam in reversed(stack):
-        try:
-            ctx.__exit__(None, None, None)
-        finally:
-            session.close()
-            cam.close()
+        m = sim_mount("generic", options, **card)
+        return m.camera, m.session, m.mnt
+    return make
 
 
 def _wait(predicate: Any, what: str, timeout: float = 30.0) -> None:

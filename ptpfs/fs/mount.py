@@ -324,7 +324,7 @@ def mount(session: Session, mountpoint: str, opts: MountOptions, *, debug: bool 
     mount failed.  The session is not closed here.
     """
     from ptpfs.fs import fusemain
-    from ptpfs.fs.operations import PlusFUSE, PtpFs
+    from ptpfs.fs.operations import PlusFUSE, PtpFs, in_fuse_request
 
     mountpoint = os.path.abspath(mountpoint)  # libfuse changes the cwd to /
     if not os.environ.get("PTPFS_NO_MALLOPT"):
@@ -357,7 +357,10 @@ def mount(session: Session, mountpoint: str, opts: MountOptions, *, debug: bool 
     import mfusepy
 
     def interrupted() -> bool:
-        return state["serving"] and bool(mfusepy._libfuse.fuse_interrupted())
+        # only a thread serving a request may ask: elsewhere libfuse's context is
+        # missing, or has no (or a finished) request that fuse_interrupted would read
+        return state["serving"] and in_fuse_request() \
+            and bool(mfusepy._libfuse.fuse_interrupted())
 
     session.interrupted = interrupted
     # libfuse deletes its per-thread context key after destroy: stop asking before that

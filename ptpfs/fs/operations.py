@@ -775,6 +775,16 @@ class PtpFs(Operations):
             return 0
 
 
+_request = threading.local()
+
+
+def in_fuse_request() -> bool:
+    """Whether this thread is serving a FUSE request: only then does libfuse's
+    per-thread context hold a live request (``fuse_interrupted`` reads it; in
+    other threads, in ``init`` and in ``destroy`` it is missing, NULL or stale)."""
+    return getattr(_request, "depth", 0) > 0
+
+
 class PlusFUSE(mfusepy.FUSE):
     """mfusepy's FUSE with readdirplus: entries carry full attributes.
 
@@ -782,6 +792,15 @@ class PlusFUSE(mfusepy.FUSE):
     mode), with FUSE_FILL_DIR_PLUS when the kernel asked for plus, so
     ``ls -l`` needs no getattr per file.
     """
+
+    def _wrapper(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(func, "__name__", "").startswith(("init", "destroy")):  # init_fuse_3
+            return super()._wrapper(func, *args, **kwargs)
+        _request.depth = getattr(_request, "depth", 0) + 1
+        try:
+            return super()._wrapper(func, *args, **kwargs)
+        finally:
+            _request.depth -= 1
 
     # mfusepy 3.x drops the file handle of truncate and utimens on libfuse 3
     # (ftruncate, futimens): pass it on, so an open or unlinked file is found.

@@ -74,14 +74,18 @@ def parse_header(b: bytes | bytearray | memoryview) -> ContainerHeader:
     return ContainerHeader(length, ctype, code, tid)
 
 
-def is_response_for(b: bytes | bytearray | memoryview, transaction_id: int) -> bool:
-    """Whether *b* is exactly one whole response container of transaction *transaction_id*
-    (a reply that arrived where more data was expected)."""
-    n = len(b)
-    if n < HEADER_SIZE or n > HEADER_SIZE + 4 * MAX_PARAMS or n % 4:
+#: The largest response container: the header and five parameters.
+MAX_RESPONSE_SIZE = HEADER_SIZE + 4 * MAX_PARAMS
+
+
+def is_response_for(transfer: bytes | bytearray | memoryview, transaction_id: int) -> bool:
+    """Whether *transfer* is exactly one response container of *transaction_id* (what a
+    device sends in place of the rest of a data phase it ends early)."""
+    n = len(transfer)
+    if n < HEADER_SIZE or n > MAX_RESPONSE_SIZE or n % 4:
         return False
-    length, ctype, _code, tid = struct.unpack_from("<IHHI", b)
-    return length == n and ctype == TYPE_RESPONSE and tid == transaction_id
+    length, ctype, _code, tid = _HEADER.unpack_from(transfer)
+    return bool(length == n and ctype == TYPE_RESPONSE and tid == transaction_id)
 
 
 def encode_header(type: int, code: int, transaction_id: int, payload_length: int) -> bytes:

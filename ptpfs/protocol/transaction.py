@@ -59,7 +59,6 @@ __all__ = [
     "Transaction",
     "TransactionEvent",
     "ptpip_data_events",
-    "is_usb_response",
     "ptpip_events",
     "usb_container_event",
 ]
@@ -383,16 +382,6 @@ def usb_container_event(first: bytes | bytearray | memoryview,
         resp = container.decode_response(bytes(first))
         return Response(resp.code, resp.transaction_id, tuple(resp.params))
     raise ProtocolError(f"expected a command, data or response container, got type {header.type}")
-
-
-def is_usb_response(transfer: bytes | bytearray | memoryview, transaction_id: int) -> bool:
-    """Whether a whole USB transfer is exactly a response container for *transaction_id*
-    (how a pump tells a device's response from more data when a data phase ends early)."""
-    size = len(transfer)
-    if size < container.HEADER_SIZE or size > _MAX_RESPONSE or size % 4:
-        return False
-    length, ctype, _code, tid = _HEADER.unpack_from(transfer)
-    return bool(length == size and ctype == container.TYPE_RESPONSE and tid == transaction_id)
 
 
 def ptpip_events(packet: object, direction: int = NO_DATA) -> list[TransactionEvent]:

@@ -57,6 +57,11 @@ class Faults:
         with self._cond:
             self._busy = max(0, int(count))
 
+    def busy_left(self) -> int:
+        """How many ``DeviceBusy`` answers are still pending."""
+        with self._cond:
+            return self._busy
+
     def take_busy(self) -> bool:
         """Consume one pending busy answer; ``True`` if this transaction is busy."""
         with self._cond:

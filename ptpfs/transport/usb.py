@@ -83,7 +83,6 @@ from ptpfs.protocol.transaction import (
     DataStart,
     Transaction,
     TransactionEvent,
-    is_usb_response,
     usb_container_event,
 )
 from ptpfs.protocol.transaction import Response as ResponseEvent
@@ -581,7 +580,7 @@ class UsbTransport(Transport):
             asked = len(buf)
             n = self._read(buf, ms, "{}: reading data")
             chunk = memoryview(buf)[:n]
-            if remaining is not None and (n == 0 or is_usb_response(chunk, self._last_tid)):
+            if remaining is not None and (n == 0 or container.is_response_for(chunk, self._last_tid)):
                 # A zero-length packet, or the response itself: the phase ended early.
                 self._leftover = bytes(chunk)
                 self._feed(DataEnd(), name)

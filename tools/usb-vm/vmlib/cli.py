@@ -9,7 +9,8 @@ from pathlib import Path
 from . import cache, qmp, runner
 
 USAGE = """\
-usb-vm [--mtp-dir DIR] [--umtp DIR | --sim-gadget PROFILE... [--sim-root DIR]] [--share DIR]... [--qmp SOCKET] [--trace PATTERN]... [--trace-file FILE]
+usb-vm [--mtp-dir DIR] [--umtp DIR | --sim-gadget PROFILE... [--sim-root DIR]] [--share DIR]...
+       [--qmp SOCKET] [--trace PATTERN]... [--trace-file FILE]
        [--timeout S] [--mem MB] [--smp N] [-v] [--] COMMAND...
 usb-vm prepare
 usb-vm qmp SOCKET unplug|plug|status"""
