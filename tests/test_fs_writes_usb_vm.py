@@ -36,14 +36,14 @@ out={share}
 {py} scripts/fsx.py --file "$ST/fsx.bin" --device-file {dev}/fsx.bin --ops 200 --seed 5 \
     > $out/fsx.txt 2>&1; echo "fsx $?" >> $out/rc.txt
 printf 'hello world\n' > "$ST/a.txt"
-sed -i s/world/there/ "$ST/a.txt"; echo "sed $?" >> $out/rc.txt
+sed -i s/world/there/ "$ST/a.txt" 2> $out/sed.err; echo "sed $?" >> $out/rc.txt
 printf 'replaced\n' > "$ST/b.txt"
-{py} -c 'import os, sys; os.replace(sys.argv[1], sys.argv[2])' "$ST/b.txt" "$ST/c.txt"
+{py} -c 'import os, sys; os.replace(sys.argv[1], sys.argv[2])' "$ST/b.txt" "$ST/c.txt" 2> $out/replace.err
 echo "replace $?" >> $out/rc.txt
 for i in 1 2 3; do head -c 5000 /dev/urandom > /tmp/src/f$i; done; echo deep > /tmp/src/sub/d
 rsync -a --inplace --stats /tmp/src/ "$ST/r/" > $out/rsync1.txt 2>&1; echo "rsync1 $?" >> $out/rc.txt
 rsync -a --inplace --stats /tmp/src/ "$ST/r/" > $out/rsync2.txt 2>&1; echo "rsync2 $?" >> $out/rc.txt
-cp -r /tmp/src "$ST/copy"; echo "cp $?" >> $out/rc.txt
+cp -r /tmp/src "$ST/copy" 2> $out/cp.err; echo "cp $?" >> $out/rc.txt
 for i in 1 2 3 4 5 6 7 8; do
   (for j in 1 2 3 4 5 6 7 8; do
      printf "p$i-$j%04000d" 0 > "$ST/p$i-$j.bin" || echo "fail p$i-$j" >> $out/fail.txt
@@ -52,6 +52,17 @@ done
 wait
 fusermount3 -u /tmp/mnt
 """
+
+
+def _why(share: Path, rc: dict[str, str]) -> str:
+    """The failed steps' own messages (stderr, or the step's log for fsx and rsync)."""
+    logs = {"fsx": "fsx.txt", "rsync1": "rsync1.txt", "rsync2": "rsync2.txt"}
+    parts = [f"rc={rc}"]
+    for step, code in rc.items():
+        path = share / logs.get(step, f"{step}.err")
+        if code != "0" and path.exists():
+            parts.append(f"--- {step}: " + path.read_text(errors="replace")[-2000:])
+    return "\n".join(parts)
 
 
 @pytest.mark.parametrize("device", ["--mtp-dir", "--umtp"], ids=["qemu-usb-mtp", "umtprd"])
@@ -70,7 +81,7 @@ def test_writes_over_usb_in_guest(tmp_path: Path, device: str) -> None:
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
     rc = dict(line.split() for line in (share / "rc.txt").read_text().splitlines())
     assert rc == {"fsx": "0", "sed": "0", "replace": "0", "rsync1": "0", "rsync2": "0",
-                  "cp": "0"}, (share / "fsx.txt").read_text()
+                  "cp": "0"}, _why(share, rc)
     assert "0 mismatches" in (share / "fsx.txt").read_text()
     assert (dev / "a.txt").read_bytes() == b"hello there\n"
     assert (dev / "c.txt").read_bytes() == b"replaced\n" and not (dev / "b.txt").exists()

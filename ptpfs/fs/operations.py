@@ -36,6 +36,7 @@ from ptpfs.fs.tree import VIRTUAL_DIR, Node, Tree
 from ptpfs.fs.uploads import HIDDEN_PREFIX, NAME_UNITS_MAX, Upload, Uploads, check_name
 from ptpfs.fs.virtual import Virtual, VNode
 from ptpfs.protocol.codes import RC, wire_parent
+from ptpfs.services.uploads import confirm_upload
 from ptpfs.session import Session
 
 log = logging.getLogger("ptpfs.fs")
@@ -709,8 +710,13 @@ class PtpFs(Operations):
             if name in self.tree.children(parent) or path in self.uploads:
                 raise FuseOSError(errno.EEXIST)
             info = ObjectInfo.folder(parent.storage_id, parent.handle, name)
-            _, _, handle = self.session.send_object_info(parent.storage_id,
-                                                         wire_parent(parent.handle), info)
+            _, _, predicted = self.session.send_object_info(parent.storage_id,
+                                                            wire_parent(parent.handle), info)
+            # Some devices (QEMU's usb-mtp) answer with a predicted handle and register
+            # the folder later, possibly under another handle: confirm it by name, as
+            # uploads are, before it is looked up or used as a parent.
+            handle, _ = confirm_upload(self.session, parent.storage_id, parent.handle,
+                                       name, predicted)
             self._refresh(handle)
             return 0
 

@@ -918,7 +918,10 @@ class SimCamera:
         if not is_folder:
             conn._pending = pending
         reported_parent = parent if parent == ALL else pending.parent
-        return Reply(RC.OK, (storage_id, reported_parent, pending.handle))
+        announced = pending.handle
+        if is_folder and self.faults.mispredict_folder_handles:
+            announced = pending.handle + 0x100000   # a handle no object has
+        return Reply(RC.OK, (storage_id, reported_parent, announced))
 
     def _send_object_prop_list(self, conn: SimConnection, request: Request,
                                data: bytes) -> Reply:
@@ -953,7 +956,10 @@ class SimCamera:
         if not is_folder:
             conn._pending = pending
         reported_parent = parent if parent == ALL else pending.parent
-        return Reply(RC.OK, (storage_id, reported_parent, pending.handle))
+        announced = pending.handle
+        if is_folder and self.faults.mispredict_folder_handles:
+            announced = pending.handle + 0x100000   # a handle no object has
+        return Reply(RC.OK, (storage_id, reported_parent, announced))
 
     def _send_object(self, conn: SimConnection, request: Request,
                      length: int | None) -> DataReceiver:

@@ -45,6 +45,10 @@ class Faults:
         self.present = True
         #: Keep what a broken SendObject received as a (truncated) object.
         self.keep_partial_uploads = False
+        #: Answer SendObjectInfo for a folder with a handle the folder does not get (as
+        #: QEMU's usb-mtp may: it predicts a handle and registers the folder later,
+        #: possibly under another handle); the folder is listed under its real handle.
+        self.mispredict_folder_handles = False
         self._corrupt: str | None = None
 
     # -- DeviceBusy -----------------------------------------------------------
@@ -151,4 +155,5 @@ class Faults:
             self._corrupt = None
             self.present = True
             self.keep_partial_uploads = False
+            self.mispredict_folder_handles = False
             self._cond.notify_all()
