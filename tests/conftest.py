@@ -11,6 +11,8 @@
   PTP client), ``server`` (the camera over PTP/IP), ``sim_mount`` (mount a
   simulated camera in-process) and ``wait_for`` (poll a condition with a
   hang-check timeout).
+* Subprocesses are started without vfork on Pythons whose vfork keeps the
+  interpreter lock (before 3.12, e.g. Debian 12's 3.11.2): see below.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import ast
 import importlib
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +35,15 @@ from hypothesis import settings
 settings.register_profile("ci", max_examples=100, deadline=None)
 settings.register_profile("long", max_examples=5000, deadline=None)
 settings.load_profile("long" if os.environ.get("PTPFS_HYPOTHESIS") == "long" else "ci")
+
+# Many tests mount ptpfs in this process and run programs (rm, cp, rsync) while a file on
+# the mount is open.  The child closes its inherited descriptors before exec, and closing
+# one on the mount sends FUSE a flush that this process's FUSE threads must answer.  Older
+# Pythons (before gh-104372, e.g. Debian 12's 3.11.2) hold the interpreter lock while the
+# vfork()ed child runs, so those threads could never answer: the test hangs for ever.
+# Plain fork() lets this process keep running meanwhile.
+if sys.version_info < (3, 12):
+    subprocess._USE_VFORK = False  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- preconditions
