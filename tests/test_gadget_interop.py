@@ -328,7 +328,9 @@ def gadget_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
              f"{shlex.quote(sys.executable)} {shlex.quote(str(share / 'check.py'))} "
              f"{shlex.quote(str(share))}; rc=$?; "
              f"cat /run/usb-vm/sim-gadget*.log > {shlex.quote(str(share))}/servers.log; exit $rc")
-    args = [str(USB_VM)]
+    # the harness runs the simulator's gadget servers with its own interpreter: this one,
+    # which has pyusb (a bare `python3` on PATH may not, e.g. beside a virtual environment)
+    args = [sys.executable, str(USB_VM)]
     for profile in PROFILES:
         args += ["--sim-gadget", profile]
     proc = subprocess.run([*args, "--sim-root", str(root), "--share", str(share),

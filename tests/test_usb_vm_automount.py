@@ -137,7 +137,8 @@ def test_watcher_follows_hotplug_in_the_guest(tmp_path: Path) -> None:
     try:
         _wait(state, busy_reported, proc, 200, "the busy camera reported")
         busy = [line for line in log.read_text().splitlines() if "busy" in line]
-        assert len(busy) == 1 and "held by python3" in busy[0], busy
+        # the holder is this interpreter (python3, or python in a virtual environment)
+        assert len(busy) == 1 and "held by python" in busy[0], busy
         (share / "release").write_text("")            # the other program lets go
         first = _wait(state, one_camera, proc, 60, "the camera plugged at start-up, listed")
         (name,) = first["listed"]
