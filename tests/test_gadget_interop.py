@@ -81,6 +81,8 @@ def run(cmd, timeout=120):
         p = subprocess.run(cmd, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"rc": "timeout", "stdout": "", "stderr": ""}
+    except FileNotFoundError:      # a client not installed: its host-side test skips
+        return {"rc": "missing", "stdout": "", "stderr": f"{cmd[0]} is not installed"}
     return {"rc": p.returncode, "stdout": p.stdout.decode("utf-8", "replace"),
             "stderr": p.stderr.decode("utf-8", "replace")[-3000:]}
 
