@@ -902,13 +902,10 @@ class SimCamera:
             return Reply(RC.InvalidDataset)
         storage_id, parent = _param(request, 0), _param(request, 1)
         with self.store.mutating():
-            if storage_id in (0, ALL):
-                present = [s for s in self.store.storages() if s.present]
-                if not present:
-                    return Reply(RC.StoreNotAvailable)
-                storage_id = present[0].storage_id
-            else:
-                storage_id = self.store.storage(storage_id).storage_id
+            target = self._upload_storage(storage_id)
+            if target is None:
+                return Reply(RC.StoreNotAvailable)
+            storage_id = target
             is_folder = info.object_format == FORMAT_ASSOCIATION
             size = None if info.compressed_size == ALL else info.compressed_size
             pending = self.store.prepare_object(
@@ -922,6 +919,14 @@ class SimCamera:
         if is_folder and self.faults.mispredict_folder_handles:
             announced = pending.handle + 0x100000   # a handle no object has
         return Reply(RC.OK, (storage_id, reported_parent, announced))
+
+    def _upload_storage(self, storage_id: int) -> int | None:
+        """The storage an upload addressed to *storage_id* goes to (0 or 0xFFFFFFFF: the
+        first present one; None when none is present)."""
+        if storage_id in (0, ALL):
+            present = [s for s in self.store.storages() if s.present]
+            return present[0].storage_id if present else None
+        return self.store.storage(storage_id).storage_id
 
     def _send_object_prop_list(self, conn: SimConnection, request: Request,
                                data: bytes) -> Reply:
@@ -943,13 +948,10 @@ class SimCamera:
         when = props.get(OPC.DateModified)
         mtime = _date(when) if isinstance(when, str) else None
         with self.store.mutating():
-            if storage_id in (0, ALL):
-                present = [s for s in self.store.storages() if s.present]
-                if not present:
-                    return Reply(RC.StoreNotAvailable)
-                storage_id = present[0].storage_id
-            else:
-                storage_id = self.store.storage(storage_id).storage_id
+            target = self._upload_storage(storage_id)
+            if target is None:
+                return Reply(RC.StoreNotAvailable)
+            storage_id = target
             is_folder = fmt == FORMAT_ASSOCIATION
             pending = self.store.prepare_object(storage_id, parent, name, fmt,
                                                 0 if is_folder else size, mtime, mtime)
